@@ -1,0 +1,45 @@
+"""Array-namespace helpers shared by the numpy and torch code paths.
+
+The built-in maps write their equations once against an array namespace ``xp`` (numpy or torch);
+these helpers find the namespace of an array without importing torch when it is not in use.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+
+def is_torch_tensor(x: Any) -> bool:
+    """True when ``x`` is a ``torch.Tensor`` (without importing torch)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def namespace_of(x: Any) -> ModuleType:
+    """The array namespace (``numpy`` or ``torch``) that ``x`` belongs to."""
+    if is_torch_tensor(x):
+        return sys.modules["torch"]
+    return np
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """Convert a numpy array or torch tensor to a numpy array (detached, on the CPU)."""
+    if is_torch_tensor(x):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def import_optional(module: str, extra: str) -> ModuleType:
+    """Import an optional dependency or raise an ImportError naming the extra to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(
+            f"{module} is not installed; install it with `pip install lyapkit[{extra}]`"
+        ) from err

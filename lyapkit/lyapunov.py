@@ -1,0 +1,377 @@
+"""Lyapunov spectra by the QR method, and the two-trajectory estimate of the largest exponent."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+
+from lyapkit._array import to_numpy
+from lyapkit.backend import Backend, TangentPlan, TangentRecord, get_backend
+from lyapkit.maps.base import Map
+from lyapkit.progress import Progress, progress_bar
+from lyapkit.results import LyapunovSpectrum
+
+HISTORY_POINTS = 200  # log-spaced running estimates kept, whatever the number of steps
+BATCHES = 32  # batch means for the standard error of a single trajectory
+ILL_CONDITIONED = 1e8  # warn when the basis is this ill-conditioned between re-orthonormalisations
+
+
+class NonFiniteTrajectoryWarning(RuntimeWarning):
+    """A trajectory or its tangent basis overflowed; its exponents are NaN."""
+
+
+class IllConditionedBasisWarning(RuntimeWarning):
+    """The tangent basis became ill-conditioned between re-orthonormalisations."""
+
+
+def _integer(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _initial_states(
+    system: Map, x0: Any, ensemble: int | None, rng: np.random.Generator
+) -> np.ndarray:
+    """``(E, n)`` initial states: given, or drawn from the map's ``initial_state``."""
+    if x0 is None:
+        E = 1 if ensemble is None else ensemble
+        return np.stack([np.asarray(system.initial_state(rng), dtype=np.float64) for _ in range(E)])
+    x0 = np.asarray(to_numpy(x0), dtype=np.float64)
+    if x0.ndim == 1:
+        x0 = np.broadcast_to(x0, (1 if ensemble is None else ensemble, x0.shape[0]))
+    if x0.ndim != 2 or x0.shape[1] != system.dim:
+        raise ValueError(
+            f"x0 must have shape ({system.dim},) or (ensemble, {system.dim}), got {x0.shape}"
+        )
+    if ensemble is not None and x0.shape[0] != ensemble:
+        raise ValueError(f"x0 has {x0.shape[0]} states but ensemble={ensemble}")
+    if not np.isfinite(x0).all():
+        raise ValueError("x0 must be finite")
+    return np.ascontiguousarray(x0)
+
+
+def _input_sequence(system: Map, inputs: Any, E: int, total: int) -> np.ndarray:
+    """``(E or 1, total, input_dim)`` inputs; zeros of width 0 for autonomous maps."""
+    m = system.input_dim
+    if inputs is None:
+        return np.zeros((1, total, m))
+    if m == 0:
+        raise ValueError(f"inputs were given but {system!r} has no input (input_dim=0)")
+    u = np.asarray(to_numpy(inputs), dtype=np.float64)
+    if u.ndim == 2:
+        u = u[None]
+    if u.ndim != 3 or u.shape[-1] != m or u.shape[0] not in (1, E):
+        raise ValueError(
+            f"inputs must have shape (T, {m}) or ({E}, T, {m}) (ensemble, time, input_dim), "
+            f"got {np.shape(inputs)}"
+        )
+    if u.shape[1] < total:
+        raise ValueError(
+            f"inputs has {u.shape[1]} time steps but transient + steps = {total} are needed"
+        )
+    return np.ascontiguousarray(u[:, :total])
+
+
+def _random_bases(rng: np.random.Generator, E: int, n: int, k: int) -> np.ndarray:
+    """``E`` random orthonormal ``(n, k)`` bases (Haar-distributed columns)."""
+    Q, R = np.linalg.qr(rng.standard_normal((E, n, k)))
+    return Q * np.where(np.diagonal(R, axis1=-2, axis2=-1) < 0, -1.0, 1.0)[:, None, :]
+
+
+def _record_times(
+    steps: int, every: int, history: bool, finite_time: int | None
+) -> dict[str, np.ndarray]:
+    """Post-transient step counts to record: history (log-spaced), batch ends, windows, the end."""
+    grid = lambda s: np.unique(np.minimum(s // every * every, steps)).astype(np.int64)  # noqa: E731
+    batches = min(BATCHES, steps // every)
+    block = steps // every // max(batches, 1) * every
+    times = {
+        "history": grid(np.geomspace(every, steps, HISTORY_POINTS).astype(np.int64))
+        if history
+        else np.array([], dtype=np.int64),
+        "batches": np.arange(1, batches + 1, dtype=np.int64) * block
+        if batches >= 2
+        else np.array([], dtype=np.int64),
+        "windows": np.arange(finite_time, steps + 1, finite_time, dtype=np.int64)
+        if finite_time
+        else np.array([], dtype=np.int64),
+    }
+    times["all"] = np.unique(np.concatenate([*times.values(), [steps]])).astype(np.int64)
+    return times
+
+
+def _prepare(
+    system: Map,
+    *,
+    steps: int,
+    x0: Any,
+    inputs: Any,
+    k: int | None,
+    transient: int,
+    every: int,
+    ensemble: int | None,
+    seed: int | None,
+    history: bool,
+    finite_time: int | None,
+    separation: float = 0.0,
+    dtype: str | None,
+    device: str | None,
+) -> tuple[TangentPlan, dict[str, np.ndarray], int]:
+    if not isinstance(system, Map):
+        raise TypeError(
+            f"system must be a lyapkit Map, got {type(system).__name__}; wrap callables with "
+            "lyapkit.from_numpy, lyapkit.from_numba or lyapkit.from_torch"
+        )
+    k = system.dim if k is None else k
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= system.dim:
+        raise ValueError(f"k must be an integer between 1 and dim={system.dim}, got {k!r}")
+    steps = _integer("steps", steps, 1)
+    transient = _integer("transient", transient, 0)
+    every = _integer("reortho_every", every, 1)
+    if ensemble is not None:
+        ensemble = _integer("ensemble", ensemble, 1)
+    if finite_time is not None:
+        finite_time = _integer("finite_time", finite_time, 1)
+        if finite_time % every or finite_time > steps:
+            raise ValueError(
+                f"finite_time must be a multiple of reortho_every={every} and at most "
+                f"steps={steps}, got {finite_time}"
+            )
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % 2**63)
+    seed = _integer("seed", seed, 0)
+    rng = np.random.default_rng(seed)
+    X0 = _initial_states(system, x0, ensemble, rng)
+    E = X0.shape[0]
+    plan = TangentPlan(
+        x0=X0,
+        basis0=_random_bases(rng, E, system.dim, k),
+        inputs=_input_sequence(system, inputs, E, transient + steps),
+        transient=transient,
+        steps=steps,
+        every=every,
+        record_at=(times := _record_times(steps, every, history, finite_time))["all"],
+        separation=separation,
+        dtype=dtype,
+        device=device,
+    )
+    return plan, times, seed
+
+
+def _run(
+    method: str, backend: Backend, system: Map, plan: TangentPlan, progress: Any
+) -> TangentRecord:
+    meter = progress_bar(progress, plan.total, f"{method} {system.name}")
+    try:
+        run = backend.tangent if method == "lyapunov" else backend.twin
+        return run(system, plan, meter)
+    finally:
+        meter.close()
+
+
+def _batch_stderr(cumulative: np.ndarray, at: np.ndarray, batch_ends: np.ndarray) -> np.ndarray:
+    """Standard error of the mean by batch means over one trajectory: ``std(a_b) / √B``."""
+    if len(batch_ends) < 2:
+        return np.full(cumulative.shape[-1], np.nan)
+    sums = cumulative[0, np.searchsorted(at, batch_ends)]  # (B, k)
+    means = np.diff(np.concatenate([np.zeros((1, sums.shape[1])), sums]), axis=0) / np.diff(
+        np.concatenate([[0], batch_ends])
+    )[:, None]
+    return means.std(axis=0, ddof=1) / math.sqrt(len(means))
+
+
+def _pack(
+    method: str,
+    system: Map,
+    backend: Backend,
+    plan: TangentPlan,
+    times: dict[str, np.ndarray],
+    record: TangentRecord,
+    seed: int,
+) -> LyapunovSpectrum:
+    at, cum = plan.record_at, record.cumulative.copy()
+    blown = record.blowup_step >= 0
+    if blown.any():
+        cum[blown] = np.nan
+        where = ", ".join(
+            f"member {e} by step {s}" for e, s in zip(np.flatnonzero(blown), record.blowup_step[blown])
+        )
+        warnings.warn(
+            f"{system.name}: the trajectory became non-finite ({where}; counted from the start, "
+            f"transient={plan.transient}); its exponents are NaN",
+            NonFiniteTrajectoryWarning,
+            stacklevel=3,
+        )
+    member = cum[:, -1] / plan.steps  # (E, k)
+    exponents = member.mean(axis=0)
+    E = member.shape[0]
+    if E >= 2:
+        stderr = member.std(axis=0, ddof=1) / math.sqrt(E)
+    else:
+        stderr = _batch_stderr(cum, at, times["batches"])
+    order = np.argsort(-exponents, kind="stable") if np.isfinite(exponents).all() else slice(None)
+    hist_idx = np.searchsorted(at, times["history"])
+    history = cum[:, hist_idx].mean(axis=0) / np.maximum(times["history"], 1)[:, None]
+    finite_time = None
+    if len(times["windows"]):
+        w = times["windows"]
+        sums = cum[:, np.searchsorted(at, w)]
+        finite_time = np.diff(np.concatenate([np.zeros_like(sums[:, :1]), sums], axis=1), axis=1)
+        finite_time = finite_time / w[0]
+    max_condition = float(np.max(record.max_condition))
+    if plan.every > 1 and max_condition > ILL_CONDITIONED:
+        warnings.warn(
+            f"the tangent basis became ill-conditioned between re-orthonormalisations "
+            f"(condition number >= {max_condition:.1e}); the smallest exponents may be "
+            f"inaccurate: reduce reortho_every={plan.every}",
+            IllConditionedBasisWarning,
+            stacklevel=3,
+        )
+    return LyapunovSpectrum(
+        exponents=exponents[order],
+        stderr=stderr[order],
+        member_exponents=member[:, order],
+        history_steps=times["history"],
+        history=history[:, order],
+        finite_time=None if finite_time is None else finite_time[..., order],
+        finite_time_window=int(times["windows"][0]) if finite_time is not None else None,
+        max_condition=max_condition,
+        blowup_steps=record.blowup_step,
+        final_state=record.final_state,
+        final_basis=record.final_basis[..., order],
+        dim=system.dim,
+        steps=plan.steps,
+        transient=plan.transient,
+        reortho_every=plan.every,
+        seed=seed,
+        backend=backend.name,
+        system=repr(system),
+        jacobian_method=system.jacobian_method,
+        method="qr" if method == "lyapunov" else "twin",
+    )
+
+
+def lyapunov_spectrum(
+    system: Map,
+    *,
+    steps: int,
+    x0: Any = None,
+    inputs: Any = None,
+    k: int | None = None,
+    transient: int = 0,
+    reortho_every: int = 1,
+    ensemble: int | None = None,
+    seed: int | None = None,
+    backend: str | Backend = "auto",
+    history: bool = True,
+    finite_time: int | None = None,
+    progress: bool | Progress | None = None,
+    dtype: str | None = None,
+    device: str | None = None,
+) -> LyapunovSpectrum:
+    """The ``k`` largest Lyapunov exponents of ``system`` by the QR method.
+
+    The tangent basis evolves as ``Q_{t+1} = J_t Q_t`` with ``J_t = ∂f/∂x (x_t, u_t)``; every
+    ``reortho_every`` steps it is factored ``Q = Q' R`` (``R_ii > 0``) and
+    ``λ_i = (1/T) Σ log R_ii`` over the ``T = steps`` steps after the transient (Benettin et al.
+    1980; Shimada & Nagashima 1979). The transient evolves the state and the basis, so the basis is
+    aligned before averaging.
+
+    Parameters
+    ----------
+    system : Map
+        A built-in map or a wrapped user map (``from_numpy``, ``from_numba``, ``from_torch``).
+    steps : int
+        Steps averaged after the transient.
+    x0 : array (dim,) or (ensemble, dim), optional
+        Initial state(s); drawn from ``system.initial_state`` with ``seed`` when omitted.
+    inputs : array (T, input_dim) or (ensemble, T, input_dim), optional
+        Inputs ``u_t`` of a driven map, ``T >= transient + steps``; zero when omitted.
+    k : int, optional
+        Number of exponents (default: all ``dim``).
+    transient : int
+        Steps evolved (state and basis) before averaging.
+    reortho_every : int
+        Steps between re-orthonormalisations (a warning says when this is too many).
+    ensemble : int, optional
+        Number of trajectories (independent initial states, or the rows of ``x0``/``inputs``).
+    seed : int, optional
+        Seed of initial states and bases; drawn and recorded in the result when omitted.
+    backend : str or Backend
+        ``"auto"`` or a registered name (``"numpy"``, ``"numba"``, ``"torch"``, plugins).
+    history : bool
+        Keep running estimates at ~200 log-spaced steps.
+    finite_time : int, optional
+        Also return finite-time (local) exponents over consecutive windows of this many steps.
+    progress : bool or Progress, optional
+        Show a tqdm bar (quiet by default and when not on a terminal).
+    dtype, device : str, optional
+        Floating dtype and device for backends that honour them (torch); float64 otherwise.
+
+    Returns
+    -------
+    LyapunovSpectrum
+        Exponents in descending order, in nats per step, with standard errors (from the ensemble
+        when ``ensemble >= 2``, else from 32 batch means), history and derived quantities.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a wrong system, shapes or values, naming the argument.
+    lyapkit.BackendError
+        For an unknown backend, one that is not installed, or one that cannot run ``system``.
+
+    Warns
+    -----
+    NonFiniteTrajectoryWarning
+        When a trajectory overflows (its exponents are NaN; the warning names the step).
+    """
+    plan, times, seed = _prepare(
+        system, steps=steps, x0=x0, inputs=inputs, k=k, transient=transient,
+        every=reortho_every, ensemble=ensemble, seed=seed, history=history,
+        finite_time=finite_time, dtype=dtype, device=device,
+    )  # fmt: skip
+    chosen = get_backend(backend, system)
+    record = _run("lyapunov", chosen, system, plan, progress)
+    return _pack("lyapunov", system, chosen, plan, times, record, seed)
+
+
+def max_lyapunov_twin(
+    system: Map,
+    *,
+    steps: int,
+    x0: Any = None,
+    inputs: Any = None,
+    transient: int = 0,
+    separation: float = 1e-8,
+    renorm_every: int = 1,
+    ensemble: int | None = None,
+    seed: int | None = None,
+    backend: str | Backend = "auto",
+    history: bool = True,
+    progress: bool | Progress | None = None,
+    dtype: str | None = None,
+    device: str | None = None,
+) -> LyapunovSpectrum:
+    """Largest Lyapunov exponent from two nearby trajectories, without Jacobians.
+
+    A perturbed trajectory ``y`` starts at distance ``δ0 = separation`` from ``x`` (random direction);
+    every ``renorm_every`` steps ``d = |y − x|`` (wrapped on a torus) is measured, ``log(d/δ0)`` is
+    accumulated and ``y`` is pulled back to ``x + δ0 (y − x)/d`` (Benettin et al. 1976). The
+    estimate is ``λ_1 = (1/T) Σ log(d/δ0)``; it is biased when ``δ0`` is too large (non-linearity)
+    or too small (rounding, ``ε/δ0``). Arguments as :func:`lyapunov_spectrum`.
+    """
+    if not (isinstance(separation, (int, float)) and 0 < separation < math.inf):
+        raise ValueError(f"separation must be a positive finite number, got {separation!r}")
+    plan, times, seed = _prepare(
+        system, steps=steps, x0=x0, inputs=inputs, k=1, transient=transient,
+        every=renorm_every, ensemble=ensemble, seed=seed, history=history,
+        finite_time=None, separation=float(separation), dtype=dtype, device=device,
+    )  # fmt: skip
+    chosen = get_backend(backend, system)
+    record = _run("twin", chosen, system, plan, progress)
+    return _pack("twin", system, chosen, plan, times, record, seed)

@@ -1,0 +1,262 @@
+"""Built-in maps with analytic Jacobians: classic chaotic maps, linear maps, random tanh networks."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from lyapkit.maps.base import ArrayMap, NumbaKernels, matrix
+
+
+def _kernels(step: str, jacobian: str, params: tuple) -> NumbaKernels:
+    from lyapkit.maps import numba_kernels
+
+    return NumbaKernels(getattr(numba_kernels, step), getattr(numba_kernels, jacobian), params)
+
+
+class Henon(ArrayMap):
+    """Hénon map ``(x, y) → (1 − a x² + y, b x)``; Jacobian ``[[−2 a x, 1], [b, 0]]``.
+
+    At ``a = 1.4, b = 0.3`` the exponents are ``(0.4192, −1.6232)`` (Sprott 2003); their sum is
+    ``log b`` exactly.
+    """
+
+    name = "henon"
+    dim = 2
+
+    def __init__(self, a: float = 1.4, b: float = 0.3):
+        self._set_params(a=a, b=b)
+
+    def initial_state(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.uniform(-0.1, 0.1, 2)
+
+    def _step(self, xp, p, x, u):
+        return xp.stack([1 - p["a"] * x[..., 0] ** 2 + x[..., 1], p["b"] * x[..., 0]], -1)
+
+    def _jacobian(self, xp, p, x, u):
+        one = x[..., 0] * 0 + 1
+        return matrix(xp, [[-2 * p["a"] * x[..., 0], one], [p["b"] * one, 0 * one]])
+
+    def numba_kernels(self) -> NumbaKernels:
+        return _kernels("henon_step", "henon_jacobian", (self._params["a"], self._params["b"]))
+
+
+class Logistic(ArrayMap):
+    """Logistic map ``x → r x (1 − x)``; Jacobian ``r (1 − 2x)``. At ``r = 4`` the exponent is ``ln 2``."""
+
+    name = "logistic"
+    dim = 1
+
+    def __init__(self, r: float = 4.0):
+        self._set_params(r=r)
+
+    def initial_state(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.uniform(0.05, 0.95, 1)
+
+    def _step(self, xp, p, x, u):
+        return p["r"] * x * (1 - x)
+
+    def _jacobian(self, xp, p, x, u):
+        return (p["r"] * (1 - 2 * x))[..., None]
+
+    def numba_kernels(self) -> NumbaKernels:
+        return _kernels("logistic_step", "logistic_jacobian", (self._params["r"],))
+
+
+class Tent(ArrayMap):
+    """Tent map ``x → μ min(x, 1 − x)``; Jacobian ``±μ``, so the exponent is ``ln μ`` for every orbit.
+
+    For ``μ = 2`` binary floating point sends every orbit to 0 within ~53 steps (the map shifts
+    mantissa bits out); the exponent stays ``ln 2`` but the orbit is not typical. Use ``μ < 2`` for
+    orbits that stay on the attractor.
+    """
+
+    name = "tent"
+    dim = 1
+
+    def __init__(self, mu: float = 2.0):
+        self._set_params(mu=mu)
+
+    def initial_state(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.uniform(0.0, 1.0, 1)
+
+    def _step(self, xp, p, x, u):
+        return p["mu"] * xp.minimum(x, 1 - x)
+
+    def _jacobian(self, xp, p, x, u):
+        return xp.where(x < 0.5, x * 0 + p["mu"], x * 0 - p["mu"])[..., None]
+
+    def numba_kernels(self) -> NumbaKernels:
+        return _kernels("tent_step", "tent_jacobian", (self._params["mu"],))
+
+
+class CatMap(ArrayMap):
+    """Arnold's cat map ``(x, y) → (2x + y, x + y) mod 1``; exponents ``±ln((3 + √5)/2)``."""
+
+    name = "cat"
+    dim = 2
+    period = 1.0
+
+    def __init__(self) -> None:
+        self._set_params(A=np.array([[2.0, 1.0], [1.0, 1.0]]))
+
+    def initial_state(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.uniform(0.0, 1.0, 2)
+
+    def _step(self, xp, p, x, u):
+        return (x @ p["A"].T) % 1.0
+
+    def _jacobian(self, xp, p, x, u):
+        return x[..., :, None] * 0 + p["A"]
+
+    def numba_kernels(self) -> NumbaKernels:
+        return _kernels("cat_step", "cat_jacobian", ())
+
+
+class CoupledStandardMaps(ArrayMap):
+    """``M`` coupled standard maps on the torus, a symplectic map of dimension ``2M``.
+
+    State ``(θ_1..θ_M, p_1..p_M)``, neighbours on a ring::
+
+        p_i' = p_i + k_i sin θ_i − Γ [sin(θ_{i+1} − θ_i) + sin(θ_{i−1} − θ_i)]   (mod 2π)
+        θ_i' = θ_i + p_i'                                                           (mod 2π)
+
+    With ``K = ∂p'/∂θ`` (symmetric) the Jacobian is ``[[I + K, I], [K, I]]``, so ``det J = 1`` and
+    the exponents pair as ``λ_i = −λ_{2M−i+1}``.
+    """
+
+    name = "coupled_standard_maps"
+    period = 2 * math.pi
+
+    def __init__(self, M: int = 3, k: float | np.ndarray = 1.0, coupling: float = 0.1):
+        if int(M) < 1:
+            raise ValueError(f"M must be a positive integer, got {M!r}")
+        self.M = int(M)
+        self.dim = 2 * self.M
+        k = np.broadcast_to(np.asarray(k, dtype=np.float64), (self.M,)).copy()
+        eye = np.eye(self.M)
+        self._set_params(
+            k=k,
+            coupling=coupling,
+            eye=eye,
+            right=np.roll(eye, 1, axis=1),  # right[i, i+1] = 1
+            left=np.roll(eye, -1, axis=1),  # left[i, i-1] = 1
+        )
+
+    def initial_state(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.uniform(0.0, 2 * math.pi, self.dim)
+
+    def _momentum_kick(self, xp, p, theta):
+        right, left = xp.roll(theta, -1, -1) - theta, xp.roll(theta, 1, -1) - theta
+        kick = p["k"] * xp.sin(theta) - p["coupling"] * (xp.sin(right) + xp.sin(left))
+        return kick, xp.cos(right), xp.cos(left)
+
+    def _step(self, xp, p, x, u):
+        theta, mom = x[..., : self.M], x[..., self.M :]
+        kick, _, _ = self._momentum_kick(xp, p, theta)
+        mom = mom + kick
+        return xp.concatenate([(theta + mom) % (2 * math.pi), mom % (2 * math.pi)], -1)
+
+    def _jacobian(self, xp, p, x, u):
+        theta = x[..., : self.M]
+        _, cos_right, cos_left = self._momentum_kick(xp, p, theta)
+        g = p["coupling"]
+        diag = p["k"] * xp.cos(theta) + g * (cos_right + cos_left)
+        K = (
+            diag[..., :, None] * p["eye"]
+            - g * cos_right[..., :, None] * p["right"]
+            - g * cos_left[..., :, None] * p["left"]
+        )
+        eye = K * 0 + p["eye"]
+        return xp.concatenate(
+            [xp.concatenate([eye + K, eye], -1), xp.concatenate([K, eye], -1)], -2
+        )
+
+    def numba_kernels(self) -> NumbaKernels:
+        return _kernels(
+            "coupled_standard_step",
+            "coupled_standard_jacobian",
+            (self._params["k"], self._params["coupling"]),
+        )
+
+
+class LinearMap(ArrayMap):
+    """Linear map ``x → A x + B u``; its exponents are ``log|eig(A)|`` (sorted)."""
+
+    name = "linear"
+
+    def __init__(self, A: np.ndarray, B: np.ndarray | None = None):
+        A = np.asarray(A, dtype=np.float64)
+        if A.ndim != 2 or A.shape[0] != A.shape[1]:
+            raise ValueError(f"A must be a square matrix, got shape {A.shape}")
+        self.dim = A.shape[0]
+        B = np.zeros((self.dim, 0)) if B is None else np.asarray(B, dtype=np.float64)
+        if B.ndim != 2 or B.shape[0] != self.dim:
+            raise ValueError(f"B must have shape ({self.dim}, input_dim), got {B.shape}")
+        self.input_dim = B.shape[1]
+        self._set_params(A=A, B=B)
+
+    def initial_state(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.standard_normal(self.dim)
+
+    def _step(self, xp, p, x, u):
+        y = x @ p["A"].T
+        return y if self.input_dim == 0 else y + u @ p["B"].T
+
+    def _jacobian(self, xp, p, x, u):
+        return x[..., :, None] * 0 + p["A"]
+
+    def numba_kernels(self) -> NumbaKernels:
+        return _kernels("linear_step", "linear_jacobian", (self._params["A"], self._params["B"]))
+
+
+class TanhNetwork(ArrayMap):
+    """Random rate network ``x → tanh(g W x + U u + b)``, ``W_ij ~ N(0, 1/n)``.
+
+    Jacobian ``diag(1 − x'²) g W``. For ``g > 1`` (and large ``n``) the autonomous network is chaotic.
+    """
+
+    name = "tanh_network"
+
+    def __init__(
+        self,
+        n: int = 64,
+        g: float = 1.5,
+        input_dim: int = 0,
+        *,
+        W: np.ndarray | None = None,
+        U: np.ndarray | None = None,
+        b: np.ndarray | None = None,
+        seed: int | None = 0,
+    ):
+        rng = np.random.default_rng(seed)
+        self.dim, self.input_dim = int(n), int(input_dim)
+        W = rng.standard_normal((n, n)) / math.sqrt(n) if W is None else np.asarray(W, float)
+        U = rng.standard_normal((n, input_dim)) if U is None else np.asarray(U, float)
+        b = np.zeros(n) if b is None else np.asarray(b, float)
+        if W.shape != (n, n) or U.shape != (n, input_dim) or b.shape != (n,):
+            raise ValueError(
+                f"expected W ({n}, {n}), U ({n}, {input_dim}), b ({n},); "
+                f"got {W.shape}, {U.shape}, {b.shape}"
+            )
+        self.g = float(g)
+        self._set_params(gW=g * W, U=U, b=b)
+
+    def _step(self, xp, p, x, u):
+        pre = x @ p["gW"].T + p["b"]
+        return xp.tanh(pre if self.input_dim == 0 else pre + u @ p["U"].T)
+
+    def _jacobian(self, xp, p, x, u):
+        return self._step_and_jacobian(xp, p, x, u)[1]
+
+    def _step_and_jacobian(self, xp, p, x, u):
+        y = self._step(xp, p, x, u)
+        return y, (1 - y * y)[..., :, None] * p["gW"]
+
+    def numba_kernels(self) -> NumbaKernels:
+        p = self._params
+        return _kernels("tanh_network_step", "tanh_network_jacobian", (p["gW"], p["U"], p["b"]))
+
+

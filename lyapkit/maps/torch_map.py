@@ -1,0 +1,145 @@
+"""Torch callables and modules as maps, with Jacobians by batched autodiff (``torch.func``)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from lyapkit._array import import_optional
+from lyapkit.maps.base import Map
+
+
+class TorchMap(Map):
+    """A map ``x → f(x, u)`` given by a torch callable on a single state.
+
+    ``f`` sees one state of shape ``(dim,)`` (and one input ``(input_dim,)``); batching over ensemble
+    members is done by ``torch.func.vmap`` and the Jacobian by ``vmap(jacrev(f))``, both without a
+    Python loop over members or units. Modules are copied to the dtype and device of the state (the
+    user's module is never modified).
+    """
+
+    namespaces = frozenset({"torch"})
+    jacobian_method = "autodiff"
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        dim: int,
+        input_dim: int = 0,
+        *,
+        name: str | None = None,
+        takes_input: bool | None = None,
+    ):
+        self._torch = import_optional("torch", "torch")
+        if not callable(fn):
+            raise TypeError(f"fn must be a torch callable or nn.Module, got {type(fn).__name__}")
+        if int(dim) != dim or dim < 1:
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        if int(input_dim) != input_dim or input_dim < 0:
+            raise ValueError(f"input_dim must be a non-negative integer, got {input_dim!r}")
+        self.dim, self.input_dim = int(dim), int(input_dim)
+        self._fn = fn
+        self._takes_input = self.input_dim > 0 if takes_input is None else takes_input
+        self.name = name or type(fn).__name__
+        self._copies: dict[tuple, Callable[..., Any]] = {}
+        self._batched: dict[tuple, tuple[Callable[..., Any], Callable[..., Any]]] = {}
+
+    def _fn_like(self, x: Any) -> Callable[..., Any]:
+        """The callable with its parameters (if a module) on the dtype and device of ``x``."""
+        if not isinstance(self._fn, self._torch.nn.Module):
+            return self._fn
+        key = (x.dtype, x.device)
+        if key not in self._copies:
+            module = copy.deepcopy(self._fn).to(dtype=x.dtype, device=x.device)
+            self._copies[key] = module.requires_grad_(False)
+        return self._copies[key]
+
+    def _single(self, x: Any) -> Callable[[Any, Any], Any]:
+        fn = self._fn_like(x)
+        return (lambda xi, ui: fn(xi, ui)) if self._takes_input else (lambda xi, ui: fn(xi))
+
+    def _transforms(self, x: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        key = (x.dtype, x.device)
+        if key not in self._batched:
+            func, single = self._torch.func, self._single(x)
+
+            def with_aux(xi, ui):
+                y = single(xi, ui)
+                return y, y
+
+            self._batched[key] = (
+                func.vmap(single),
+                func.vmap(func.jacrev(with_aux, argnums=0, has_aux=True)),
+            )
+        return self._batched[key]
+
+    def _flat(self, x: Any, u: Any) -> tuple[Any, Any, tuple]:
+        torch = self._torch
+        batch = tuple(x.shape[:-1])
+        xf = x.reshape(-1, self.dim)
+        if u is None:
+            uf = xf.new_zeros(xf.shape[0], self.input_dim)
+        else:
+            u = torch.as_tensor(u, dtype=x.dtype, device=x.device)
+            uf = u.expand(batch + (self.input_dim,)).reshape(-1, self.input_dim)
+        return xf, uf, batch
+
+    def step(self, x: Any, u: Any = None) -> Any:
+        xf, uf, batch = self._flat(x, u)
+        return self._transforms(x)[0](xf, uf).reshape(batch + (self.dim,))
+
+    def jacobian(self, x: Any, u: Any = None) -> Any:
+        return self.step_and_jacobian(x, u)[1]
+
+    def step_and_jacobian(self, x: Any, u: Any = None) -> tuple[Any, Any]:
+        xf, uf, batch = self._flat(x, u)
+        J, y = self._transforms(x)[1](xf, uf)
+        return y.reshape(batch + (self.dim,)), J.reshape(batch + (self.dim, self.dim))
+
+
+def _cell_map(cell: Any) -> TorchMap:
+    """``nn.RNNCell`` / ``nn.GRUCell``: state ``h``; ``nn.LSTMCell``: state ``(h, c)`` concatenated."""
+    torch = import_optional("torch", "torch")
+    H, m = cell.hidden_size, cell.input_size
+    if isinstance(cell, torch.nn.LSTMCell):
+
+        class LSTMState(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.cell = cell
+
+            def forward(self, x, u):
+                h, c = self.cell(u, (x[:H], x[H:]))
+                return torch.cat([h, c])
+
+        return TorchMap(LSTMState(), 2 * H, m, name="LSTMCell", takes_input=True)
+
+    class CellState(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cell = cell
+
+        def forward(self, x, u):
+            return self.cell(u, x)
+
+    return TorchMap(CellState(), H, m, name=type(cell).__name__, takes_input=True)
+
+
+def from_torch(
+    fn: Any, dim: int | None = None, input_dim: int = 0, *, name: str | None = None
+) -> TorchMap:
+    """Wrap a torch callable or module as a map; Jacobians by autodiff.
+
+    ``nn.RNNCell`` and ``nn.GRUCell`` become maps of their hidden state (``dim = hidden_size``),
+    ``nn.LSTMCell`` a map of the full state ``(h, c)`` (``dim = 2 hidden_size``); their input dimension
+    is the cell's ``input_size``. Any other callable ``fn(x)`` or ``fn(x, u)`` (when ``input_dim > 0``)
+    acting on a single state of shape ``(dim,)`` needs ``dim``; it must be composable with
+    ``torch.func`` transforms (no in-place updates of captured tensors, no ``.item()``).
+    """
+    torch = import_optional("torch", "torch")
+    if isinstance(fn, (torch.nn.RNNCell, torch.nn.GRUCell, torch.nn.LSTMCell)):
+        return _cell_map(fn)
+    if dim is None:
+        raise ValueError("dim is required for a torch callable that is not an RNN/GRU/LSTM cell")
+    return TorchMap(fn, dim, input_dim, name=name)

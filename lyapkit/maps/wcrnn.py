@@ -1,0 +1,106 @@
+"""The weakly coupled residual RNN (WCRNN) as a map, in the three variants of Dubinin & Effenberger (2023).
+
+With ``a = tanh(W x + V s + b)`` and a coupling ``γ`` (scalar or per unit)::
+
+    linear residual:  x' = R x + γ ⊙ a                J = R + diag(γ ⊙ (1 − a²)) W
+    type A:           x' = tanh(R x) + γ ⊙ a          J = diag(1 − tanh²(R x)) R + diag(γ ⊙ (1 − a²)) W
+    type B:           x' = tanh(R x + γ ⊙ (W x + V s + b))    J = diag(1 − x'²) (R + diag(γ) W)
+
+As ``γ → 0`` the linear-residual map's exponents tend to ``log|eig(R)|``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from lyapkit.maps.base import ArrayMap, NumbaKernels
+
+VARIANTS = ("linear", "A", "B")
+
+
+class WCRNNMap(ArrayMap):
+    """Weakly coupled residual RNN map (see the module docstring for the equations).
+
+    Parameters
+    ----------
+    R : (n, n) array
+        Residual matrix.
+    W : (n, n) array
+        Recurrent coupling weights.
+    gamma : float or (n,) array
+        Coupling strength ``γ``, scalar or per unit.
+    V : (n, m) array, optional
+        Input weights; ``m`` is the input dimension (0 when omitted).
+    b : (n,) array, optional
+        Bias (zero when omitted).
+    variant : {"linear", "A", "B"}
+        Linear residual, non-linear type A or type B.
+    """
+
+    name = "wcrnn"
+
+    def __init__(
+        self,
+        R: np.ndarray,
+        W: np.ndarray,
+        gamma: float | np.ndarray = 0.05,
+        V: np.ndarray | None = None,
+        b: np.ndarray | None = None,
+        variant: Literal["linear", "A", "B"] = "linear",
+    ):
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        R, W = np.asarray(R, dtype=np.float64), np.asarray(W, dtype=np.float64)
+        if R.ndim != 2 or R.shape[0] != R.shape[1]:
+            raise ValueError(f"R must be a square matrix, got shape {R.shape}")
+        n = R.shape[0]
+        if W.shape != (n, n):
+            raise ValueError(f"W must have shape {(n, n)} like R, got {W.shape}")
+        gamma = np.asarray(gamma, dtype=np.float64)
+        if gamma.ndim == 0:
+            gamma = np.full(n, float(gamma))
+        elif gamma.shape != (n,):
+            raise ValueError(f"gamma must be a scalar or have shape ({n},), got {gamma.shape}")
+        V = np.zeros((n, 0)) if V is None else np.asarray(V, dtype=np.float64)
+        if V.ndim != 2 or V.shape[0] != n:
+            raise ValueError(f"V must have shape ({n}, input_dim), got {V.shape}")
+        b = np.zeros(n) if b is None else np.asarray(b, dtype=np.float64)
+        if b.shape != (n,):
+            raise ValueError(f"b must have shape ({n},), got {b.shape}")
+        self.dim, self.input_dim, self.variant = n, V.shape[1], variant
+        self._set_params(R=R, W=W, gamma=gamma, V=V, b=b)
+
+    def _drive(self, p, x, u):
+        pre = x @ p["W"].T + p["b"]
+        return pre if self.input_dim == 0 else pre + u @ p["V"].T
+
+    def _step(self, xp, p, x, u):
+        pre, R, gamma = self._drive(p, x, u), p["R"], p["gamma"]
+        if self.variant == "B":
+            return xp.tanh(x @ R.T + gamma * pre)
+        residual = x @ R.T if self.variant == "linear" else xp.tanh(x @ R.T)
+        return residual + gamma * xp.tanh(pre)
+
+    def _jacobian(self, xp, p, x, u):
+        return self._step_and_jacobian(xp, p, x, u)[1]
+
+    def _step_and_jacobian(self, xp, p, x, u):
+        pre, R, W, gamma = self._drive(p, x, u), p["R"], p["W"], p["gamma"]
+        if self.variant == "B":
+            y = xp.tanh(x @ R.T + gamma * pre)
+            return y, (1 - y * y)[..., :, None] * (R + gamma[:, None] * W)
+        a = xp.tanh(pre)
+        coupling = (gamma * (1 - a * a))[..., :, None] * W
+        if self.variant == "linear":
+            return x @ R.T + gamma * a, R + coupling
+        r = xp.tanh(x @ R.T)
+        return r + gamma * a, (1 - r * r)[..., :, None] * R + coupling
+
+    def numba_kernels(self) -> NumbaKernels:
+        from lyapkit.maps import numba_kernels
+
+        p = self._params
+        params = (VARIANTS.index(self.variant), p["R"], p["W"], p["gamma"], p["V"], p["b"])
+        return NumbaKernels(numba_kernels.wcrnn_step, numba_kernels.wcrnn_jacobian, params)
