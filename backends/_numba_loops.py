@@ -1,76 +1,89 @@
 """Nopython tangent and twin loops of the numba backend (``prange`` over ensemble members).
 
-The map's kernels are passed as arguments, so each loop is compiled once per map type (kernels and
-parameter types) and reused for every parameter value. Tangent vectors are stored as rows of
-``V`` (k, n) so that each vector is contiguous; ``V ← V Jᵀ`` is ``Q ← J Q``.
+The map's kernels are passed as arguments, so a loop compiles once per map type and is reused for
+every parameter value. The tangent loop is also specialised on ``(n, k)`` so that LLVM unrolls
+the small loops of low-dimensional maps. Tangent vectors are rows of ``V`` (k, n), contiguous;
+``V ← V Jᵀ`` is ``Q ← J Q``.
+
+Re-orthonormalisation is modified Gram–Schmidt *without normalisation*: row ``i`` is made
+orthogonal to rows ``j < i`` by ``v_i −= (v_j·v_i / |v_j|²) v_j`` and keeps its length. Its
+squared length then equals ``Π R_ii²`` of the normalised QR method, so the cumulative sum of
+``log R_ii`` is read off as ``½ log|v_i|²`` (plus exact power-of-two rescalings applied when
+``|v_i|²`` leaves ``[2⁻⁶⁰⁰, 2⁶⁰⁰]``). This takes no square root, no logarithm and one division
+per vector per step — the cost that dominates small maps — and is exact in exact arithmetic.
 """
 
+import functools
 import math
 
 import numpy as np
 from numba import njit, prange
 
-_SMALL = 512  # n*n*k up to which the tangent product is an explicit loop (no BLAS call overhead)
-_FLUSH_HIGH, _FLUSH_LOW = 1e150, 1e-150  # log(prod R_ii) is taken only when the product leaves this
+_BIG, _TINY = 2.0**600, 2.0**-600
+_DOWN, _UP = 2.0**-300, 2.0**300
+_LOG_SCALE = 300 * math.log(2.0)
+
+_inline = njit(inline="always", error_model="numpy", fastmath={"contract"})
 
 
-@njit(cache=True, nogil=True)
-def _tangent_product(J, V, out):
-    """``out = V Jᵀ`` (each row of V is a tangent vector, mapped by J)."""
-    k, n = V.shape
-    if n * n * k <= _SMALL:
-        for i in range(k):
-            for a in range(n):
-                s = 0.0
-                for b in range(n):
-                    s += J[a, b] * V[i, b]
-                out[i, a] = s
-    else:
-        out[:, :] = np.dot(V, J.T)
+@_inline
+def _tangent_product(J, V, out, n, k):
+    """``out = V Jᵀ``: each row of V (a tangent vector) mapped by J.
 
-
-@njit(cache=True, nogil=True)
-def _gram_schmidt(V, r):
-    """Orthonormalise the rows of V in place (modified Gram–Schmidt); ``r`` gets diag(R) > 0.
-
-    A second pass re-orthogonalises a row whenever its norm dropped below half during the first
-    (Daniel–Gragg–Kaufman–Stewart 1976), so orthogonality holds to rounding even for ill-conditioned
-    bases (re-orthonormalising only every few steps).
+    Explicit loops rather than BLAS: BLAS inside a ``prange`` region oversubscribes threads (and
+    OpenBLAS warns about it), and for the small systems this backend is for, loops are faster.
     """
-    k, n = V.shape
+    for i in range(k):
+        for a in range(n):
+            s = 0.0
+            for b in range(n):
+                s += J[a, b] * V[i, b]
+            out[i, a] = s
+
+
+@_inline
+def _orthogonalise(V, sq, growth, logscale, n, k):
+    """Unnormalised modified Gram–Schmidt of the rows of V (see the module docstring).
+
+    ``sq`` holds the squared lengths (updated), ``growth`` gets ``R_ii²``, ``logscale`` collects the
+    logarithms of the rescalings. A row whose length dropped below half during the projections is
+    projected a second time (Daniel–Gragg–Kaufman–Stewart 1976), so orthogonality holds to
+    rounding even after many steps without re-orthonormalisation.
+    """
     for i in range(k):
         before = 0.0
         for a in range(n):
             before += V[i, a] * V[i, a]
+        norm2 = before
         for sweep in range(2):
             for j in range(i):
                 dot = 0.0
                 for a in range(n):
                     dot += V[j, a] * V[i, a]
+                c = dot / sq[j]
                 for a in range(n):
-                    V[i, a] -= dot * V[j, a]
+                    V[i, a] -= c * V[j, a]
             norm2 = 0.0
             for a in range(n):
                 norm2 += V[i, a] * V[i, a]
             if i == 0 or norm2 > 0.25 * before:
                 break
             before = norm2
-        norm = math.sqrt(norm2)
-        r[i] = norm
-        inv = 1.0 / norm
-        for a in range(n):
-            V[i, a] *= inv
+        growth[i] = norm2 / sq[i]
+        if norm2 > _BIG:
+            for a in range(n):
+                V[i, a] *= _DOWN
+            norm2 *= _DOWN * _DOWN
+            logscale[i] += _LOG_SCALE
+        elif norm2 < _TINY:
+            for a in range(n):
+                V[i, a] *= _UP
+            norm2 *= _UP * _UP
+            logscale[i] -= _LOG_SCALE
+        sq[i] = norm2
 
 
-@njit(cache=True, nogil=True)
-def _all_finite(a):
-    for v in a.flat:
-        if not math.isfinite(v):
-            return False
-    return True
-
-
-@njit(cache=True, nogil=True)
+@_inline
 def _renormalise_after(t, transient, steps, every):
     done = t + 1
     if done <= transient:
@@ -79,7 +92,7 @@ def _renormalise_after(t, transient, steps, every):
     return s % every == 0 or s == steps
 
 
-@njit(cache=True, nogil=True)
+@_inline
 def _first_record(record_at, s):
     """Index of the first record strictly after post-transient step count ``s``."""
     i = 0
@@ -88,106 +101,108 @@ def _first_record(record_at, s):
     return i
 
 
-@njit(cache=True, nogil=True)
-def _book(r, prod, acc):
-    """Multiply the stretching factors into the running products; take logs only when needed."""
-    for i in range(r.shape[0]):
-        prod[i] *= r[i]
-        if not (_FLUSH_LOW < prod[i] < _FLUSH_HIGH):
-            acc[i] += math.log(prod[i])
-            prod[i] = 1.0
+@_inline
+def _all_finite(a, n):
+    ok = True
+    for i in range(n):
+        ok = ok and math.isfinite(a[i])
+    return ok
 
 
-@njit(cache=True, nogil=True)
-def _condition(r):
-    """``max r_i / min r_i``: a lower bound on the condition number of the un-normalised basis."""
-    lo, hi = r[0], r[0]
-    for i in range(1, r.shape[0]):
-        lo, hi = min(lo, r[i]), max(hi, r[i])
-    return hi / lo
+@functools.lru_cache(maxsize=None)
+def tangent_kernel(n, k):
+    """The tangent loop specialised on state dimension ``n`` and number of vectors ``k``."""
 
+    @njit(parallel=True, error_model="numpy", fastmath={"contract"})
+    def tangent_chunk(step, jacobian, params, X, V, SQ, U, t0, t1, transient, steps, every,
+                      record_at, logscale, cum, cond, blow):  # fmt: skip
+        """Advance every member from step t0 to t1.
 
-@njit(cache=True, nogil=True)
-def _flush(prod, acc):
-    for i in range(prod.shape[0]):
-        acc[i] += math.log(prod[i])
-        prod[i] = 1.0
-
-
-@njit(cache=True, parallel=True)
-def tangent_chunk(step, jacobian, params, X, V, U, t0, t1, transient, steps, every,
-                  record_at, acc, cum, cond, blow):  # fmt: skip
-    """Advance every member from step t0 to t1 (state X, basis rows V, log sums acc, records cum)."""
-    E, n = X.shape
-    k = V.shape[1]
-    for e in prange(E):
-        if blow[e] >= 0:
-            continue
-        Ue = U[0] if U.shape[0] == 1 else U[e]
-        x, xn = X[e].copy(), np.empty(n)
-        v, vn = V[e].copy(), np.empty((k, n))
-        J, r = np.empty((n, n)), np.empty(k)
-        a, prod = acc[e].copy(), np.ones(k)
-        ri = _first_record(record_at, max(t0 - transient, 0))
-        for t in range(t0, t1):
-            u = Ue[t]
-            jacobian(x, u, params, J)
-            step(x, u, params, xn)
-            _tangent_product(J, v, vn)
-            x, xn = xn, x
-            v, vn = vn, v
-            if _renormalise_after(t, transient, steps, every):
-                _gram_schmidt(v, r)
-                if not (_all_finite(x) and _all_finite(r)):
+        State: X (E, n), unnormalised rows V (E, k, n), their squared lengths SQ (E, k) and the
+        logs of their rescalings ``logscale`` (E, k); ``Σ log R_ii = logscale + ½ log SQ`` since the
+        end of the transient, recorded into ``cum`` (E, R, k) at ``record_at``.
+        """
+        for e in prange(X.shape[0]):
+            if blow[e] >= 0:
+                continue
+            ue = np.int64(0) if U.shape[0] == 1 else np.int64(e)
+            x, xn, u = X[e].copy(), np.empty(n), np.empty(U.shape[2])
+            v, vn = V[e].copy(), np.empty((k, n))
+            J, sq, growth, ls = np.empty((n, n)), SQ[e].copy(), np.empty(k), logscale[e].copy()
+            worst = cond[e] ** 2
+            ri = _first_record(record_at, max(t0 - transient, 0))
+            for t in range(t0, t1):
+                for i in range(U.shape[2]):
+                    u[i] = U[ue, t, i]
+                jacobian(x, u, params, J)
+                step(x, u, params, xn)
+                _tangent_product(J, v, vn, n, k)
+                for a in range(n):
+                    x[a] = xn[a]
+                for i in range(k):
+                    for a in range(n):
+                        v[i, a] = vn[i, a]
+                if not _renormalise_after(t, transient, steps, every):
+                    continue
+                _orthogonalise(v, sq, growth, ls, n, k)
+                if not (_all_finite(x, n) and _all_finite(sq, k) and min(sq) > 0.0):
                     blow[e] = t + 1
                     break
-                cond[e] = max(cond[e], _condition(r))
+                worst = max(worst, max(growth) / min(growth))
+                if t + 1 == transient:  # start averaging from an orthonormal basis
+                    for i in range(k):
+                        inv = 1.0 / math.sqrt(sq[i])
+                        for a in range(n):
+                            v[i, a] *= inv
+                        sq[i], ls[i] = 1.0, 0.0
                 s = t + 1 - transient
-                if s > 0:
-                    _book(r, prod, a)
-                    if ri < record_at.shape[0] and s == record_at[ri]:
-                        _flush(prod, a)
-                        cum[e, ri, :] = a
-                        ri += 1
-        _flush(prod, a)
-        X[e], V[e], acc[e] = x, v, a
+                if s > 0 and ri < record_at.shape[0] and s == record_at[ri]:
+                    for i in range(k):
+                        cum[e, ri, i] = ls[i] + 0.5 * math.log(sq[i])
+                    ri += 1
+            X[e], V[e], SQ[e], logscale[e] = x, v, sq, ls
+            cond[e] = math.sqrt(worst)
+
+    return tangent_chunk
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def twin_chunk(step, params, X, Y, U, t0, t1, transient, steps, every, separation, period,
-               record_at, acc, cum, cond, blow):  # fmt: skip
+               record_at, acc, cum, blow):  # fmt: skip
     """Advance reference X and perturbed Y, renormalising ``|Y − X|`` to ``separation``."""
     E, n = X.shape
     for e in prange(E):
         if blow[e] >= 0:
             continue
-        Ue = U[0] if U.shape[0] == 1 else U[e]
+        ue = np.int64(0) if U.shape[0] == 1 else np.int64(e)
         x, xn, y, yn, d = X[e].copy(), np.empty(n), Y[e].copy(), np.empty(n), np.empty(n)
-        a = acc[e]
+        u, a = np.empty(U.shape[2]), acc[e, 0]
         ri = _first_record(record_at, max(t0 - transient, 0))
         for t in range(t0, t1):
-            u = Ue[t]
+            for i in range(U.shape[2]):
+                u[i] = U[ue, t, i]
             step(x, u, params, xn)
             step(y, u, params, yn)
-            x, xn = xn, x
-            y, yn = yn, y
-            if _renormalise_after(t, transient, steps, every):
-                dist2 = 0.0
-                for i in range(n):
-                    d[i] = y[i] - x[i]
-                    if period > 0.0:
-                        d[i] = (d[i] + 0.5 * period) % period - 0.5 * period
-                    dist2 += d[i] * d[i]
-                dist = math.sqrt(dist2)
-                if not (_all_finite(x) and math.isfinite(dist) and dist > 0.0):
-                    blow[e] = t + 1
-                    break
-                for i in range(n):
-                    y[i] = x[i] + d[i] * (separation / dist)
-                s = t + 1 - transient
-                if s > 0:
-                    a[0] += math.log(dist / separation)
-                    if ri < record_at.shape[0] and s == record_at[ri]:
-                        cum[e, ri, 0] = a[0]
-                        ri += 1
-        X[e], Y[e] = x, y
+            x[:] = xn
+            y[:] = yn
+            if not _renormalise_after(t, transient, steps, every):
+                continue
+            dist2 = 0.0
+            for i in range(n):
+                d[i] = y[i] - x[i]
+                if period > 0.0:
+                    d[i] = (d[i] + 0.5 * period) % period - 0.5 * period
+                dist2 += d[i] * d[i]
+            dist = math.sqrt(dist2)
+            if not (_all_finite(x, n) and math.isfinite(dist) and dist > 0.0):
+                blow[e] = t + 1
+                break
+            for i in range(n):
+                y[i] = x[i] + d[i] * (separation / dist)
+            s = t + 1 - transient
+            if s > 0:
+                a += math.log(dist / separation)
+                if ri < record_at.shape[0] and s == record_at[ri]:
+                    cum[e, ri, 0] = a
+                    ri += 1
+        X[e], Y[e], acc[e, 0] = x, y, a
