@@ -111,59 +111,68 @@ def _all_finite(a, n):
 
 @functools.lru_cache(maxsize=None)
 def tangent_kernel(n, k):
-    """The tangent loop specialised on state dimension ``n`` and number of vectors ``k``."""
+    """The tangent loop specialised on state dimension ``n`` and number of vectors ``k``.
 
-    @njit(parallel=True, error_model="numpy", fastmath={"contract"})
-    def tangent_chunk(step, jacobian, params, X, V, SQ, U, t0, t1, transient, steps, every,
-                      record_at, logscale, cum, cond, blow):  # fmt: skip
-        """Advance every member from step t0 to t1.
+    Returns ``chunk(step, jacobian, params, X, V, SQ, U, t0, t1, transient, steps, every,
+    record_at, logscale, cum, cond, blow)``, which advances every member from step t0 to t1 in
+    parallel. State: X (E, n), unnormalised rows V (E, k, n), their squared lengths SQ (E, k) and
+    the logs of their rescalings ``logscale`` (E, k); ``Σ log R_ii = logscale + ½ log SQ`` since the
+    end of the transient, recorded into ``cum`` (E, R, k) at ``record_at``.
+    """
 
-        State: X (E, n), unnormalised rows V (E, k, n), their squared lengths SQ (E, k) and the
-        logs of their rescalings ``logscale`` (E, k); ``Σ log R_ii = logscale + ½ log SQ`` since the
-        end of the transient, recorded into ``cum`` (E, R, k) at ``record_at``.
-        """
-        for e in prange(X.shape[0]):
-            if blow[e] >= 0:
-                continue
-            ue = np.int64(0) if U.shape[0] == 1 else np.int64(e)
-            x, xn, u = X[e].copy(), np.empty(n), np.empty(U.shape[2])
-            v, vn = V[e].copy(), np.empty((k, n))
-            J, sq, growth, ls = np.empty((n, n)), SQ[e].copy(), np.empty(k), logscale[e].copy()
-            worst = cond[e] ** 2
-            ri = _first_record(record_at, max(t0 - transient, 0))
-            for t in range(t0, t1):
-                for i in range(U.shape[2]):
-                    u[i] = U[ue, t, i]
-                jacobian(x, u, params, J)
-                step(x, u, params, xn)
-                _tangent_product(J, v, vn, n, k)
+    @njit(error_model="numpy", fastmath={"contract"})
+    def member(step, jacobian, params, x_io, v_io, sq_io, ls_io, U, t0, t1, transient, steps,
+               every, record_at, cum, cond):  # fmt: skip
+        """Advance one member in place; return the step after which it blew up, or −1."""
+        # Private copies: LLVM then knows they alias nothing and keeps them in registers.
+        x, v, sq, ls = x_io.copy(), v_io.copy(), sq_io.copy(), ls_io.copy()
+        xn, u, vn = np.empty(n), np.empty(U.shape[1]), np.empty((k, n))
+        J, growth = np.empty((n, n)), np.empty(k)
+        worst, blown = cond[0] ** 2, -1
+        ri = _first_record(record_at, max(t0 - transient, 0))
+        for t in range(t0, t1):
+            for i in range(U.shape[1]):
+                u[i] = U[t, i]
+            jacobian(x, u, params, J)
+            step(x, u, params, xn)
+            _tangent_product(J, v, vn, n, k)
+            for a in range(n):
+                x[a] = xn[a]
+            for i in range(k):
                 for a in range(n):
-                    x[a] = xn[a]
+                    v[i, a] = vn[i, a]
+            if not _renormalise_after(t, transient, steps, every):
+                continue
+            _orthogonalise(v, sq, growth, ls, n, k)
+            if not (_all_finite(x, n) and _all_finite(sq, k) and min(sq) > 0.0):
+                blown = t + 1
+                break
+            worst = max(worst, max(growth) / min(growth))
+            if t + 1 == transient:  # start averaging from an orthonormal basis
                 for i in range(k):
+                    inv = 1.0 / math.sqrt(sq[i])
                     for a in range(n):
-                        v[i, a] = vn[i, a]
-                if not _renormalise_after(t, transient, steps, every):
-                    continue
-                _orthogonalise(v, sq, growth, ls, n, k)
-                if not (_all_finite(x, n) and _all_finite(sq, k) and min(sq) > 0.0):
-                    blow[e] = t + 1
-                    break
-                worst = max(worst, max(growth) / min(growth))
-                if t + 1 == transient:  # start averaging from an orthonormal basis
-                    for i in range(k):
-                        inv = 1.0 / math.sqrt(sq[i])
-                        for a in range(n):
-                            v[i, a] *= inv
-                        sq[i], ls[i] = 1.0, 0.0
-                s = t + 1 - transient
-                if s > 0 and ri < record_at.shape[0] and s == record_at[ri]:
-                    for i in range(k):
-                        cum[e, ri, i] = ls[i] + 0.5 * math.log(sq[i])
-                    ri += 1
-            X[e], V[e], SQ[e], logscale[e] = x, v, sq, ls
-            cond[e] = math.sqrt(worst)
+                        v[i, a] *= inv
+                    sq[i], ls[i] = 1.0, 0.0
+            s = t + 1 - transient
+            if s > 0 and ri < record_at.shape[0] and s == record_at[ri]:
+                for i in range(k):
+                    cum[ri, i] = ls[i] + 0.5 * math.log(sq[i])
+                ri += 1
+        x_io[:], v_io[:], sq_io[:], ls_io[:] = x, v, sq, ls
+        cond[0] = math.sqrt(worst)
+        return blown
 
-    return tangent_chunk
+    @njit(parallel=True)
+    def chunk(step, jacobian, params, X, V, SQ, U, t0, t1, transient, steps, every, record_at,
+              logscale, cum, cond, blow):  # fmt: skip
+        for e in prange(X.shape[0]):
+            if blow[e] < 0:
+                blow[e] = member(step, jacobian, params, X[e], V[e], SQ[e], logscale[e],
+                                 U[min(np.int64(e), U.shape[0] - 1)], t0, t1, transient, steps, every,
+                                 record_at, cum[e], cond[e:e + 1])  # fmt: skip
+
+    return chunk
 
 
 @njit(cache=True, parallel=True, error_model="numpy")

@@ -51,7 +51,7 @@ def _initial_states(
         raise ValueError(f"x0 has {x0.shape[0]} states but ensemble={ensemble}")
     if not np.isfinite(x0).all():
         raise ValueError("x0 must be finite")
-    return np.ascontiguousarray(x0)
+    return np.array(x0)  # a writable copy
 
 
 def _input_sequence(system: Map, inputs: Any, E: int, total: int) -> np.ndarray:
@@ -126,6 +126,7 @@ def _prepare(
             f"system must be a lyapkit Map, got {type(system).__name__}; wrap callables with "
             "lyapkit.from_numpy, lyapkit.from_numba or lyapkit.from_torch"
         )
+    system.prepare()
     k = system.dim if k is None else k
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= system.dim:
         raise ValueError(f"k must be an integer between 1 and dim={system.dim}, got {k!r}")

@@ -59,6 +59,10 @@ class Map(abc.ABC):
         """The map's parameters by name."""
         return {}
 
+    def prepare(self) -> None:
+        """Called at the start of every lyapkit computation; maps that cache converted parameters
+        refresh them here."""
+
     def initial_state(self, rng: np.random.Generator) -> np.ndarray:
         """A random initial state of shape ``(dim,)`` in the map's typical domain."""
         return rng.uniform(-0.5, 0.5, self.dim)

@@ -131,11 +131,14 @@ class CoupledStandardMaps(ArrayMap):
     period = 2 * math.pi
 
     def __init__(self, M: int = 3, k: float | np.ndarray = 1.0, coupling: float = 0.1):
-        if int(M) < 1:
+        if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 1:
             raise ValueError(f"M must be a positive integer, got {M!r}")
         self.M = int(M)
         self.dim = 2 * self.M
-        k = np.broadcast_to(np.asarray(k, dtype=np.float64), (self.M,)).copy()
+        k = np.asarray(k, dtype=np.float64)
+        if k.shape not in ((), (self.M,)):
+            raise ValueError(f"k must be a scalar or have shape ({self.M},), got {k.shape}")
+        k = np.broadcast_to(k, (self.M,)).copy()
         eye = np.eye(self.M)
         self._set_params(
             k=k,

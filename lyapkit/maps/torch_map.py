@@ -14,9 +14,11 @@ class TorchMap(Map):
     """A map ``x → f(x, u)`` given by a torch callable on a single state.
 
     ``f`` sees one state of shape ``(dim,)`` (and one input ``(input_dim,)``); batching over ensemble
-    members is done by ``torch.func.vmap`` and the Jacobian by ``vmap(jacrev(f))``, both without a
-    Python loop over members or units. Modules are copied to the dtype and device of the state (the
-    user's module is never modified).
+    members is done by ``torch.func.vmap`` (or natively, for ``batched=True`` callables such as RNN
+    cells) and the Jacobian by ``vmap(jacrev(f))``, both without a Python loop over members or
+    units. A module whose parameters are not in the dtype and device of the state is copied there
+    (the user's module is never modified); the copy is refreshed by :meth:`prepare`, which every
+    lyapkit computation calls first, so it sees the module's current parameters.
     """
 
     namespaces = frozenset({"torch"})
@@ -30,6 +32,7 @@ class TorchMap(Map):
         *,
         name: str | None = None,
         takes_input: bool | None = None,
+        batched: bool = False,
     ):
         self._torch = import_optional("torch", "torch")
         if not callable(fn):
@@ -39,40 +42,46 @@ class TorchMap(Map):
         if int(input_dim) != input_dim or input_dim < 0:
             raise ValueError(f"input_dim must be a non-negative integer, got {input_dim!r}")
         self.dim, self.input_dim = int(dim), int(input_dim)
-        self._fn = fn
+        self._fn, self._batched_native = fn, batched
         self._takes_input = self.input_dim > 0 if takes_input is None else takes_input
         self.name = name or type(fn).__name__
+        self.prepare()
+
+    def prepare(self) -> None:
+        """Forget converted copies of the module, so the next call reads its current parameters."""
         self._copies: dict[tuple, Callable[..., Any]] = {}
-        self._batched: dict[tuple, tuple[Callable[..., Any], Callable[..., Any]]] = {}
+        self._transformed: dict[tuple, tuple[Callable[..., Any], Callable[..., Any]]] = {}
 
     def _fn_like(self, x: Any) -> Callable[..., Any]:
         """The callable with its parameters (if a module) on the dtype and device of ``x``."""
-        if not isinstance(self._fn, self._torch.nn.Module):
-            return self._fn
+        fn = self._fn
+        if not isinstance(fn, self._torch.nn.Module):
+            return fn
         key = (x.dtype, x.device)
         if key not in self._copies:
-            module = copy.deepcopy(self._fn).to(dtype=x.dtype, device=x.device)
-            self._copies[key] = module.requires_grad_(False)
+            tensors = [*fn.parameters(), *fn.buffers()]
+            if all(t.dtype == x.dtype and t.device == x.device for t in tensors):
+                self._copies[key] = fn
+            else:
+                self._copies[key] = copy.deepcopy(fn).to(dtype=x.dtype, device=x.device)
         return self._copies[key]
 
-    def _single(self, x: Any) -> Callable[[Any, Any], Any]:
-        fn = self._fn_like(x)
-        return (lambda xi, ui: fn(xi, ui)) if self._takes_input else (lambda xi, ui: fn(xi))
-
     def _transforms(self, x: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        """``(batched step, batched step-and-Jacobian)`` for the dtype and device of ``x``."""
         key = (x.dtype, x.device)
-        if key not in self._batched:
-            func, single = self._torch.func, self._single(x)
+        if key not in self._transformed:
+            func, fn = self._torch.func, self._fn_like(x)
+            single = (lambda xi, ui: fn(xi, ui)) if self._takes_input else (lambda xi, ui: fn(xi))
 
             def with_aux(xi, ui):
                 y = single(xi, ui)
                 return y, y
 
-            self._batched[key] = (
-                func.vmap(single),
+            self._transformed[key] = (
+                single if self._batched_native else func.vmap(single),
                 func.vmap(func.jacrev(with_aux, argnums=0, has_aux=True)),
             )
-        return self._batched[key]
+        return self._transformed[key]
 
     def _flat(self, x: Any, u: Any) -> tuple[Any, Any, tuple]:
         torch = self._torch
@@ -110,10 +119,10 @@ def _cell_map(cell: Any) -> TorchMap:
                 self.cell = cell
 
             def forward(self, x, u):
-                h, c = self.cell(u, (x[:H], x[H:]))
-                return torch.cat([h, c])
+                h, c = self.cell(u, (x[..., :H], x[..., H:]))
+                return torch.cat([h, c], -1)
 
-        return TorchMap(LSTMState(), 2 * H, m, name="LSTMCell", takes_input=True)
+        return TorchMap(LSTMState(), 2 * H, m, name="LSTMCell", takes_input=True, batched=True)
 
     class CellState(torch.nn.Module):
         def __init__(self) -> None:
@@ -123,7 +132,7 @@ def _cell_map(cell: Any) -> TorchMap:
         def forward(self, x, u):
             return self.cell(u, x)
 
-    return TorchMap(CellState(), H, m, name=type(cell).__name__, takes_input=True)
+    return TorchMap(CellState(), H, m, name=type(cell).__name__, takes_input=True, batched=True)
 
 
 def from_torch(

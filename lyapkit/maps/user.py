@@ -121,8 +121,9 @@ class NumbaMap(Map):
         x = np.asarray(x, dtype=np.float64)
         batch = x.shape[:-1]
         u = np.zeros(batch + (self.input_dim,)) if u is None else np.asarray(u, dtype=np.float64)
-        u = np.broadcast_to(u, batch + (self.input_dim,)).reshape(-1, self.input_dim)
-        out = np.empty((int(np.prod(batch, dtype=int)),) + out_shape)
+        count = int(np.prod(batch, dtype=int))
+        u = np.broadcast_to(u, batch + (self.input_dim,)).reshape(count, self.input_dim)
+        out = np.empty((count,) + out_shape)
         for i, xi in enumerate(x.reshape(-1, self.dim)):
             kernel(np.ascontiguousarray(xi), np.ascontiguousarray(u[i]), self._kernels.params, out[i])
         return out.reshape(batch + out_shape)

@@ -1,0 +1,194 @@
+"""Backend conformance: every backend gives the same numbers; registry, plugins and errors."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import lyapkit as lk
+
+BACKENDS = ["numpy", "numba", "torch"]
+
+
+def _wcrnn(variant, n=5, m=2, seed=0):
+    rng = np.random.default_rng(seed)
+    R = 0.9 * np.linalg.qr(rng.standard_normal((n, n)))[0]
+    return lk.WCRNNMap(
+        R, rng.standard_normal((n, n)) / np.sqrt(n), rng.uniform(0.02, 0.1, n),
+        V=rng.standard_normal((n, m)), b=0.1 * rng.standard_normal(n), variant=variant,
+    )  # fmt: skip
+
+
+NON_CHAOTIC = {
+    "wcrnn-linear": (_wcrnn("linear"), 3000),
+    "wcrnn-A": (_wcrnn("A"), 3000),
+    "wcrnn-B": (_wcrnn("B"), 3000),
+    "tanh-g0.8": (lk.TanhNetwork(6, g=0.8, input_dim=2, seed=1), 3000),
+    "linear": (lk.LinearMap(np.diag([0.7, 0.4, -0.5]) + 0.05, np.ones((3, 2))), 3000),
+    "henon-short": (lk.Henon(), 25),  # chaotic: rounding differences grow like e^{0.42 t}
+    "standard-short": (lk.CoupledStandardMaps(2, k=1.1, coupling=0.2), 25),
+}
+
+
+@pytest.mark.filterwarnings("ignore::lyapkit.IllConditionedBasisWarning")
+@pytest.mark.parametrize("name", list(NON_CHAOTIC))
+def test_backends_agree_to_1e9(name):
+    system, steps = NON_CHAOTIC[name]
+    kw = dict(steps=steps, transient=10, ensemble=3, seed=21, reortho_every=2)
+    if system.input_dim:
+        kw["inputs"] = np.random.default_rng(2).standard_normal((3, steps + 10, system.input_dim))
+    results = {b: lk.lyapunov_spectrum(system, backend=b, **kw) for b in BACKENDS}
+    ref = results["numpy"]
+    for b, res in results.items():
+        assert res.backend == b
+        np.testing.assert_allclose(res.member_exponents, ref.member_exponents, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(res.history, ref.history, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(res.final_state, ref.final_state, rtol=0, atol=1e-9)
+        # Tangent vectors are defined up to sign; compare the spans' projectors.
+        P = lambda Q: Q @ np.swapaxes(Q, -1, -2)  # noqa: E731
+        np.testing.assert_allclose(P(res.final_basis), P(ref.final_basis), atol=1e-8)
+        assert abs(res.max_condition - ref.max_condition) <= 1e-6 * ref.max_condition
+
+
+def test_long_chaotic_runs_agree_within_standard_errors():
+    kw = dict(steps=20_000, transient=500, ensemble=8, seed=22)
+    a = lk.lyapunov_spectrum(lk.Henon(), backend="numba", **kw)
+    b = lk.lyapunov_spectrum(lk.Henon(), backend="torch", **kw)
+    assert np.all(np.abs(a.exponents - b.exponents) <= 4 * np.hypot(a.stderr, b.stderr))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_twin_backends_agree(backend):
+    system = _wcrnn("linear")
+    inputs = np.random.default_rng(3).standard_normal((500, 2))
+    kw = dict(steps=490, transient=10, inputs=inputs, seed=23, separation=1e-7, renorm_every=3)
+    ref = lk.max_lyapunov_twin(system, backend="numpy", **kw)
+    res = lk.max_lyapunov_twin(system, backend=backend, **kw)
+    np.testing.assert_allclose(res.member_exponents, ref.member_exponents, atol=1e-9)
+
+
+def test_torch_float32_and_explicit_cpu_device():
+    pytest.importorskip("torch")
+    system = lk.TanhNetwork(20, g=0.9, input_dim=1, seed=4)  # driven, not chaotic
+    inputs = np.random.default_rng(5).standard_normal((2000, 1))
+    ref = lk.lyapunov_spectrum(system, steps=2000, inputs=inputs, seed=5, backend="numpy")
+    res = lk.lyapunov_spectrum(system, steps=2000, inputs=inputs, seed=5, backend="torch",
+                               dtype="float32", device="cpu")  # fmt: skip
+    # float32 rounding (ε ≈ 1.2e-7) accumulates over the run; the exponents keep ~4 digits.
+    np.testing.assert_allclose(res.exponents, ref.exponents, rtol=2e-4, atol=1e-4)
+
+
+def test_torch_cholesky_qr_matches_householder():
+    torch = pytest.importorskip("torch")
+    from backends.torch_backend import TorchOps
+
+    ops = TorchOps("float64", "cpu")
+    Q = torch.randn(4, 40, 40, dtype=torch.float64) @ torch.diag(torch.logspace(0, 3, 40,
+                                                                                dtype=torch.float64))  # fmt: skip
+    q1, r1 = ops._cholesky_qr2(Q)
+    q2, r2 = ops._householder(Q)
+    torch.testing.assert_close(r1, r2, rtol=1e-10, atol=0)
+    torch.testing.assert_close(q1, q2, rtol=0, atol=1e-10)
+    eye = torch.eye(40, dtype=torch.float64).expand(4, 40, 40)
+    torch.testing.assert_close(q1.mT @ q1, eye, rtol=0, atol=1e-13)
+    # An ill-conditioned basis is refused by CholeskyQR2 (caller falls back to Householder).
+    bad = Q @ torch.diag(torch.logspace(0, 12, 40, dtype=torch.float64))
+    assert ops._cholesky_qr2(bad) is None
+    q3, r3 = ops.qr(bad)
+    torch.testing.assert_close(q3.mT @ q3, eye, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_overflow_gives_nan_and_a_warning_naming_the_step(backend):
+    system = lk.LinearMap(np.diag([1e10, 0.5]))
+    with pytest.warns(lk.NonFiniteTrajectoryWarning, match=r"member 1 by step 31\b"):
+        res = lk.lyapunov_spectrum(
+            system, steps=10_000, transient=5, x0=[[0.0, 1.0], [1.0, 1.0]], seed=0,
+            backend=backend,
+        )
+    # 1e10**31 = 1e310 overflows float64 at step 31 (counted from the start, transient
+    # included); member 0 never leaves the stable axis and keeps its exact exponents.
+    assert list(res.blowup_steps) == [-1, 31]
+    assert np.isnan(res.exponents).all()
+    np.testing.assert_allclose(res.member_exponents[0], np.log([1e10, 0.5]), atol=1e-12)
+    assert np.isnan(res.member_exponents[1]).all()
+
+
+def test_all_members_blowing_up_stops_early():
+    # A logistic map with r = 5 escapes to -inf within a few dozen steps; a 10^8-step request must
+    # return at once (the array loops stop when every member has blown up).
+    with pytest.warns(lk.NonFiniteTrajectoryWarning):
+        res = lk.lyapunov_spectrum(lk.Logistic(5.0), steps=10**8, x0=[0.3], backend="numpy")
+    assert res.blowup_steps[0] < 100
+
+
+def test_auto_choice():
+    assert lk.get_backend("auto", lk.Henon()).name == "numba"
+    assert lk.get_backend("auto", lk.TanhNetwork(64)).name == "torch"
+    assert lk.get_backend("auto", lk.from_numpy(lambda x: x, 1, lambda x: np.eye(1))).name == "numpy"
+
+
+def test_unknown_and_incapable_backends_are_named():
+    with pytest.raises(lk.BackendError, match=r"backend must be 'auto' or one of \['numpy'"):
+        lk.lyapunov_spectrum(lk.Henon(), steps=10, backend="jax")
+    with pytest.raises(lk.BackendError, match="float64"):
+        lk.lyapunov_spectrum(lk.Henon(), steps=10, backend="numba", dtype="float32")
+    with pytest.raises(lk.BackendError, match="CPU only"):
+        lk.lyapunov_spectrum(lk.Henon(), steps=10, backend="numpy", device="cuda")
+
+
+def test_import_lyapkit_imports_neither_numba_nor_torch():
+    code = "import sys, lyapkit; print('numba' in sys.modules, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_third_party_backend_plugin_via_entry_point(tmp_path):
+    """A plugin registered in the `lyapkit.backends` entry-point group is found and used; one whose
+    dependencies are missing says what to install; a broken one warns instead of crashing."""
+    (tmp_path / "fastlyap.py").write_text(textwrap.dedent('''
+        from backends.numpy_backend import NumpyBackend
+        from lyapkit import Backend
+
+        class FastBackend(NumpyBackend):
+            name = "fast"
+            description = "a third-party backend"
+
+        class NeedsMissing(NumpyBackend):
+            name = "needs"
+            requires = ("module_that_does_not_exist_xyz",)
+            extra = "needs-extra"
+    '''))
+    dist = tmp_path / "fastlyap-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fastlyap\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[lyapkit.backends]\nfast = fastlyap:FastBackend\nneeds = fastlyap:NeedsMissing\n"
+        "broken = fastlyap:DoesNotExist\n"
+    )
+    code = textwrap.dedent('''
+        import warnings, lyapkit as lk
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            names = lk.backend_names()
+        print(names)
+        print(any("broken" in str(w.message) for w in caught))
+        print(lk.lyapunov_spectrum(lk.CatMap(), steps=50, transient=20, backend="fast").backend)
+        print("needs" in lk.available_backends())
+        try:
+            lk.get_backend("needs")
+        except lk.BackendError as err:
+            print(err)
+    ''')
+    env = {"PYTHONPATH": str(tmp_path)}
+    import os
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, **env}, check=True).stdout.splitlines()  # fmt: skip
+    assert "'fast'" in out[0] and "'needs'" in out[0] and "broken" not in out[0]
+    assert out[1] == "True"
+    assert out[2] == "fast"
+    assert out[3] == "False"
+    assert "pip install lyapkit[needs-extra]" in out[4]
