@@ -99,7 +99,9 @@ def _checkpoint(t: int, rec: _Recorder, progress: Progress) -> bool:
     return False
 
 
-def tangent_loop(system: Map, plan: TangentPlan, ops: ArrayOps, progress: Progress) -> TangentRecord:
+def tangent_loop(
+    system: Map, plan: TangentPlan, ops: ArrayOps, progress: Progress
+) -> TangentRecord:
     """Benettin/Shimada–Nagashima QR method: ``Q ← J_t Q``, re-orthonormalised by QR."""
     x, Q, U = ops.asarray(plan.x0), ops.asarray(plan.basis0), _inputs(ops, plan)
     rec = _Recorder(ops, plan, Q.shape[-1])

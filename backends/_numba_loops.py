@@ -55,7 +55,7 @@ def _orthogonalise(V, sq, growth, logscale, n, k):
         for a in range(n):
             before += V[i, a] * V[i, a]
         norm2 = before
-        for sweep in range(2):
+        for _sweep in range(2):
             for j in range(i):
                 dot = 0.0
                 for a in range(n):
@@ -109,7 +109,7 @@ def _all_finite(a, n):
     return ok
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tangent_kernel(n, k):
     """The tangent loop specialised on state dimension ``n`` and number of vectors ``k``.
 
@@ -121,8 +121,24 @@ def tangent_kernel(n, k):
     """
 
     @njit(error_model="numpy", fastmath={"contract"})
-    def member(step, jacobian, params, x_io, v_io, sq_io, ls_io, U, t0, t1, transient, steps,
-               every, record_at, cum, cond):  # fmt: skip
+    def member(
+        step,
+        jacobian,
+        params,
+        x_io,
+        v_io,
+        sq_io,
+        ls_io,
+        U,
+        t0,
+        t1,
+        transient,
+        steps,
+        every,
+        record_at,
+        cum,
+        cond,
+    ):
         """Advance one member in place; return the step after which it blew up, or −1."""
         # Private copies: LLVM then knows they alias nothing and keeps them in registers.
         x, v, sq, ls = x_io.copy(), v_io.copy(), sq_io.copy(), ls_io.copy()
@@ -164,20 +180,68 @@ def tangent_kernel(n, k):
         return blown
 
     @njit(parallel=True)
-    def chunk(step, jacobian, params, X, V, SQ, U, t0, t1, transient, steps, every, record_at,
-              logscale, cum, cond, blow):  # fmt: skip
+    def chunk(
+        step,
+        jacobian,
+        params,
+        X,
+        V,
+        SQ,
+        U,
+        t0,
+        t1,
+        transient,
+        steps,
+        every,
+        record_at,
+        logscale,
+        cum,
+        cond,
+        blow,
+    ):
         for e in prange(X.shape[0]):
             if blow[e] < 0:
-                blow[e] = member(step, jacobian, params, X[e], V[e], SQ[e], logscale[e],
-                                 U[min(np.int64(e), U.shape[0] - 1)], t0, t1, transient, steps, every,
-                                 record_at, cum[e], cond[e:e + 1])  # fmt: skip
+                blow[e] = member(
+                    step,
+                    jacobian,
+                    params,
+                    X[e],
+                    V[e],
+                    SQ[e],
+                    logscale[e],
+                    U[min(np.int64(e), U.shape[0] - 1)],
+                    t0,
+                    t1,
+                    transient,
+                    steps,
+                    every,
+                    record_at,
+                    cum[e],
+                    cond[e : e + 1],
+                )
 
     return chunk
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def twin_chunk(step, params, X, Y, U, t0, t1, transient, steps, every, separation, period,
-               record_at, acc, cum, blow):  # fmt: skip
+def twin_chunk(
+    step,
+    params,
+    X,
+    Y,
+    U,
+    t0,
+    t1,
+    transient,
+    steps,
+    every,
+    separation,
+    period,
+    record_at,
+    acc,
+    cum,
+    blow,
+):
     """Advance reference X and perturbed Y, renormalising ``|Y − X|`` to ``separation``."""
     E, n = X.shape
     for e in prange(E):

@@ -41,7 +41,9 @@ class NumbaBackend(Backend):
         if plan.dtype not in (None, "float64"):
             raise BackendError(f"the numba backend computes in float64, got dtype={plan.dtype!r}")
         if plan.device not in (None, "cpu"):
-            raise BackendError(f"the numba backend runs on the CPU only, got device={plan.device!r}")
+            raise BackendError(
+                f"the numba backend runs on the CPU only, got device={plan.device!r}"
+            )
 
     @staticmethod
     def _outputs(plan: TangentPlan, k: int):
@@ -66,8 +68,25 @@ class NumbaBackend(Backend):
         logscale, cum, cond, blow = self._outputs(plan, V.shape[1])
         chunk = tangent_kernel(system.dim, V.shape[1])
         for t0, t1 in _chunks(plan.total, progress):
-            chunk(kernels.step, kernels.jacobian, kernels.params, X, V, SQ, U, t0, t1,
-                  plan.transient, plan.steps, plan.every, record_at, logscale, cum, cond, blow)  # fmt: skip
+            chunk(
+                kernels.step,
+                kernels.jacobian,
+                kernels.params,
+                X,
+                V,
+                SQ,
+                U,
+                t0,
+                t1,
+                plan.transient,
+                plan.steps,
+                plan.every,
+                record_at,
+                logscale,
+                cum,
+                cond,
+                blow,
+            )
             progress.update(t1 - t0)
         basis = np.swapaxes(V / np.sqrt(SQ)[..., None], -1, -2)
         return TangentRecord(cum, cond, blow, X, basis)
@@ -84,8 +103,24 @@ class NumbaBackend(Backend):
         period = float(system.period) if system.period is not None else 0.0
         acc, cum, cond, blow = self._outputs(plan, 1)
         for t0, t1 in _chunks(plan.total, progress):
-            twin_chunk(kernels.step, kernels.params, X, Y, U, t0, t1, plan.transient, plan.steps,
-                       plan.every, plan.separation, period, record_at, acc, cum, blow)  # fmt: skip
+            twin_chunk(
+                kernels.step,
+                kernels.params,
+                X,
+                Y,
+                U,
+                t0,
+                t1,
+                plan.transient,
+                plan.steps,
+                plan.every,
+                plan.separation,
+                period,
+                record_at,
+                acc,
+                cum,
+                blow,
+            )
             progress.update(t1 - t0)
         d = Y - X
         if system.period is not None:

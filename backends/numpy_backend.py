@@ -43,7 +43,9 @@ class NumpyBackend(Backend):
 
     def _run(self, loop, system: Map, plan: TangentPlan, progress: Progress) -> TangentRecord:
         if plan.device not in (None, "cpu"):
-            raise BackendError(f"the numpy backend runs on the CPU only, got device={plan.device!r}")
+            raise BackendError(
+                f"the numpy backend runs on the CPU only, got device={plan.device!r}"
+            )
         with np.errstate(all="ignore"):  # blown-up members are reported, not warned about per step
             return loop(system, plan, NumpyOps(plan.dtype), progress)
 

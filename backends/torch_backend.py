@@ -28,11 +28,11 @@ class TorchOps(ArrayOps):
         self.xp = torch
         try:
             self.dtype = getattr(torch, dtype) if dtype else torch.float64
-            self.device = torch.device(
-                device or ("cuda" if torch.cuda.is_available() else "cpu")
-            )
+            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         except (AttributeError, RuntimeError, TypeError) as err:
-            raise BackendError(f"invalid torch dtype {dtype!r} or device {device!r}: {err}") from err
+            raise BackendError(
+                f"invalid torch dtype {dtype!r} or device {device!r}: {err}"
+            ) from err
         if not self.dtype.is_floating_point:
             raise BackendError(f"dtype must be a floating dtype, got {dtype!r}")
 

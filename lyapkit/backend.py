@@ -170,7 +170,9 @@ def _registry() -> dict[str, str | type[Backend]]:
             warnings.warn(f"lyapkit backend plugin {ep.name!r} failed to load: {err}", stacklevel=2)
             continue
         if not (isinstance(cls, type) and issubclass(cls, Backend)):
-            warnings.warn(f"entry point {ep.name!r} is not a lyapkit Backend subclass", stacklevel=2)
+            warnings.warn(
+                f"entry point {ep.name!r} is not a lyapkit Backend subclass", stacklevel=2
+            )
             continue
         found[ep.name] = cls
     return found
@@ -209,9 +211,7 @@ def get_backend(name: str | Backend, system: Map | None = None) -> Backend:
             raise BackendError(f"no installed backend can run {system!r}")
         return max(candidates, key=lambda b: b.priority(system) if system is not None else 0)
     elif not isinstance(name, str) or name not in _registry():
-        raise BackendError(
-            f"backend must be 'auto' or one of {backend_names()}, got {name!r}"
-        )
+        raise BackendError(f"backend must be 'auto' or one of {backend_names()}, got {name!r}")
     else:
         cls = _load(name)
         if not cls.available():
@@ -224,5 +224,3 @@ def get_backend(name: str | Backend, system: Map | None = None) -> Backend:
             f"backend {backend.name!r} cannot run {system!r}; backends that can: {able}"
         )
     return backend
-
-

@@ -38,7 +38,9 @@ def _parse_params(items: Sequence[str]) -> dict[str, float | int | list[float]]:
         if len(numbers) > 1:
             params[name] = numbers
         else:
-            params[name] = int(numbers[0]) if numbers[0].is_integer() and "." not in value else numbers[0]
+            params[name] = (
+                int(numbers[0]) if numbers[0].is_integer() and "." not in value else numbers[0]
+            )
     return params
 
 
@@ -49,9 +51,10 @@ def build_map(name: str, params: dict) -> lk.Map:
     cls = lk.BUILTIN_MAPS[name]
     signature = inspect.signature(cls)
     missing = [
-        p.name for p in signature.parameters.values()
+        p.name
+        for p in signature.parameters.values()
         if p.default is inspect.Parameter.empty and p.name not in params
-    ]  # fmt: skip
+    ]
     if missing:
         raise UsageError(
             f"map {name!r} needs array parameters {missing}; build it with the Python API"
@@ -84,7 +87,7 @@ def _format_spectrum(res: lk.LyapunovSpectrum) -> str:
     lines = [f"{'i':>3}  {'exponent':>12}  {'stderr':>9}"]
     lines += [
         f"{i:>3}  {v:>12.6f}  {e:>9.2g}"
-        for i, (v, e) in enumerate(zip(res.exponents, res.stderr), start=1)
+        for i, (v, e) in enumerate(zip(res.exponents, res.stderr, strict=True), start=1)
     ]
     lines.append(
         f"Kaplan-Yorke dimension {res.kaplan_yorke_dimension:.4f}, "
@@ -96,10 +99,16 @@ def _format_spectrum(res: lk.LyapunovSpectrum) -> str:
 def cmd_spectrum(args: argparse.Namespace) -> int:
     system = build_map(args.map, _parse_params(args.param))
     res = lk.lyapunov_spectrum(
-        system, steps=args.steps, k=args.k, transient=args.transient,
-        reortho_every=args.reortho_every, ensemble=args.ensemble, seed=args.seed,
-        backend=args.backend, progress=not args.quiet,
-    )  # fmt: skip
+        system,
+        steps=args.steps,
+        k=args.k,
+        transient=args.transient,
+        reortho_every=args.reortho_every,
+        ensemble=args.ensemble,
+        seed=args.seed,
+        backend=args.backend,
+        progress=not args.quiet,
+    )
     print(_format_spectrum(res))
     if args.output:
         save_dataset(res.to_xarray(), args.output)
@@ -112,8 +121,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed)
     n, steps = 16, args.steps
     phi = 2 * math.pi / 28  # sMNIST's characteristic frequency (Dubinin & Effenberger 2023)
-    blocks = [0.98 * np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-              for a in phi * (1 + np.arange(n // 2) / n)]  # fmt: skip
+    blocks = [
+        0.98 * np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+        for a in phi * (1 + np.arange(n // 2) / n)
+    ]
     R = np.zeros((n, n))
     for i, block in enumerate(blocks):
         R[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = block
@@ -126,9 +137,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"{'gamma':>7}  {'lambda_1':>9}  {'lambda_n':>9}  {'max |lambda - theory|':>22}")
     for gamma in (0.3, 0.1, 0.03, 0.01):
         res = lk.lyapunov_spectrum(
-            lk.WCRNNMap(R, W, gamma, V=V), steps=steps, transient=200, inputs=inputs,
-            seed=args.seed, backend=args.backend, progress=not args.quiet,
-        )  # fmt: skip
+            lk.WCRNNMap(R, W, gamma, V=V),
+            steps=steps,
+            transient=200,
+            inputs=inputs,
+            seed=args.seed,
+            backend=args.backend,
+            progress=not args.quiet,
+        )
         err = np.abs(res.exponents - theory).max()
         print(f"{gamma:>7.2f}  {res.exponents[0]:>9.5f}  {res.exponents[-1]:>9.5f}  {err:>22.2e}")
     print("the deviation shrinks with gamma: weak coupling makes log|eig R| set the memory")
@@ -145,8 +161,14 @@ def make_parser() -> argparse.ArgumentParser:
 
     spectrum = sub.add_parser("spectrum", help="Lyapunov spectrum of a built-in map")
     spectrum.add_argument("map", help=f"one of {sorted(lk.BUILTIN_MAPS)}")
-    spectrum.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE",
-                          help="map parameter, e.g. -p a=1.4 (lists: -p k=1,1.5,2)")  # fmt: skip
+    spectrum.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="map parameter, e.g. -p a=1.4 (lists: -p k=1,1.5,2)",
+    )
     spectrum.add_argument("--steps", type=int, default=100_000)
     spectrum.add_argument("--transient", type=int, default=1000)
     spectrum.add_argument("--k", type=int, default=None, help="number of exponents (default all)")

@@ -179,9 +179,10 @@ def _batch_stderr(cumulative: np.ndarray, at: np.ndarray, batch_ends: np.ndarray
     if len(batch_ends) < 2:
         return np.full(cumulative.shape[-1], np.nan)
     sums = cumulative[0, np.searchsorted(at, batch_ends)]  # (B, k)
-    means = np.diff(np.concatenate([np.zeros((1, sums.shape[1])), sums]), axis=0) / np.diff(
-        np.concatenate([[0], batch_ends])
-    )[:, None]
+    means = (
+        np.diff(np.concatenate([np.zeros((1, sums.shape[1])), sums]), axis=0)
+        / np.diff(np.concatenate([[0], batch_ends]))[:, None]
+    )
     return means.std(axis=0, ddof=1) / math.sqrt(len(means))
 
 
@@ -199,7 +200,8 @@ def _pack(
     if blown.any():
         cum[blown] = np.nan
         where = ", ".join(
-            f"member {e} by step {s}" for e, s in zip(np.flatnonzero(blown), record.blowup_step[blown])
+            f"member {e} by step {s}"
+            for e, s in zip(np.flatnonzero(blown), record.blowup_step[blown], strict=True)
         )
         warnings.warn(
             f"{system.name}: the trajectory became non-finite ({where}; counted from the start, "
@@ -332,10 +334,20 @@ def lyapunov_spectrum(
         When a trajectory overflows (its exponents are NaN; the warning names the step).
     """
     plan, times, seed = _prepare(
-        system, steps=steps, x0=x0, inputs=inputs, k=k, transient=transient,
-        every=reortho_every, ensemble=ensemble, seed=seed, history=history,
-        finite_time=finite_time, dtype=dtype, device=device,
-    )  # fmt: skip
+        system,
+        steps=steps,
+        x0=x0,
+        inputs=inputs,
+        k=k,
+        transient=transient,
+        every=reortho_every,
+        ensemble=ensemble,
+        seed=seed,
+        history=history,
+        finite_time=finite_time,
+        dtype=dtype,
+        device=device,
+    )
     chosen = get_backend(backend, system)
     record = _run("lyapunov", chosen, system, plan, progress)
     return _pack("lyapunov", system, chosen, plan, times, record, seed)
@@ -369,10 +381,21 @@ def max_lyapunov_twin(
     if not (isinstance(separation, (int, float)) and 0 < separation < math.inf):
         raise ValueError(f"separation must be a positive finite number, got {separation!r}")
     plan, times, seed = _prepare(
-        system, steps=steps, x0=x0, inputs=inputs, k=1, transient=transient,
-        every=renorm_every, ensemble=ensemble, seed=seed, history=history,
-        finite_time=None, separation=float(separation), dtype=dtype, device=device,
-    )  # fmt: skip
+        system,
+        steps=steps,
+        x0=x0,
+        inputs=inputs,
+        k=1,
+        transient=transient,
+        every=renorm_every,
+        ensemble=ensemble,
+        seed=seed,
+        history=history,
+        finite_time=None,
+        separation=float(separation),
+        dtype=dtype,
+        device=device,
+    )
     chosen = get_backend(backend, system)
     record = _run("twin", chosen, system, plan, progress)
     return _pack("twin", system, chosen, plan, times, record, seed)

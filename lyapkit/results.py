@@ -101,7 +101,9 @@ class LyapunovSpectrum:
         return self.member_exponents.shape[0]
 
     def __repr__(self) -> str:
-        pairs = ", ".join(f"{v:.6g} ± {e:.2g}" for v, e in zip(self.exponents, self.stderr))
+        pairs = ", ".join(
+            f"{v:.6g} ± {e:.2g}" for v, e in zip(self.exponents, self.stderr, strict=True)
+        )
         return (
             f"LyapunovSpectrum([{pairs}], method={self.method!r}, steps={self.steps}, "
             f"ensemble={self.ensemble}, backend={self.backend!r}, system={self.system})"
@@ -127,7 +129,9 @@ class LyapunovSpectrum:
                 ("step", "exponent"), self.history, "running estimate of the Lyapunov exponent"
             ),
             "blowup_step": var(
-                ("member",), self.blowup_steps, "step at which the trajectory overflowed (-1: never)",
+                ("member",),
+                self.blowup_steps,
+                "step at which the trajectory overflowed (-1: never)",
                 "step",
             ),
         }
@@ -142,8 +146,10 @@ class LyapunovSpectrum:
                 ("member", "window", "exponent"), self.finite_time, "finite-time Lyapunov exponent"
             )
             coords["window_end"] = var(
-                ("window",), np.arange(1, W + 1) * self.finite_time_window,
-                "last step of the window (after the transient)", "step",
+                ("window",),
+                np.arange(1, W + 1) * self.finite_time_window,
+                "last step of the window (after the transient)",
+                "step",
             )
         attrs = {
             "title": "Lyapunov spectrum",
@@ -168,7 +174,7 @@ class LyapunovSpectrum:
 
         ax = plt.gca() if ax is None else ax
         lines = ax.plot(self.history_steps, self.history, **kwargs)
-        for line, value in zip(lines, self.exponents):
+        for line, value in zip(lines, self.exponents, strict=True):
             ax.axhline(value, color=line.get_color(), lw=0.6, ls="--")
         ax.set_xscale("log")
         ax.set_xlabel("steps after transient")

@@ -16,9 +16,13 @@ def _wcrnn(variant, n=5, m=2, seed=0):
     rng = np.random.default_rng(seed)
     R = 0.9 * np.linalg.qr(rng.standard_normal((n, n)))[0]
     return lk.WCRNNMap(
-        R, rng.standard_normal((n, n)) / np.sqrt(n), rng.uniform(0.02, 0.1, n),
-        V=rng.standard_normal((n, m)), b=0.1 * rng.standard_normal(n), variant=variant,
-    )  # fmt: skip
+        R,
+        rng.standard_normal((n, n)) / np.sqrt(n),
+        rng.uniform(0.02, 0.1, n),
+        V=rng.standard_normal((n, m)),
+        b=0.1 * rng.standard_normal(n),
+        variant=variant,
+    )
 
 
 NON_CHAOTIC = {
@@ -74,8 +78,9 @@ def test_torch_float32_and_explicit_cpu_device():
     system = lk.TanhNetwork(20, g=0.9, input_dim=1, seed=4)  # driven, not chaotic
     inputs = np.random.default_rng(5).standard_normal((2000, 1))
     ref = lk.lyapunov_spectrum(system, steps=2000, inputs=inputs, seed=5, backend="numpy")
-    res = lk.lyapunov_spectrum(system, steps=2000, inputs=inputs, seed=5, backend="torch",
-                               dtype="float32", device="cpu")  # fmt: skip
+    res = lk.lyapunov_spectrum(
+        system, steps=2000, inputs=inputs, seed=5, backend="torch", dtype="float32", device="cpu"
+    )
     # float32 rounding (ε ≈ 1.2e-7) accumulates over the run; the exponents keep ~4 digits.
     np.testing.assert_allclose(res.exponents, ref.exponents, rtol=2e-4, atol=1e-4)
 
@@ -85,8 +90,9 @@ def test_torch_cholesky_qr_matches_householder():
     from backends.torch_backend import TorchOps
 
     ops = TorchOps("float64", "cpu")
-    Q = torch.randn(4, 40, 40, dtype=torch.float64) @ torch.diag(torch.logspace(0, 3, 40,
-                                                                                dtype=torch.float64))  # fmt: skip
+    Q = torch.randn(4, 40, 40, dtype=torch.float64) @ torch.diag(
+        torch.logspace(0, 3, 40, dtype=torch.float64)
+    )
     q1, r1 = ops._cholesky_qr2(Q)
     q2, r2 = ops._householder(Q)
     torch.testing.assert_close(r1, r2, rtol=1e-10, atol=0)
@@ -105,7 +111,11 @@ def test_overflow_gives_nan_and_a_warning_naming_the_step(backend):
     system = lk.LinearMap(np.diag([1e10, 0.5]))
     with pytest.warns(lk.NonFiniteTrajectoryWarning, match=r"member 1 by step 31\b"):
         res = lk.lyapunov_spectrum(
-            system, steps=10_000, transient=5, x0=[[0.0, 1.0], [1.0, 1.0]], seed=0,
+            system,
+            steps=10_000,
+            transient=5,
+            x0=[[0.0, 1.0], [1.0, 1.0]],
+            seed=0,
             backend=backend,
         )
     # 1e10**31 = 1e310 overflows float64 at step 31 (counted from the start, transient
@@ -127,7 +137,9 @@ def test_all_members_blowing_up_stops_early():
 def test_auto_choice():
     assert lk.get_backend("auto", lk.Henon()).name == "numba"
     assert lk.get_backend("auto", lk.TanhNetwork(64)).name == "torch"
-    assert lk.get_backend("auto", lk.from_numpy(lambda x: x, 1, lambda x: np.eye(1))).name == "numpy"
+    assert (
+        lk.get_backend("auto", lk.from_numpy(lambda x: x, 1, lambda x: np.eye(1))).name == "numpy"
+    )
 
 
 def test_unknown_and_incapable_backends_are_named():
@@ -148,7 +160,8 @@ def test_import_lyapkit_imports_neither_numba_nor_torch():
 def test_third_party_backend_plugin_via_entry_point(tmp_path):
     """A plugin registered in the `lyapkit.backends` entry-point group is found and used; one whose
     dependencies are missing says what to install; a broken one warns instead of crashing."""
-    (tmp_path / "fastlyap.py").write_text(textwrap.dedent('''
+    (tmp_path / "fastlyap.py").write_text(
+        textwrap.dedent("""
         from backends.numpy_backend import NumpyBackend
         from lyapkit import Backend
 
@@ -160,7 +173,8 @@ def test_third_party_backend_plugin_via_entry_point(tmp_path):
             name = "needs"
             requires = ("module_that_does_not_exist_xyz",)
             extra = "needs-extra"
-    '''))
+    """)
+    )
     dist = tmp_path / "fastlyap-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fastlyap\nVersion: 1.0\n")
@@ -168,7 +182,7 @@ def test_third_party_backend_plugin_via_entry_point(tmp_path):
         "[lyapkit.backends]\nfast = fastlyap:FastBackend\nneeds = fastlyap:NeedsMissing\n"
         "broken = fastlyap:DoesNotExist\n"
     )
-    code = textwrap.dedent('''
+    code = textwrap.dedent("""
         import warnings, lyapkit as lk
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -181,12 +195,17 @@ def test_third_party_backend_plugin_via_entry_point(tmp_path):
             lk.get_backend("needs")
         except lk.BackendError as err:
             print(err)
-    ''')
+    """)
     env = {"PYTHONPATH": str(tmp_path)}
     import os
 
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, **env}, check=True).stdout.splitlines()  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=True,
+    ).stdout.splitlines()
     assert "'fast'" in out[0] and "'needs'" in out[0] and "broken" not in out[0]
     assert out[1] == "True"
     assert out[2] == "fast"

@@ -11,8 +11,23 @@ from lyapkit.cli import main
 
 def test_spectrum_prints_table_and_writes_netcdf(tmp_path, capsys):
     out = tmp_path / "henon.nc"
-    code = main(["-q", "spectrum", "henon", "-p", "a=1.4", "-p", "b=0.3", "--steps", "20000",
-                 "--backend", "numpy", "-o", str(out)])  # fmt: skip
+    code = main(
+        [
+            "-q",
+            "spectrum",
+            "henon",
+            "-p",
+            "a=1.4",
+            "-p",
+            "b=0.3",
+            "--steps",
+            "20000",
+            "--backend",
+            "numpy",
+            "-o",
+            str(out),
+        ]
+    )
     assert code == 0
     text = capsys.readouterr().out
     assert "Kaplan-Yorke dimension" in text
@@ -24,8 +39,24 @@ def test_spectrum_prints_table_and_writes_netcdf(tmp_path, capsys):
 
 
 def test_list_parameters(capsys):
-    assert main(["-q", "spectrum", "coupled_standard_maps", "-p", "M=2", "-p", "k=1,1.5",
-                 "--steps", "2000", "--backend", "numpy"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "-q",
+                "spectrum",
+                "coupled_standard_maps",
+                "-p",
+                "M=2",
+                "-p",
+                "k=1,1.5",
+                "--steps",
+                "2000",
+                "--backend",
+                "numpy",
+            ]
+        )
+        == 0
+    )
     rows = [line for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]
     values = np.array([float(r.split()[1]) for r in rows])
     assert len(values) == 4 and abs(values.sum()) < 1e-9  # symplectic: exponents sum to zero
@@ -46,8 +77,20 @@ def test_usage_errors_exit_2_and_name_the_problem(capsys):
 
 def test_console_script_demo_runs():
     out = subprocess.run(
-        [sys.executable, "-m", "lyapkit.cli", "-q", "demo", "--steps", "2000", "--backend", "numpy"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "lyapkit.cli",
+            "-q",
+            "demo",
+            "--steps",
+            "2000",
+            "--backend",
+            "numpy",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "theory (gamma -> 0)" in out.stdout
     assert out.stdout.count("\n") >= 8

@@ -143,8 +143,9 @@ def test_jacobian_matches_autodiff_of_step(name):
     for e in range(E):
         ue = None if ut is None else ut[e]
         single = torch.autograd.functional.jacobian(lambda z, ue=ue: m.step(z, ue), xt[e]).numpy()
-        np.testing.assert_allclose(m.jacobian(x[e], None if u is None else u[e]), single,
-                                   rtol=1e-10, atol=1e-13)  # fmt: skip
+        np.testing.assert_allclose(
+            m.jacobian(x[e], None if u is None else u[e]), single, rtol=1e-10, atol=1e-13
+        )
 
 
 @pytest.mark.parametrize("name", list(MAPS))
@@ -211,10 +212,12 @@ def test_numba_kernels_match_numpy(name):
         J = np.full((m.dim, m.dim), np.nan)  # kernels must write every entry
         kernels.step(xe, ue, kernels.params, out)
         kernels.jacobian(xe, ue, kernels.params, J)
-        np.testing.assert_allclose(out, m.step(x[e], None if u is None else u[e]),
-                                   rtol=1e-12, atol=1e-12)  # fmt: skip
-        np.testing.assert_allclose(J, m.jacobian(x[e], None if u is None else u[e]),
-                                   rtol=1e-12, atol=1e-12)  # fmt: skip
+        np.testing.assert_allclose(
+            out, m.step(x[e], None if u is None else u[e]), rtol=1e-12, atol=1e-12
+        )
+        np.testing.assert_allclose(
+            J, m.jacobian(x[e], None if u is None else u[e]), rtol=1e-12, atol=1e-12
+        )
         np.testing.assert_array_equal(xe, x[e])  # the state is not modified
 
 
@@ -285,9 +288,11 @@ def test_coupled_standard_maps_ring_edge_cases(M):
     else:
         c = math.cos(x[1] - x[0])
         K = np.array(
-            [[k[0] * math.cos(x[0]) + 2 * g * c, -2 * g * c],
-             [-2 * g * c, k[1] * math.cos(x[1]) + 2 * g * c]]
-        )  # fmt: skip
+            [
+                [k[0] * math.cos(x[0]) + 2 * g * c, -2 * g * c],
+                [-2 * g * c, k[1] * math.cos(x[1]) + 2 * g * c],
+            ]
+        )
     Id = np.eye(M)
     np.testing.assert_allclose(J, np.block([[Id + K, Id], [K, Id]]), rtol=1e-12, atol=1e-14)
     if M == 1:  # coupling has no effect on a single map
@@ -356,8 +361,9 @@ def test_tanh_network_closed_form():
     for x, s, y, J in zip(X, S, m.step(X, S), m.jacobian(X, S), strict=True):
         pre = g * (W @ x) + U @ s + b
         np.testing.assert_allclose(y, np.tanh(pre), rtol=1e-13, atol=1e-15)
-        np.testing.assert_allclose(J, np.diag(1 - np.tanh(pre) ** 2) @ (g * W),
-                                   rtol=1e-12, atol=1e-14)  # fmt: skip
+        np.testing.assert_allclose(
+            J, np.diag(1 - np.tanh(pre) ** 2) @ (g * W), rtol=1e-12, atol=1e-14
+        )
     # Default weights are seeded and have variance 1/n.
     d1, d2 = lk.TanhNetwork(200, seed=5), lk.TanhNetwork(200, seed=5)
     np.testing.assert_array_equal(d1.parameters()["gW"], d2.parameters()["gW"])

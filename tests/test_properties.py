@@ -19,10 +19,18 @@ def _rotation(phi):
 def _random_system(rng, kind, n, m):
     W = rng.standard_normal((n, n)) / math.sqrt(n)
     if kind == "tanh":
-        return lk.TanhNetwork(n, g=rng.uniform(0.5, 3.0), input_dim=m, W=W, seed=int(rng.integers(9)))
+        return lk.TanhNetwork(
+            n, g=rng.uniform(0.5, 3.0), input_dim=m, W=W, seed=int(rng.integers(9))
+        )
     R = rng.uniform(0.5, 1.1) * np.linalg.qr(rng.standard_normal((n, n)))[0]
-    return lk.WCRNNMap(R, W, rng.uniform(0.01, 0.5, n), V=rng.standard_normal((n, m)),
-                       b=0.1 * rng.standard_normal(n), variant=kind)  # fmt: skip
+    return lk.WCRNNMap(
+        R,
+        W,
+        rng.uniform(0.01, 0.5, n),
+        V=rng.standard_normal((n, m)),
+        b=0.1 * rng.standard_normal(n),
+        variant=kind,
+    )
 
 
 @pytest.mark.filterwarnings("ignore::lyapkit.IllConditionedBasisWarning")
@@ -41,8 +49,16 @@ def test_sum_of_exponents_is_mean_log_abs_det_jacobian(seed, kind, n, m, every):
     transient, steps = 30, 300
     x0 = rng.uniform(-1, 1, n)
     inputs = rng.standard_normal((transient + steps, m)) if m else None
-    res = lk.lyapunov_spectrum(system, steps=steps, transient=transient, x0=x0, inputs=inputs,
-                               reortho_every=every, seed=seed, backend="numpy")  # fmt: skip
+    res = lk.lyapunov_spectrum(
+        system,
+        steps=steps,
+        transient=transient,
+        x0=x0,
+        inputs=inputs,
+        reortho_every=every,
+        seed=seed,
+        backend="numpy",
+    )
     x, logdets, conds = x0, [], []
     for t in range(transient + steps):
         u = None if inputs is None else inputs[t]
@@ -140,8 +156,9 @@ def test_weakly_coupled_rnn_exponents_approach_log_abs_eig_R(seed, n, rotational
     system = lk.WCRNNMap(R, W, gamma, V=rng.standard_normal((n, 1)), b=rng.standard_normal(n))
     T = 3000
     inputs = rng.standard_normal((T + 300, 1))
-    res = lk.lyapunov_spectrum(system, steps=T, transient=300, inputs=inputs, seed=seed,
-                               backend="numpy")  # fmt: skip
+    res = lk.lyapunov_spectrum(
+        system, steps=T, transient=300, inputs=inputs, seed=seed, backend="numpy"
+    )
     kappa = np.linalg.cond(S)
     eps = kappa * gamma * np.linalg.norm(W, 2)
     bound = np.sum(np.log((radii + eps) / (radii - eps))) + 2 * math.log(kappa) / T
@@ -158,8 +175,9 @@ def test_weak_coupling_error_shrinks_linearly_with_gamma():
     errors = []
     for gamma in (1e-1, 1e-2, 1e-3):
         system = lk.WCRNNMap(0.9 * np.eye(n), W, gamma, V=V)
-        res = lk.lyapunov_spectrum(system, steps=20_000, transient=300, inputs=inputs, seed=1,
-                                   backend="numba")  # fmt: skip
+        res = lk.lyapunov_spectrum(
+            system, steps=20_000, transient=300, inputs=inputs, seed=1, backend="numba"
+        )
         errors.append(np.abs(res.exponents - math.log(0.9)).max())
     assert errors[0] > errors[1] > errors[2]
     assert errors[1] / errors[2] > 5 and errors[0] / errors[1] > 5

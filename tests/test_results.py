@@ -12,9 +12,14 @@ import lyapkit as lk
 @pytest.fixture(scope="module")
 def henon_result():
     return lk.lyapunov_spectrum(
-        lk.Henon(), steps=20_000, transient=100, ensemble=3, finite_time=1000, seed=5,
+        lk.Henon(),
+        steps=20_000,
+        transient=100,
+        ensemble=3,
+        finite_time=1000,
+        seed=5,
         backend="numpy",
-    )  # fmt: skip
+    )
 
 
 def test_to_xarray_has_named_dims_units_and_roundtrips_through_hdf5(henon_result, tmp_path):

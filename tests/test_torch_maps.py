@@ -39,8 +39,10 @@ def _cell_step(cell, kind: str, hid: int):
 
 
 def _snapshot(module):
-    return [(name, p.detach().clone(), p.dtype, p.requires_grad, p) for name, p in
-            module.named_parameters()]  # fmt: skip
+    return [
+        (name, p.detach().clone(), p.dtype, p.requires_grad, p)
+        for name, p in module.named_parameters()
+    ]
 
 
 def _assert_unchanged(module, snap):
@@ -52,7 +54,6 @@ def _assert_unchanged(module, snap):
         assert p.requires_grad == req, name
         assert p.grad is None, name
         assert torch.equal(p.detach(), value), name
-
 
 
 @pytest.mark.parametrize("kind", list(CELLS))

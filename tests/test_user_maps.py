@@ -270,9 +270,11 @@ def test_from_numba_numba_and_numpy_backends_agree():
     rng = np.random.default_rng(10)
     X, S = rng.uniform(-1, 1, (4, 2)), rng.uniform(-0.1, 0.1, (4, 1))
     np.testing.assert_allclose(
-        m.step(X, S), np.stack([1 - a * X[:, 0] ** 2 + X[:, 1] + S[:, 0], b * X[:, 0]], -1),
-        rtol=1e-14, atol=1e-15,
-    )  # fmt: skip
+        m.step(X, S),
+        np.stack([1 - a * X[:, 0] ** 2 + X[:, 1] + S[:, 0], b * X[:, 0]], -1),
+        rtol=1e-14,
+        atol=1e-15,
+    )
     np.testing.assert_array_equal(m.jacobian(X, S)[:, 0, 0], -2 * a * X[:, 0])
     # A short run (the map is chaotic: a long one would amplify rounding differences).
     T = 25

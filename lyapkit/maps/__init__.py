@@ -16,7 +16,16 @@ from lyapkit.maps.wcrnn import WCRNNMap
 
 BUILTIN_MAPS: dict[str, type[Map]] = {
     cls.name: cls
-    for cls in (Henon, Logistic, Tent, CatMap, CoupledStandardMaps, LinearMap, TanhNetwork, WCRNNMap)
+    for cls in (
+        Henon,
+        Logistic,
+        Tent,
+        CatMap,
+        CoupledStandardMaps,
+        LinearMap,
+        TanhNetwork,
+        WCRNNMap,
+    )
 }
 
 __all__ = [

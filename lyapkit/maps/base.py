@@ -59,7 +59,7 @@ class Map(abc.ABC):
         """The map's parameters by name."""
         return {}
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 (a hook; most maps need nothing)
         """Called at the start of every lyapkit computation; maps that cache converted parameters
         refresh them here."""
 

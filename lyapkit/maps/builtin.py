@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
@@ -261,5 +260,3 @@ class TanhNetwork(ArrayMap):
     def numba_kernels(self) -> NumbaKernels:
         p = self._params
         return _kernels("tanh_network_step", "tanh_network_jacobian", (p["gW"], p["U"], p["b"]))
-
-

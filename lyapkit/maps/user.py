@@ -125,7 +125,9 @@ class NumbaMap(Map):
         u = np.broadcast_to(u, batch + (self.input_dim,)).reshape(count, self.input_dim)
         out = np.empty((count,) + out_shape)
         for i, xi in enumerate(x.reshape(-1, self.dim)):
-            kernel(np.ascontiguousarray(xi), np.ascontiguousarray(u[i]), self._kernels.params, out[i])
+            kernel(
+                np.ascontiguousarray(xi), np.ascontiguousarray(u[i]), self._kernels.params, out[i]
+            )
         return out.reshape(batch + out_shape)
 
     def step(self, x: Any, u: Any = None) -> np.ndarray:
