@@ -34,54 +34,67 @@ class ArrayOps(abc.ABC):
     def qr(self, Q: Any) -> tuple[Any, Any]:
         """Batched thin QR of ``(E, n, k)``: return ``(Q, diag(R))`` with ``diag(R) ≥ 0``."""
 
-    def all_true(self, a: Any) -> bool:
-        return bool(a.all())
-
-
-def _finite_rows(xp: Any, *arrays: Any) -> Any:
-    """Per-member flag: every entry of every array (leading axis = member) is finite."""
-    ok = None
-    for a in arrays:
-        row = xp.isfinite(a.reshape(a.shape[0], -1)).all(-1)
-        ok = row if ok is None else ok & row
-    return ok
-
 
 class _Recorder:
-    """Cumulative sums, worst conditioning and blow-up steps, shared by the tangent and twin loops."""
+    """Cumulative sums, worst conditioning and blow-up steps, shared by the tangent and twin loops.
+
+    Per renormalisation it spends a handful of array operations and no host synchronisation: a
+    check value per member (``Σ log r + Σ state``, non-finite once anything overflowed, or when an
+    ``r`` is zero) goes into a buffer that is inspected on the host every ``_CHECK_EVERY`` steps.
+    """
 
     def __init__(self, ops: ArrayOps, plan: TangentPlan, k: int):
-        xp, E = ops.xp, plan.x0.shape[0]
-        self.ops, self.plan, self.xp = ops, plan, xp
+        E = plan.x0.shape[0]
+        self.ops, self.plan, self.xp = ops, plan, ops.xp
         self.acc = ops.asarray(np.zeros((E, k)))
-        self.cond = ops.asarray(np.zeros(E))
-        self.blow = ops.asarray(np.full(E, -1.0))
+        self.log_cond = ops.asarray(np.zeros(E))
+        self.checks = ops.asarray(np.zeros((E, _CHECK_EVERY)))
+        self.check_steps: list[int] = []
+        self.blow = np.full(E, -1, dtype=np.int64)
         self.records: list[Any] = []
 
     def renormalised(self, t: int, r: Any, *states: Any) -> None:
         """Book the stretching factors ``r`` (E, k) of the renormalisation after step ``t``."""
         xp, plan = self.xp, self.plan
-        self.cond = xp.maximum(self.cond, xp.amax(r, -1) / xp.amin(r, -1))
-        bad = ~_finite_rows(xp, r, *states)
-        self.blow = xp.where(bad & (self.blow < 0), self.blow * 0 + (t + 1), self.blow)
+        log_r = xp.log(r)
+        self.log_cond = xp.maximum(self.log_cond, xp.amax(log_r, -1) - xp.amin(log_r, -1))
+        check = log_r.sum(-1)
+        for state in states:
+            check = check + state.sum(-1)
+        self.checks[:, len(self.check_steps)] = check
+        self.check_steps.append(t + 1)
+        if len(self.check_steps) == _CHECK_EVERY:
+            self._inspect()
         s = t + 1 - plan.transient
         if s > 0:
-            self.acc = self.acc + xp.log(r)
+            self.acc = self.acc + log_r
             if len(self.records) < len(plan.record_at) and s == plan.record_at[len(self.records)]:
                 self.records.append(self.acc)
 
+    def _inspect(self) -> None:
+        """Find the first non-finite check of each member in the buffer; empty the buffer."""
+        if not self.check_steps:
+            return
+        bad = ~np.isfinite(self.ops.to_numpy(self.checks[:, : len(self.check_steps)]))
+        first = np.asarray(self.check_steps)[bad.argmax(axis=1)]
+        new = bad.any(axis=1) & (self.blow < 0)
+        self.blow[new] = first[new]
+        self.check_steps = []
+
     def all_blown(self) -> bool:
-        return self.ops.all_true(self.blow >= 0)
+        self._inspect()
+        return bool((self.blow >= 0).all())
 
     def finish(self, x: Any, basis: Any) -> TangentRecord:
         ops, plan = self.ops, self.plan
+        self._inspect()
         cum = np.full((plan.x0.shape[0], len(plan.record_at), self.acc.shape[-1]), np.nan)
         for i, rec in enumerate(self.records):
             cum[:, i] = ops.to_numpy(rec)
         return TangentRecord(
             cumulative=cum,
-            max_condition=ops.to_numpy(self.cond),
-            blowup_step=ops.to_numpy(self.blow).astype(np.int64),
+            max_condition=np.exp(ops.to_numpy(self.log_cond)),
+            blowup_step=self.blow,
             final_state=ops.to_numpy(x),
             final_basis=ops.to_numpy(basis),
         )

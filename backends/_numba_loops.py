@@ -9,8 +9,9 @@ Re-orthonormalisation is modified Gram–Schmidt *without normalisation*: row ``
 orthogonal to rows ``j < i`` by ``v_i −= (v_j·v_i / |v_j|²) v_j`` and keeps its length. Its
 squared length then equals ``Π R_ii²`` of the normalised QR method, so the cumulative sum of
 ``log R_ii`` is read off as ``½ log|v_i|²`` (plus exact power-of-two rescalings applied when
-``|v_i|²`` leaves ``[2⁻⁶⁰⁰, 2⁶⁰⁰]``). This takes no square root, no logarithm and one division
-per vector per step — the cost that dominates small maps — and is exact in exact arithmetic.
+``|v_i|²`` leaves ``[2⁻⁶⁰⁰, 2⁶⁰⁰]``). This takes no square root and no logarithm per step, and
+one division per projection and per vector — the latencies that dominate small maps — and is
+exact in exact arithmetic.
 """
 
 import functools
@@ -120,7 +121,7 @@ def tangent_kernel(n, k):
     end of the transient, recorded into ``cum`` (E, R, k) at ``record_at``.
     """
 
-    @njit(error_model="numpy", fastmath={"contract"})
+    @njit(error_model="numpy", fastmath={"contract"}, inline="always")
     def member(
         step,
         jacobian,

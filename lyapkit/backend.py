@@ -72,6 +72,7 @@ class TangentPlan:
 
     @property
     def total(self) -> int:
+        """All steps integrated: ``transient + steps``."""
         return self.transient + self.steps
 
     def renormalise_after(self, t: int) -> bool:
@@ -123,8 +124,10 @@ class Progress:
 class Backend(abc.ABC):
     """A compute engine for lyapkit's hot loops.
 
-    Subclasses set ``name``, ``description`` and ``requires`` (importable modules it needs, and the
-    extra that installs them) and implement ``supports``, ``tangent`` and ``twin``.
+    Subclasses set ``name`` and ``description``, optionally ``requires`` (modules that must be
+    importable, checked by :meth:`available` without importing them) and ``extra`` (the lyapkit
+    extra that installs them, named in errors), and implement ``supports``, ``tangent`` and
+    ``twin``; ``priority`` ranks them for ``backend="auto"``.
     """
 
     name: ClassVar[str]

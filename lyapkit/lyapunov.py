@@ -146,12 +146,23 @@ def _prepare(
         seed = int(np.random.SeedSequence().entropy % 2**63)
     seed = _integer("seed", seed, 0)
     rng = np.random.default_rng(seed)
+    if ensemble is None and np.ndim(x0) < 2 and np.ndim(inputs) == 3:
+        ensemble = int(np.shape(inputs)[0])  # one member per input sequence
     X0 = _initial_states(system, x0, ensemble, rng)
     E = X0.shape[0]
+    U = _input_sequence(system, inputs, E, transient + steps)
+    if E > 1 and np.ndim(x0) == 1 and U.shape[0] == 1:
+        warnings.warn(
+            f"all {E} ensemble members start from the same x0 and see the same inputs: they "
+            "follow one trajectory, so the ensemble standard error is meaningless; pass one x0 "
+            "per member (shape (ensemble, dim)) or omit x0",
+            UserWarning,
+            stacklevel=3,
+        )
     plan = TangentPlan(
         x0=X0,
         basis0=_random_bases(rng, E, system.dim, k),
-        inputs=_input_sequence(system, inputs, E, transient + steps),
+        inputs=U,
         transient=transient,
         steps=steps,
         every=every,
@@ -291,7 +302,8 @@ def lyapunov_spectrum(
     steps : int
         Steps averaged after the transient.
     x0 : array (dim,) or (ensemble, dim), optional
-        Initial state(s); drawn from ``system.initial_state`` with ``seed`` when omitted.
+        Initial state(s); drawn from ``system.initial_state`` with ``seed`` when omitted. A 1-D
+        ``x0`` is shared by all members (then give each member its own inputs).
     inputs : array (T, input_dim) or (ensemble, T, input_dim), optional
         Inputs ``u_t`` of a driven map, ``T >= transient + steps``; zero when omitted.
     k : int, optional
@@ -301,7 +313,8 @@ def lyapunov_spectrum(
     reortho_every : int
         Steps between re-orthonormalisations (a warning says when this is too many).
     ensemble : int, optional
-        Number of trajectories (independent initial states, or the rows of ``x0``/``inputs``).
+        Number of trajectories. Defaults to the number of rows of a 2-D ``x0``, else of a 3-D
+        ``inputs``, else 1. Without ``x0`` each member starts from its own random state.
     seed : int, optional
         Seed of initial states and bases; drawn and recorded in the result when omitted.
     backend : str or Backend
@@ -313,7 +326,8 @@ def lyapunov_spectrum(
     progress : bool or Progress, optional
         Show a tqdm bar (quiet by default and when not on a terminal).
     dtype, device : str, optional
-        Floating dtype and device for backends that honour them (torch); float64 otherwise.
+        Floating dtype (default float64) and device: numpy takes any float dtype on the CPU,
+        torch float32 or float64 on any device (default: CUDA when present), numba float64 only.
 
     Returns
     -------
@@ -332,6 +346,8 @@ def lyapunov_spectrum(
     -----
     NonFiniteTrajectoryWarning
         When a trajectory overflows (its exponents are NaN; the warning names the step).
+    IllConditionedBasisWarning
+        When ``reortho_every > 1`` lets the basis become ill-conditioned (condition > 1e8).
     """
     plan, times, seed = _prepare(
         system,

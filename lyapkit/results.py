@@ -31,9 +31,10 @@ def kaplan_yorke_dimension(exponents: np.ndarray, dim: int | None = None) -> flo
 
 
 def ks_entropy(exponents: np.ndarray) -> float:
-    """Kolmogorov–Sinai entropy by Pesin's identity: ``h_KS = Σ_{λ_i > 0} λ_i`` (an upper bound in
-    general, exact for SRB measures; a lower bound when only part of the spectrum is computed and
-    all of it is positive)."""
+    """Sum of the positive exponents, ``Σ_{λ_i > 0} λ_i``: the Kolmogorov–Sinai entropy by Pesin's
+    identity (Ruelle's inequality makes it an upper bound on ``h_KS`` in general; equality holds
+    for SRB measures). When only part of the spectrum was computed and all of it is positive, the
+    sum of all positive exponents is underestimated."""
     lam = np.asarray(exponents, dtype=np.float64)
     return float(lam[lam > 0].sum()) if np.isfinite(lam).all() else float("nan")
 
@@ -63,6 +64,13 @@ class LyapunovSpectrum:
         Step at which a trajectory was found non-finite, −1 if never.
     final_state, final_basis : arrays
         State ``(ensemble, dim)`` and orthonormal tangent basis ``(ensemble, dim, k)`` at the end.
+    finite_time_window : int or None
+        Window length (steps) of ``finite_time``.
+    dim, steps, transient, reortho_every, seed : int
+        State dimension and the run's settings (``seed`` reproduces the run).
+    backend, system, jacobian_method, method : str
+        Backend used, ``repr`` of the map, how its Jacobian was computed, and ``"qr"`` or
+        ``"twin"``.
     """
 
     exponents: np.ndarray
@@ -98,6 +106,7 @@ class LyapunovSpectrum:
 
     @property
     def ensemble(self) -> int:
+        """Number of trajectories."""
         return self.member_exponents.shape[0]
 
     def __repr__(self) -> str:

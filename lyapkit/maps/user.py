@@ -170,7 +170,16 @@ def from_numba(
     name: str = "numba_map",
     period: float | None = None,
 ) -> NumbaMap:
-    """Wrap numba-jitted kernels ``step(x, u, params, out)`` and ``jacobian(x, u, params, J)`` as a map."""
+    """Wrap numba-jitted kernels as a map.
+
+    Both kernels must be ``@numba.njit`` functions of one state: ``step(x, u, params, out)`` writes
+    ``f(x, u)`` into ``out`` (shape ``(dim,)``) and ``jacobian(x, u, params, J)`` writes
+    ``∂f_i/∂x_j`` into ``J[i, j]`` (shape ``(dim, dim)``). ``out`` and ``J`` are not initialised:
+    write every entry. ``x`` has shape ``(dim,)``, ``u`` shape ``(input_dim,)`` (empty when
+    ``input_dim = 0``), and ``params`` is the tuple given here (floats and arrays), so one compiled
+    loop serves every parameter value. The map runs on the numba backend and, one kernel call per
+    state, on the numpy backend.
+    """
     return NumbaMap(
         step, jacobian, dim, input_dim=input_dim, params=params, name=name, period=period
     )

@@ -21,7 +21,15 @@ VARIANTS = ("linear", "A", "B")
 
 
 class WCRNNMap(ArrayMap):
-    """Weakly coupled residual RNN map (see the module docstring for the equations).
+    """Weakly coupled residual RNN map (Dubinin & Effenberger 2023).
+
+    With ``a = tanh(W x + V s + b)`` and coupling ``γ`` (scalar or per unit)::
+
+        linear residual:  x' = R x + γ ⊙ a                J = R + diag(γ ⊙ (1 − a²)) W
+        type A:           x' = tanh(R x) + γ ⊙ a          J = diag(1 − tanh²(R x)) R + diag(γ ⊙ (1 − a²)) W
+        type B:           x' = tanh(R x + γ ⊙ (W x + V s + b))    J = diag(1 − x'²) (R + diag(γ) W)
+
+    As ``γ → 0`` the exponents of the linear-residual map tend to ``log|eig(R)|``.
 
     Parameters
     ----------
