@@ -72,7 +72,7 @@ class TorchOps(ArrayOps):
         r = U.diagonal(dim1=-2, dim2=-1)
         # Accept while every column's sine to the span of the previous ones exceeds ε^(1/4).
         if not bool(
-            ((r * r > self.min_sine2 * G.diagonal(dim1=-2, dim2=-1)).all() & (info == 0).all())
+            (r * r > self.min_sine2 * G.diagonal(dim1=-2, dim2=-1)).all() & (info == 0).all()
         ):
             return None
         return self.xp.linalg.solve_triangular(U, Q, upper=True, left=False), r
