@@ -1,0 +1,27 @@
+"""Smoke tests: every benchmark script runs at its ``--quick`` size (timings are not asserted)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = sorted((Path(__file__).parents[1] / "benchmarks").glob("bench_*.py"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
+def test_benchmark_runs_quick(script):
+    pytest.importorskip("torch")
+    pytest.importorskip("numba")
+    out = subprocess.run(
+        [sys.executable, str(script), "--quick", "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "target" in out.stdout or "traj-steps/s" in out.stdout
+
+
+def test_there_are_benchmarks():
+    assert len(SCRIPTS) == 3
