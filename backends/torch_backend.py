@@ -90,9 +90,10 @@ class TorchBackend(Backend):
         return "torch" in system.namespaces
 
     def priority(self, system: Map) -> int:
-        # Preferred for torch maps (they run nowhere else) and for large bases, where CholeskyQR2
-        # beats the numba backend's Gram-Schmidt.
-        return 2 if system.namespaces == {"torch"} or system.dim >= 32 else 0
+        # Preferred for torch maps (they run nowhere else) and for large systems, where BLAS-3
+        # CholeskyQR beats the numba backend's scalar Gram-Schmidt (per step on 2 CPU cores,
+        # tanh network: n=32 numba 33 µs, torch 73 µs; n=64 numba 233 µs, torch 115 µs).
+        return 2 if system.namespaces == {"torch"} or system.dim >= 48 else 0
 
     def _run(self, loop, system: Map, plan: TangentPlan, progress: Progress) -> TangentRecord:
         import torch

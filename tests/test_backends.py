@@ -218,3 +218,10 @@ def test_third_party_backend_plugin_via_entry_point(tmp_path):
     assert out[2] == "fast"
     assert out[3] == "False"
     assert "pip install lyapkit[needs-extra]" in out[4]
+
+
+def test_missing_optional_dependency_names_the_extra():
+    from lyapkit._array import import_optional
+
+    with pytest.raises(ImportError, match=r"pip install lyapkit\[somextra\]"):
+        import_optional("a_module_that_is_not_installed", "somextra")

@@ -182,3 +182,26 @@ def test_weak_coupling_error_shrinks_linearly_with_gamma():
         errors.append(np.abs(res.exponents - math.log(0.9)).max())
     assert errors[0] > errors[1] > errors[2]
     assert errors[1] / errors[2] > 5 and errors[0] / errors[1] > 5
+
+
+@settings(max_examples=15)
+@given(
+    seed=seeds,
+    variant=st.sampled_from(["linear", "A", "B"]),
+    every=st.integers(1, 4),
+    k=st.integers(1, 3),
+    scale=st.floats(0.3, 1.2),
+)
+def test_backends_agree_on_random_weakly_coupled_rnns(seed, variant, every, k, scale):
+    """Conformance: numba and torch reproduce the numpy reference on random driven WCRNNs."""
+    rng = np.random.default_rng(seed)
+    n = 3  # one compiled numba loop per (n, k) serves every example
+    R = scale * np.linalg.qr(rng.standard_normal((n, n)))[0]
+    system = lk.WCRNNMap(R, rng.standard_normal((n, n)), rng.uniform(0.01, 0.3, n),
+                         V=rng.standard_normal((n, 1)), variant=variant)  # fmt: skip
+    inputs = rng.standard_normal((2, 410, 1))
+    kw = dict(steps=400, transient=10, k=k, inputs=inputs, reortho_every=every, seed=seed)
+    ref = lk.lyapunov_spectrum(system, backend="numpy", **kw)
+    for backend in ("numba", "torch"):
+        res = lk.lyapunov_spectrum(system, backend=backend, **kw)
+        np.testing.assert_allclose(res.member_exponents, ref.member_exponents, atol=1e-9)
