@@ -133,6 +133,14 @@ def tangent_loop(
 def twin_loop(system: Map, plan: TangentPlan, ops: ArrayOps, progress: Progress) -> TangentRecord:
     """Two-trajectory estimate of the largest exponent: renormalise ``y − x`` to ``δ0`` periodically."""
     xp, sep, period = ops.xp, plan.separation, system.period
+
+    def separation(x, y):
+        """``(y − x, |y − x|)``, the difference wrapped on a torus."""
+        d = y - x
+        if period is not None:
+            d = (d + period / 2) % period - period / 2
+        return d, xp.sqrt((d * d).sum(-1))[..., None]
+
     x, U = ops.asarray(plan.x0), _inputs(ops, plan)
     y = x + sep * ops.asarray(plan.basis0[..., 0])
     rec = _Recorder(ops, plan, 1)
@@ -140,14 +148,11 @@ def twin_loop(system: Map, plan: TangentPlan, ops: ArrayOps, progress: Progress)
         u = None if U is None else U[:, t]
         x, y = system.step(x, u), system.step(y, u)
         if plan.renormalise_after(t):
-            d = y - x
-            if period is not None:
-                d = (d + period / 2) % period - period / 2
-            dist = xp.sqrt((d * d).sum(-1))[..., None]
+            d, dist = separation(x, y)
             y = x + d * (sep / dist)
             rec.renormalised(t, dist / sep, x, y)
         if _checkpoint(t, rec, progress):
             break
     progress.update(plan.total % _CHECK_EVERY)
-    d = y - x
-    return rec.finish(x, (d / xp.sqrt((d * d).sum(-1))[..., None])[..., None])
+    d, dist = separation(x, y)
+    return rec.finish(x, (d / dist)[..., None])
