@@ -27,6 +27,10 @@ class ArrayOps(abc.ABC):
         """Convert a float64 numpy array to the backend's array type, dtype and device."""
 
     @abc.abstractmethod
+    def accumulator(self, a: np.ndarray) -> Any:
+        """Like ``asarray`` but always float64: sums over many steps keep full precision."""
+
+    @abc.abstractmethod
     def to_numpy(self, a: Any) -> np.ndarray:
         """Convert back to a float64 numpy array."""
 
@@ -46,9 +50,9 @@ class _Recorder:
     def __init__(self, ops: ArrayOps, plan: TangentPlan, k: int):
         E = plan.x0.shape[0]
         self.ops, self.plan, self.xp = ops, plan, ops.xp
-        self.acc = ops.asarray(np.zeros((E, k)))
-        self.log_cond = ops.asarray(np.zeros(E))
-        self.checks = ops.asarray(np.zeros((E, _CHECK_EVERY)))
+        self.acc = ops.accumulator(np.zeros((E, k)))
+        self.log_cond = ops.accumulator(np.zeros(E))
+        self.checks = ops.accumulator(np.zeros((E, _CHECK_EVERY)))
         self.check_steps: list[int] = []
         self.blow = np.full(E, -1, dtype=np.int64)
         self.records: list[Any] = []

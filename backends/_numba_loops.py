@@ -9,7 +9,7 @@ Re-orthonormalisation is modified Gram–Schmidt *without normalisation*: row ``
 orthogonal to rows ``j < i`` by ``v_i −= (v_j·v_i / |v_j|²) v_j`` and keeps its length. Its
 squared length then equals ``Π R_ii²`` of the normalised QR method, so the cumulative sum of
 ``log R_ii`` is read off as ``½ log|v_i|²`` (plus exact power-of-two rescalings applied when
-``|v_i|²`` leaves ``[2⁻⁶⁰⁰, 2⁶⁰⁰]``). This takes no square root and no logarithm per step, and
+``|v_i|²`` leaves ``[2⁻¹⁰⁰, 2¹⁰⁰]``). This takes no square root and no logarithm per step, and
 one division per projection and per vector — the latencies that dominate small maps — and is
 exact in exact arithmetic.
 """
@@ -20,9 +20,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
-_BIG, _TINY = 2.0**600, 2.0**-600
-_DOWN, _UP = 2.0**-300, 2.0**300
-_LOG_SCALE = 300 * math.log(2.0)
+# |v_i|² is kept in [2⁻¹⁰⁰, 2¹⁰⁰], so a renormalisation interval may stretch a vector by up to
+# ~2^±460 (1e±139) before its squared length over- or underflows.
+_BIG, _TINY = 2.0**100, 2.0**-100
+_LN2 = math.log(2.0)
 
 _inline = njit(inline="always", error_model="numpy", fastmath={"contract"})
 
@@ -71,16 +72,13 @@ def _orthogonalise(V, sq, growth, logscale, n, k):
                 break
             before = norm2
         growth[i] = norm2 / sq[i]
-        if norm2 > _BIG:
+        if not (_TINY < norm2 < _BIG):  # rescale by an exact power of two to |v_i|² ∈ [¼, 1)
+            half = math.frexp(norm2)[1] // 2
+            scale = math.ldexp(1.0, -half)
             for a in range(n):
-                V[i, a] *= _DOWN
-            norm2 *= _DOWN * _DOWN
-            logscale[i] += _LOG_SCALE
-        elif norm2 < _TINY:
-            for a in range(n):
-                V[i, a] *= _UP
-            norm2 *= _UP * _UP
-            logscale[i] -= _LOG_SCALE
+                V[i, a] *= scale
+            norm2 = math.ldexp(norm2, -2 * half)
+            logscale[i] += half * _LN2
         sq[i] = norm2
 
 

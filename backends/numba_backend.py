@@ -88,7 +88,8 @@ class NumbaBackend(Backend):
                 blow,
             )
             progress.update(t1 - t0)
-        basis = np.swapaxes(V / np.sqrt(SQ)[..., None], -1, -2)
+        with np.errstate(all="ignore"):  # members that blew up have SQ = 0: NaN basis
+            basis = np.swapaxes(V / np.sqrt(SQ)[..., None], -1, -2)
         return TangentRecord(cum, cond, blow, X, basis)
 
     def twin(self, system: Map, plan: TangentPlan, progress: Progress) -> TangentRecord:

@@ -16,11 +16,17 @@ class NumpyOps(ArrayOps):
 
     def __init__(self, dtype: str | None):
         self.dtype = np.dtype(dtype or "float64")
-        if self.dtype.kind != "f":
-            raise BackendError(f"dtype must be a floating dtype, got {dtype!r}")
+        if self.dtype not in (np.float32, np.float64):
+            raise BackendError(
+                f"the numpy backend computes in float32 or float64 (LAPACK has no other QR), "
+                f"got dtype={dtype!r}"
+            )
 
     def asarray(self, a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(a, dtype=self.dtype)
+
+    def accumulator(self, a: np.ndarray) -> np.ndarray:
+        return np.array(a, dtype=np.float64)
 
     def to_numpy(self, a: Any) -> np.ndarray:
         return np.asarray(a, dtype=np.float64)

@@ -49,6 +49,9 @@ class TorchOps(ArrayOps):
     def asarray(self, a: np.ndarray) -> Any:
         return self.xp.as_tensor(a, dtype=self.dtype, device=self.device)
 
+    def accumulator(self, a: np.ndarray) -> Any:
+        return self.xp.as_tensor(a, dtype=self.xp.float64, device=self.device)
+
     def to_numpy(self, a: Any) -> np.ndarray:
         return a.detach().to("cpu", self.xp.float64).numpy()
 

@@ -197,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, lk.BackendError) as err:
         print(f"lyapkit {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except ValueError as err:
+    except (ValueError, OSError) as err:
         print(f"lyapkit {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from typing import Any
 
@@ -69,6 +70,8 @@ def _input_sequence(system: Map, inputs: Any, E: int, total: int) -> np.ndarray:
             f"inputs must have shape (T, {m}) or ({E}, T, {m}) (ensemble, time, input_dim), "
             f"got {np.shape(inputs)}"
         )
+    if not np.isfinite(u).all():
+        raise ValueError("inputs must be finite (found NaN or inf)")
     if u.shape[1] < total:
         raise ValueError(
             f"inputs has {u.shape[1]} time steps but transient + steps = {total} are needed"
@@ -86,7 +89,12 @@ def _record_times(
     steps: int, every: int, history: bool, finite_time: int | None
 ) -> dict[str, np.ndarray]:
     """Post-transient step counts to record: history (log-spaced), batch ends, windows, the end."""
-    grid = lambda s: np.unique(np.minimum(s // every * every, steps)).astype(np.int64)  # noqa: E731
+
+    def grid(s: np.ndarray) -> np.ndarray:
+        """Renormalisation steps nearest below ``s`` (never 0), and the last step."""
+        s = s // every * every
+        return np.unique(np.append(np.minimum(s[s > 0], steps), steps)).astype(np.int64)
+
     batches = min(BATCHES, steps // every)
     block = steps // every // max(batches, 1) * every
     times = {
@@ -215,8 +223,10 @@ def _pack(
             for e, s in zip(np.flatnonzero(blown), record.blowup_step[blown], strict=True)
         )
         warnings.warn(
-            f"{system.name}: the trajectory became non-finite ({where}; counted from the start, "
-            f"transient={plan.transient}); its exponents are NaN",
+            f"{system.name}: the trajectory or its tangent basis became non-finite or degenerate "
+            f"({where}; counted from the start, transient={plan.transient}): the state "
+            f"overflowed, or the Jacobian is singular along the orbit so that a tangent direction "
+            f"collapsed (then fewer exponents, k, may still be defined); its exponents are NaN",
             NonFiniteTrajectoryWarning,
             stacklevel=3,
         )
@@ -376,7 +386,7 @@ def max_lyapunov_twin(
     x0: Any = None,
     inputs: Any = None,
     transient: int = 0,
-    separation: float = 1e-8,
+    separation: float | None = None,
     renorm_every: int = 1,
     ensemble: int | None = None,
     seed: int | None = None,
@@ -388,14 +398,29 @@ def max_lyapunov_twin(
 ) -> LyapunovSpectrum:
     """Largest Lyapunov exponent from two nearby trajectories, without Jacobians.
 
-    A perturbed trajectory ``y`` starts at distance ``δ0 = separation`` from ``x`` (random direction);
+    A perturbed trajectory ``y`` starts at distance ``δ0 = separation`` (default ``√ε`` of the dtype,
+    1.5e-8 in float64) from ``x`` (random direction);
     every ``renorm_every`` steps ``d = |y − x|`` (wrapped on a torus) is measured, ``log(d/δ0)`` is
     accumulated and ``y`` is pulled back to ``x + δ0 (y − x)/d`` (Benettin et al. 1976). The
     estimate is ``λ_1 = (1/T) Σ log(d/δ0)``; it is biased when ``δ0`` is too large (non-linearity)
     or too small (rounding, ``ε/δ0``). Arguments as :func:`lyapunov_spectrum`.
     """
-    if not (isinstance(separation, (int, float)) and 0 < separation < math.inf):
-        raise ValueError(f"separation must be a positive finite number, got {separation!r}")
+    eps = (
+        float(np.finfo(np.dtype(dtype or "float64")).eps)
+        if dtype in (None, "float32", "float64")
+        else 0.0
+    )
+    if separation is None:
+        separation = math.sqrt(eps) if eps else 1e-8
+    if (
+        isinstance(separation, bool)
+        or not isinstance(separation, numbers.Real)
+        or not 100 * eps < separation < math.inf
+    ):
+        raise ValueError(
+            f"separation must be a finite number above 100 ε = {100 * eps:.2g} of the dtype "
+            f"(default √ε), got {separation!r}"
+        )
     plan, times, seed = _prepare(
         system,
         steps=steps,

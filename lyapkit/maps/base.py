@@ -97,12 +97,16 @@ class ArrayMap(Map):
     def _params_like(self, x: Any) -> dict[str, Any]:
         xp = namespace_of(x)
         if xp is np:
-            return self._params
-        key = (x.dtype, x.device)
+            if x.dtype == np.float64 or x.dtype.kind != "f":
+                return self._params
+            key = (x.dtype, None)
+            convert = lambda v: v.astype(x.dtype)  # noqa: E731
+        else:
+            key = (x.dtype, x.device)
+            convert = lambda v: xp.as_tensor(v, dtype=x.dtype, device=x.device)  # noqa: E731
         if key not in self._converted:
             self._converted[key] = {
-                name: v if isinstance(v, float) else xp.as_tensor(v, dtype=x.dtype, device=x.device)
-                for name, v in self._params.items()
+                name: v if isinstance(v, float) else convert(v) for name, v in self._params.items()
             }
         return self._converted[key]
 
