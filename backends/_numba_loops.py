@@ -72,7 +72,7 @@ def _orthogonalise(V, sq, growth, logscale, n, k):
                 break
             before = norm2
         growth[i] = norm2 / sq[i]
-        if not (_TINY < norm2 < _BIG):  # rescale by an exact power of two to |v_i|² ∈ [¼, 1)
+        if not (_TINY < norm2 < _BIG):  # rescale by an exact power of two to |v_i|² ∈ [½, 2)
             half = math.frexp(norm2)[1] // 2
             scale = math.ldexp(1.0, -half)
             for a in range(n):
