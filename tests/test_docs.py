@@ -87,3 +87,17 @@ def test_examples_run(page: Path, tmp_path, monkeypatch, quiet_torch_threads):
         sys.modules["matplotlib.pyplot"].close("all")
     if missing:
         pytest.skip(f"optional dependency missing for blocks at {'; '.join(missing)}")
+
+
+def test_figure_script_runs(tmp_path):
+    """The figures of docs/reproductions.md come from docs/figures/make_figures.py: keep it working."""
+    pytest.importorskip("matplotlib")
+    spec = importlib.util.spec_from_file_location(
+        "make_figures", Path(__file__).parents[1] / "docs" / "figures" / "make_figures.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.wcrnn_weak_coupling(tmp_path / "w.png", steps=200)
+    module.henon_convergence(tmp_path / "h.png", steps=2000)
+    assert (tmp_path / "w.png").stat().st_size > 1000
+    assert (tmp_path / "h.png").stat().st_size > 1000

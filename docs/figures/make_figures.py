@@ -26,9 +26,9 @@ def rotational_residual(n: int, r: float, phi: float) -> np.ndarray:
     return R
 
 
-def wcrnn_weak_coupling(path: Path) -> None:
+def wcrnn_weak_coupling(path: Path, steps: int = 20_000) -> None:
     """Exponents of linear-residual WCRNNs against γ: they approach log|eig R| as γ → 0."""
-    n, steps = 16, 20_000
+    n = 16
     rng = np.random.default_rng(SEED)
     W = rng.standard_normal((n, n)) / math.sqrt(n)
     V = rng.standard_normal((n, 1))
@@ -61,9 +61,9 @@ def wcrnn_weak_coupling(path: Path) -> None:
     plt.close(fig)
 
 
-def henon_convergence(path: Path) -> None:
+def henon_convergence(path: Path, steps: int = 10**7) -> None:
     """Running estimates of Hénon's exponents converging to the published values."""
-    res = lk.lyapunov_spectrum(lk.Henon(), steps=10**7, transient=1000, ensemble=4, seed=SEED)
+    res = lk.lyapunov_spectrum(lk.Henon(), steps=steps, transient=1000, ensemble=4, seed=SEED)
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     res.plot(ax=ax)
     for value in (0.4192, -1.6232):
