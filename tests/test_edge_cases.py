@@ -263,26 +263,23 @@ def test_float32_accumulation_is_accurate():
 
 
 def test_twin_float32_default_separation():
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = lk.max_lyapunov_twin(
-                lk.Henon(), steps=200, x0=[0.1, 0.1], seed=0, backend="numpy", dtype="float32"
-            )
-    except ValueError as err:  # a clear error naming the separation would also do
-        assert "separation" in str(err)
-        return
-    assert np.isfinite(res.exponents).all()
+    """The default separation is √ε of the dtype, resolvable in float32; one below 100 ε is refused."""
+    kw = dict(steps=2000, transient=100, x0=[0.1, 0.1], seed=0, backend="numpy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow or NaN warnings either
+        res = lk.max_lyapunov_twin(lk.Henon(), dtype="float32", **kw)
+    ref = lk.max_lyapunov_twin(lk.Henon(), steps=200_000, x0=[0.1, 0.1], seed=0, backend="numba")
+    assert abs(res.exponents[0] - ref.exponents[0]) < 0.05  # 2000 chaotic steps in float32
+    with pytest.raises(ValueError, match="separation"):
+        lk.max_lyapunov_twin(lk.Henon(), dtype="float32", separation=1e-8, **kw)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "longdouble"])
 def test_numpy_unsupported_dtype_is_a_backend_error(dtype):
-    try:
+    with pytest.raises(lk.BackendError, match="float32 or float64"):
         lk.lyapunov_spectrum(
             lk.Henon(), steps=5, x0=[0.1, 0.1], seed=0, backend="numpy", dtype=dtype
         )
-    except lk.BackendError:
-        pass
 
 
 def test_singular_jacobian_is_explained_and_fewer_exponents_still_work():
