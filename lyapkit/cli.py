@@ -153,13 +153,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lyapkit", description=__doc__)
+    # -q/-v are accepted before and after the subcommand; their defaults are suppressed so that the
+    # subcommand's copy does not reset what was given before it.
+    verbosity = argparse.ArgumentParser(add_help=False)
+    verbosity.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+        help="only results and errors",
+    )  # fmt: skip
+    verbosity.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more logging"
+    )
+    parser = argparse.ArgumentParser(prog="lyapkit", description=__doc__, parents=[verbosity])
     parser.add_argument("--version", action="version", version=f"lyapkit {lk.__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only results and errors")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    spectrum = sub.add_parser("spectrum", help="Lyapunov spectrum of a built-in map")
+    spectrum = sub.add_parser(
+        "spectrum", help="Lyapunov spectrum of a built-in map", parents=[verbosity]
+    )
     spectrum.add_argument("map", help=f"one of {sorted(lk.BUILTIN_MAPS)}")
     spectrum.add_argument(
         "--param",
@@ -179,7 +189,9 @@ def make_parser() -> argparse.ArgumentParser:
     spectrum.add_argument("--output", "-o", help="write the result as netCDF4/HDF5 (.nc)")
     spectrum.set_defaults(func=cmd_spectrum)
 
-    demo = sub.add_parser("demo", help="analyse weakly coupled residual RNNs against theory")
+    demo = sub.add_parser(
+        "demo", help="analyse weakly coupled residual RNNs against theory", parents=[verbosity]
+    )
     demo.add_argument("--steps", type=int, default=20_000)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--backend", default="auto")
@@ -190,6 +202,7 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
+    args.quiet, args.verbose = getattr(args, "quiet", False), getattr(args, "verbose", 0)
     level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:

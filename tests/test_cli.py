@@ -94,3 +94,9 @@ def test_console_script_demo_runs():
     )
     assert "theory (gamma -> 0)" in out.stdout
     assert out.stdout.count("\n") >= 8
+
+
+def test_quiet_and_verbose_work_after_the_subcommand(capsys):
+    assert main(["spectrum", "henon", "--steps", "2000", "--backend", "numpy", "-q"]) == 0
+    assert "Kaplan-Yorke dimension" in capsys.readouterr().out
+    assert main(["-q", "spectrum", "henon", "--steps", "2000", "--backend", "numpy", "-v"]) == 0
