@@ -130,7 +130,7 @@ def tangent_loop(
             rec.renormalised(t, r, x)
         if _checkpoint(t, rec, progress):
             break
-    progress.update(plan.total % _CHECK_EVERY)
+    progress.update((t + 1) % _CHECK_EVERY)  # the steps since the last checkpoint
     return rec.finish(x, Q)
 
 
@@ -157,6 +157,6 @@ def twin_loop(system: Map, plan: TangentPlan, ops: ArrayOps, progress: Progress)
             rec.renormalised(t, dist / sep, x, y)
         if _checkpoint(t, rec, progress):
             break
-    progress.update(plan.total % _CHECK_EVERY)
+    progress.update((t + 1) % _CHECK_EVERY)  # the steps since the last checkpoint
     d, dist = separation(x, y)
     return rec.finish(x, (d / dist)[..., None])

@@ -23,7 +23,7 @@ from backends._array_loop import ArrayOps, tangent_loop, twin_loop
 from lyapkit.backend import Backend, BackendError, Progress, TangentPlan, TangentRecord
 from lyapkit.maps.base import Map
 
-#: Bases with at least this many rows use CholeskyQR2; smaller ones Householder QR.
+#: Bases with at least this many rows use CholeskyQR; smaller ones Householder QR.
 CHOLESKY_QR_MIN_DIM = 16
 
 

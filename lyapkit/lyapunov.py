@@ -405,13 +405,10 @@ def max_lyapunov_twin(
     estimate is ``λ_1 = (1/T) Σ log(d/δ0)``; it is biased when ``δ0`` is too large (non-linearity)
     or too small (rounding, ``ε/δ0``). Arguments as :func:`lyapunov_spectrum`.
     """
-    eps = (
-        float(np.finfo(np.dtype(dtype or "float64")).eps)
-        if dtype in (None, "float32", "float64")
-        else 0.0
-    )
+    # Backends compute in float32 or float64 (and reject anything else).
+    eps = float(np.finfo(np.float32 if dtype == "float32" else np.float64).eps)
     if separation is None:
-        separation = math.sqrt(eps) if eps else 1e-8
+        separation = math.sqrt(eps)
     if (
         isinstance(separation, bool)
         or not isinstance(separation, numbers.Real)
