@@ -1,7 +1,7 @@
 """The documentation never rots: the API page matches the docstrings, and every example runs.
 
 1. ``docs/api.md`` must equal the text generated from the docstrings by ``docs/build_api.py``.
-2. Every ```` ```python ```` block of ``docs/index.md`` and ``docs/howto/*.md`` is executed, in
+2. Every ```` ```python ```` block of ``docs/index.md``, ``docs/howto/*.md`` and ``docs/models/*.md`` is executed, in
    order, in one namespace per page (later blocks may use names defined by earlier ones). A block
    that imports an optional dependency which is not installed (torch, numba, matplotlib) is
    skipped, and the page is reported as skipped after its other blocks ran; so no block may use
@@ -19,7 +19,11 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-PAGES = [DOCS / "index.md", *sorted((DOCS / "howto").glob("*.md"))]
+PAGES = [
+    DOCS / "index.md",
+    *sorted((DOCS / "howto").glob("*.md")),
+    *sorted((DOCS / "models").glob("*.md")),
+]
 OPTIONAL = ("torch", "numba", "matplotlib")
 _FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 _IMPORT = re.compile(r"^\s*(?:import|from)\s+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
