@@ -365,3 +365,39 @@ BAD = [
 def test_bad_arguments(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+@pytest.mark.parametrize("n", [1, 3, 7])
+def test_odd_hidden_sizes_for_dense_models_and_teacher(n):
+    model = DenseLinearRNN(2, n, 1, r_min=0.5, r_max=0.9, seed=0)
+    moduli = np.abs(model.eigenvalues().detach().numpy())
+    assert moduli.shape == (n,) and np.all((moduli >= 0.5 - 1e-12) & (moduli <= 0.9 + 1e-12))
+    teacher = linear_teacher(hidden_size=n, nu0=0.8, seed=1)
+    moduli = np.abs(teacher.eigenvalues().detach().numpy())
+    assert np.all((moduli >= 0.8 - 1e-12) & (moduli < 1))
+
+
+@pytest.mark.parametrize("factory", [LRU, RealDiagonalRNN, DenseLinearRNN, linear_teacher])
+def test_torch_manual_seed_makes_unseeded_models_reproducible(factory):
+    def build():
+        torch.manual_seed(3)
+        model = factory(1, 4, 1) if factory is not linear_teacher else factory(hidden_size=4)
+        return [p.detach().clone() for p in model.parameters()]
+
+    for a, b in zip(build(), build(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(r_min=1.0, r_max=1.0),
+        dict(r_min=1.0, r_max=1.0, parametrization="polar"),
+        dict(r_min=0.0, r_max=0.0),
+    ],
+)
+def test_ring_endpoints_that_break_gradients_are_refused(kwargs):
+    with pytest.raises(ValueError, match="r_max"):
+        ComplexDiagonalRNN(2, 3, 1, seed=0, **kwargs)
+    assert ComplexDiagonalRNN(2, 3, 1, r_min=1.0, r_max=1.0, parametrization="polar",
+                              normalization=False, seed=0) is not None  # fmt: skip

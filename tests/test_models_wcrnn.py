@@ -212,6 +212,9 @@ def test_random_orthogonal():
         (lambda: WCRNN(1, 4, 1, residual=np.eye(3)), "residual"),
         (lambda: WCRNN(1, 4, 1, residual="identity"), "residual"),
         (lambda: WCRNN(0, 4, 1), "input_size"),
+        (lambda: WCRNN(1, None, 1), "hidden_size"),
+        (lambda: WCRNN(1, 4.5, 1), "hidden_size"),
+        (lambda: residuals.informed(4, 1.0, (0.9, 1), (0.01, 0.1)), "phi_range"),
         (lambda: WCRNN(1, 4, 1, readout="all"), "readout"),
         (lambda: WCRNN(2, 4, 1)(torch.randn(3, 5, 1)), "inputs"),
         (lambda: WCRNN(2, 4, 1)(torch.randn(3, 5, 2), torch.zeros(3, 5)), "state"),
@@ -264,3 +267,39 @@ def test_measured_exponents_approach_theory_as_coupling_vanishes(variant, R):
         deviations.append(deviation)
     # γ dominates the error from 0.1 to 0.01; below, the finite-sample error (~1/steps) takes over
     assert deviations[1] < deviations[0]
+
+
+def test_residual_and_gamma_tensors_are_copied_out_of_the_callers_graph():
+    R = torch.eye(3).requires_grad_()
+    model = WCRNN(2, 3, 1, residual=R, gamma=torch.tensor(0.1, requires_grad=True))
+    assert model.R.grad_fn is None and not model.R.requires_grad and model.gamma.grad_fn is None
+    model(torch.randn(2, 4, 2)).sum().backward()
+    assert R.grad is None
+    import copy
+
+    copy.deepcopy(model)  # a non-leaf buffer would make this raise
+    with pytest.raises(ValueError, match="residual must be real"):
+        WCRNN(2, 3, 1, residual=np.eye(3) * (1 + 1j))
+
+
+def test_trainable_gamma_falls_back_to_the_reference_loop():
+    model = WCRNN(2, 3, 1, gamma=0.2)
+    model.gamma.requires_grad_(True)
+    model(torch.randn(2, 5, 2)).sum().backward()
+    assert model.gamma.grad is not None and torch.all(torch.isfinite(model.gamma.grad))
+
+
+def test_fast_paths_refuse_double_backward_clearly():
+    model = WCRNN(2, 3, 1)
+    loss = model(torch.randn(2, 5, 2)).sum()
+    (grad,) = torch.autograd.grad(loss, model.recurrent.weight, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|differentiate twice"):
+        grad.sum().backward()
+
+
+def test_mismatched_dtypes_are_named():
+    model = WCRNN(2, 3, 1)
+    with pytest.raises(ValueError, match="inputs must have the model's dtype"):
+        model(torch.randn(2, 5, 2, dtype=torch.float32))
+    with pytest.raises(ValueError, match="state must have the dtype"):
+        model(torch.randn(2, 5, 2), torch.zeros(2, 3, dtype=torch.float32))

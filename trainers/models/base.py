@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,7 +24,7 @@ READOUTS = ("last", "sequence")
 
 
 def positive_int(value: int, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or int(value) != value or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
     return int(value)
 
@@ -92,11 +93,22 @@ class RecurrentModel(nn.Module, abc.ABC):
             raise ValueError(
                 f"inputs must have shape (batch, T ≥ 1, {self.input_size}), got {tuple(inputs.shape)}"
             )
+        weight = self.decoder.weight
+        if inputs.dtype != weight.dtype or inputs.device != weight.device:
+            raise ValueError(
+                f"inputs must have the model's dtype {weight.dtype} and device {weight.device}, "
+                f"got {inputs.dtype} on {inputs.device}"
+            )
         if state is None:
             return self.initial_state(inputs)
         if tuple(state.shape) != (inputs.shape[0], self.state_size):
             raise ValueError(
                 f"state must have shape ({inputs.shape[0]}, {self.state_size}), got {tuple(state.shape)}"
+            )
+        if state.dtype != inputs.dtype or state.device != inputs.device:
+            raise ValueError(
+                f"state must have the dtype and device of inputs ({inputs.dtype} on {inputs.device}), "
+                f"got {state.dtype} on {state.device}"
             )
         return state
 

@@ -1,7 +1,8 @@
 """Linear recurrent networks: complex-diagonal (LRU), real-diagonal, 2×2 block-diagonal and dense.
 
 Every model runs the linear recurrence ``h_t = A h_{t−1} + B u_t`` (A diagonal, block-diagonal or
-dense; complex for complex units) with the parallel scan :func:`linear_scan`, and is a
+dense; complex for complex units) with :func:`linear_recurrence` (the parallel scan
+:func:`linear_scan`, or for a diagonal ``A`` on the CPU a tape-free loop), and is a
 :class:`lyapkit.LinearMap` snapshot of its weights (``model.as_map()``), whose Lyapunov exponents
 are ``log|eig(A)|``. These are the students and the teacher of the curse-of-memory teacher–student
 task (Zucchet & Orvieto 2024).
@@ -19,6 +20,7 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from lyapkit.maps import LinearMap
 from trainers.models.base import RecurrentModel, positive_int
@@ -119,6 +121,7 @@ class _DiagonalRecurrence(torch.autograd.Function):
         return states
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_states):
         decay, states, state = ctx.saved_tensors
         adjoint = decay.conj()
@@ -134,7 +137,7 @@ def linear_recurrence(
     """``h_t = A h_{t−1} + x_t`` as :func:`linear_scan` (same arguments), by the fastest exact route.
 
     A diagonal ``A`` runs :class:`_DiagonalRecurrence` (a tape-free loop on the CPU, where the
-    scan's ``O(T log T)`` work is ten times slower; the parallel scan elsewhere); a dense ``A`` runs
+    scan's ``O(T log T)`` work is about seven times slower; the parallel scan elsewhere); a dense ``A`` runs
     the parallel scan, whose ``⌈log₂ T⌉`` large matrix products beat ``T`` small ones everywhere.
     """
     dtype = _check_recurrence(decay, drive, state)
@@ -145,6 +148,16 @@ def linear_recurrence(
     states = _DiagonalRecurrence.apply(decay.to(dtype), drive.to(dtype).movedim(-2, 0).contiguous(),
                                        state.to(dtype))  # fmt: skip
     return states.movedim(0, -2)
+
+
+def _rng(seed: Seed) -> np.random.Generator:
+    """A numpy generator from ``seed``; without one, seeded from torch's global RNG so that
+    ``torch.manual_seed`` makes the whole model reproducible."""
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, ()).item())
+    elif not isinstance(seed, (int, np.integer, np.random.Generator)) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an int, a numpy Generator or None, got {seed!r}")
+    return np.random.default_rng(seed)
 
 
 def _parameter(values: np.ndarray) -> nn.Parameter:
@@ -185,7 +198,7 @@ def ring_blocks(
     ends with a 1×1 block ``r`` (a real eigenvalue on the ring).
     """
     radius, phase = ring_sample((n + 1) // 2, r_min, r_max, max_phase, rng)
-    return rotation_blocks(phase, radius, n)
+    return rotation_blocks(phase[: n // 2], radius, n)
 
 
 class _LinearRNN(RecurrentModel):
@@ -321,10 +334,19 @@ class ComplexDiagonalRNN(_LinearRNN):
             )
         self.parametrization = parametrization
         self.normalization = bool(normalization)
-        rng = np.random.default_rng(seed)
+        rng = _rng(seed)
         radius, phase = ring_sample(self.hidden_size, r_min, r_max, max_phase, rng)
+        if (parametrization == "exponential" or self.normalization) and radius.max() >= 1:
+            raise ValueError(
+                "r_max must be < 1 for the exponential parametrisation or with normalisation "
+                f"(|λ| = 1 makes ν infinite and sqrt(1 − |λ|²) non-differentiable), got r_max={r_max!r}"
+            )
+        if parametrization == "exponential" and radius.min() <= 0:
+            raise ValueError(
+                f"r_max must be > 0 for the exponential parametrisation (|λ| = 0 makes ν infinite), got {r_max!r}"
+            )
         if parametrization == "exponential":
-            with np.errstate(divide="ignore"):  # |λ| = 1 or arg λ = 0 give ν or θ = −∞, still exact
+            with np.errstate(divide="ignore"):  # arg λ = 0 gives θ = −∞, still exact
                 radius, phase = np.log(-np.log(radius)), np.log(phase)
         self.nu, self.theta = _parameter(radius), _parameter(phase)
         B = rng.standard_normal((2, self.hidden_size, self.input_size)) / math.sqrt(
@@ -427,7 +449,7 @@ class RealDiagonalRNN(_RealLinearRNN):
         seed: Seed = None,
     ):
         r_min, r_max = _check_radii(r_min, r_max)
-        rng = np.random.default_rng(seed)
+        rng = _rng(seed)
         super().__init__(input_size, hidden_size, output_size, readout, rng)
         self.a = _parameter(rng.uniform(r_min, r_max, self.hidden_size))
 
@@ -460,7 +482,7 @@ class BlockDiagonalRNN(_RealLinearRNN):
     ):
         if positive_int(hidden_size, "hidden_size") % 2:
             raise ValueError(f"hidden_size must be even for 2×2 blocks, got {hidden_size!r}")
-        rng = np.random.default_rng(seed)
+        rng = _rng(seed)
         super().__init__(input_size, hidden_size, output_size, readout, rng)
         k = self.hidden_size // 2
         R = ring_blocks(self.hidden_size, r_min, r_max, max_phase, rng).reshape(k, 2, k, 2)
@@ -496,7 +518,7 @@ class DenseLinearRNN(_RealLinearRNN):
         max_phase: float = TWO_PI,
         seed: Seed = None,
     ):
-        rng = np.random.default_rng(seed)
+        rng = _rng(seed)
         super().__init__(input_size, hidden_size, output_size, readout, rng)
         R = ring_blocks(self.hidden_size, r_min, r_max, max_phase, rng)
         O = random_orthogonal(self.hidden_size, rng)  # noqa: E741
@@ -525,7 +547,7 @@ def linear_teacher(
     """
     if not 0 <= nu0 < 1:
         raise ValueError(f"nu0 must be in [0, 1), got {nu0!r}")
-    rng = np.random.default_rng(seed)
+    rng = _rng(seed)
     teacher = DenseLinearRNN(
         input_size, hidden_size, output_size, readout, r_min=nu0, r_max=1.0, seed=rng
     )

@@ -13,7 +13,10 @@ from trainers.models.base import positive_int
 
 
 def _interval(bounds: tuple[float, float], name: str) -> tuple[float, float]:
-    lo, hi = (float(v) for v in bounds)
+    try:
+        lo, hi = (float(v) for v in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an interval (low, high), got {bounds!r}") from None
     if not lo <= hi:
         raise ValueError(f"{name} must be an interval (low, high) with low ≤ high, got {bounds!r}")
     return lo, hi
@@ -80,6 +83,7 @@ def informed(
 def random_orthogonal(n: int, seed: int | np.random.Generator | None = None) -> np.ndarray:
     """A Haar-random orthogonal ``R`` (``scipy.stats.ortho_group``): all ``|eig| = 1``, uniformly spread angles."""
     n = positive_int(n, "n")
-    if n == 1:
-        return np.eye(1)
-    return ortho_group.rvs(n, random_state=np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    if n == 1:  # Haar measure on O(1) = {−1, +1}
+        return np.array([[rng.choice([-1.0, 1.0])]])
+    return ortho_group.rvs(n, random_state=rng)

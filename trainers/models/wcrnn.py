@@ -19,12 +19,21 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from lyapkit.maps import Map, WCRNNMap
 from lyapkit.theory import WCRNNPrediction, wcrnn_prediction
 from trainers.models.base import RecurrentModel
 
 VARIANTS = ("linear", "A", "B")
+
+
+def _real_tensor(value: np.ndarray | torch.Tensor | float, name: str) -> torch.Tensor:
+    """A detached copy of ``value`` in the default dtype; complex values are refused."""
+    value = value.detach().cpu() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if value.dtype.is_complex if isinstance(value, torch.Tensor) else np.iscomplexobj(value):
+        raise ValueError(f"{name} must be real, got dtype {value.dtype}")
+    return torch.as_tensor(value).to(torch.get_default_dtype()).clone()
 
 
 class _ResidualLoop(torch.autograd.Function):
@@ -36,9 +45,9 @@ class _ResidualLoop(torch.autograd.Function):
 
         g_{t−1} += Rᵀ ε_t + Wᵀ δ_t,   ∂L/∂W = Σ_t δ_t x_{t−1}ᵀ,   ∂L/∂R = Σ_t ε_t x_{t−1}ᵀ,   ∂L/∂d_t = δ_t.
 
-    One matrix product per step each way (``[R; W]`` stacked), so the loop costs about what the
-    fused ``nn.RNN`` kernel does. Not twice differentiable: curvature passes use the reference loop
-    (:meth:`RecurrentModel.reference_path`).
+    One matrix product per step each way (``[R; W]`` stacked): a training step costs about 1.6× the
+    fused ``nn.RNN`` kernel's (``benchmarks/bench_models.py``). Not twice differentiable: curvature
+    passes use the reference loop (:meth:`RecurrentModel.reference_path`).
     """
 
     @staticmethod
@@ -58,6 +67,7 @@ class _ResidualLoop(torch.autograd.Function):
         return xs[1:]
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_states):
         xs, acts, residuals, R, W, gamma = ctx.saved_tensors
         n, steps = R.shape[0], acts.shape[0]
@@ -138,7 +148,7 @@ class WCRNN(RecurrentModel):
         self.variant = variant
         self.encoder = nn.Linear(self.input_size, n)
         self.recurrent = nn.Linear(n, n, bias=False)
-        gamma = torch.as_tensor(np.asarray(gamma, dtype=np.float64), dtype=torch.get_default_dtype())
+        gamma = _real_tensor(gamma, "gamma")
         if gamma.ndim == 0:
             gamma = gamma.expand(n).clone()
         if gamma.shape != (n,) or not torch.all(torch.isfinite(gamma)):
@@ -153,7 +163,7 @@ class WCRNN(RecurrentModel):
             self.residual_fn = residual
             self.register_buffer("R", None)
             return
-        R = torch.eye(n) if residual is None else torch.as_tensor(residual, dtype=torch.get_default_dtype())
+        R = torch.eye(n) if residual is None else _real_tensor(residual, "residual")
         if tuple(R.shape) != (n, n) or not torch.all(torch.isfinite(R)):
             raise ValueError(f"residual must be a finite ({n}, {n}) matrix, got shape {tuple(R.shape)}")
         if train_residual:
@@ -175,8 +185,8 @@ class WCRNN(RecurrentModel):
         return residual + self.gamma * torch.tanh(pre)
 
     def fast_states(self, inputs: torch.Tensor, state: torch.Tensor) -> torch.Tensor | None:
-        if self.residual_fn is not None:
-            return None
+        if self.residual_fn is not None or self.gamma.requires_grad:
+            return None  # the tape-free loop treats a callable residual and γ as constants
         W, V, b, gamma = self.recurrent.weight, self.encoder.weight, self.encoder.bias, self.gamma
         if self.variant == "B":
             weights = [gamma[:, None] * V, self.R + gamma[:, None] * W, gamma * b, torch.zeros_like(b)]
