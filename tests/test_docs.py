@@ -1,9 +1,9 @@
 """The documentation never rots: the API page matches the docstrings, and every example runs.
 
 1. ``docs/api.md`` must equal the text generated from the docstrings by ``docs/build_api.py``.
-2. Every ```` ```python ```` block of ``docs/index.md``, ``docs/howto/*.md`` and ``docs/models/*.md`` is executed, in
-   order, in one namespace per page (later blocks may use names defined by earlier ones). A block
-   that imports an optional dependency which is not installed (torch, numba, matplotlib) is
+2. Every ```` ```python ```` block of ``docs/index.md``, ``docs/howto/*.md``, ``docs/models/*.md``
+   and ``docs/theory/curse-of-memory.md`` is executed, in order, in one namespace per page (later
+   blocks may use names defined by earlier ones). A block that imports an optional dependency which is not installed (torch, numba, matplotlib) is
    skipped, and the page is reported as skipped after its other blocks ran; so no block may use
    names defined only in a block that imports an optional dependency.
 """
@@ -23,6 +23,7 @@ PAGES = [
     DOCS / "index.md",
     *sorted((DOCS / "howto").glob("*.md")),
     *sorted((DOCS / "models").glob("*.md")),
+    DOCS / "theory" / "curse-of-memory.md",
 ]
 OPTIONAL = ("torch", "numba", "matplotlib")
 _FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
