@@ -1,4 +1,3 @@
-"""Trainers: trainable WCRNNs and baselines, tasks, and BPTT with recorded diagnostics.
-
-Filled by later work; the package exists so that models can depend on the lyapkit core only.
+"""Trainers: trainable WCRNNs and baselines (:mod:`trainers.models`); tasks and BPTT training with
+recorded diagnostics come with later work. ``trainers`` depends on the lyapkit core, never the reverse.
 """
