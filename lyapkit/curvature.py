@@ -303,25 +303,60 @@ class CurvatureOperator:
         k: int = 1,
         *,
         which: Literal["LA", "SA", "LM"] = "LA",
-        tol: float = 1e-8,
+        method: Literal["lobpcg", "lanczos"] | None = None,
+        tol: float = 1e-6,
+        maxiter: int = 200,
         seed: int = 0,
     ) -> Eigenpairs:
-        """Top-``k`` eigenpairs by implicitly restarted Lanczos (``scipy.sparse.linalg.eigsh``).
+        """Extreme eigenpairs: largest algebraic ("LA", the sharpness), smallest algebraic ("SA") or
+        largest magnitude ("LM").
 
-        ``which``: largest algebraic ("LA", the sharpness), smallest algebraic ("SA") or largest
-        magnitude ("LM"). Small operators (``P ≤ 2k + 2``) are decomposed densely.
+        ``method="lobpcg"`` (default for "LA" and "SA"; Knyazev 2001, ``scipy.sparse.linalg.lobpcg``)
+        iterates a block of ``k + max(4, k // 2)`` vectors, so each iteration is one batched
+        product (several times cheaper per vector than single products for recurrent models);
+        ``"lanczos"`` (default for "LM") is implicitly restarted Lanczos (ARPACK, ``eigsh``), one
+        product at a time. Convergence: residuals ``‖Cv − λv‖ ≤ tol · max|λ|``; a warning is
+        logged when ``maxiter`` iterations did not reach it. Small operators (``P ≤ 3k + 8``) are
+        decomposed densely.
         """
-        from scipy.sparse.linalg import eigsh
+        from scipy.sparse.linalg import eigsh, lobpcg
 
         if not isinstance(k, (int, np.integer)) or not 1 <= k <= self.num_params:
             raise ValueError(f"k must be an integer in [1, {self.num_params}], got {k!r}")
         if which not in ("LA", "SA", "LM"):
             raise ValueError(f"which must be 'LA', 'SA' or 'LM', got {which!r}")
-        if self.num_params <= 2 * k + 2:
+        method = method or ("lanczos" if which == "LM" else "lobpcg")
+        if method not in ("lobpcg", "lanczos") or (method, which) == ("lobpcg", "LM"):
+            raise ValueError(
+                f"method must be 'lobpcg' (which='LA' or 'SA') or 'lanczos', got {method!r} "
+                f"with which={which!r}"
+            )
+        rng = np.random.default_rng(seed)
+        if self.num_params <= 3 * k + 8:
             values, vectors = np.linalg.eigh(self.dense())
+        elif method == "lanczos":
+            A, v0 = self.as_linear_operator(), rng.standard_normal(self.num_params)
+            values, vectors = eigsh(A, k=k, which=which, tol=tol, v0=v0, maxiter=maxiter * k)
         else:
-            v0 = np.random.default_rng(seed).standard_normal(self.num_params)
-            values, vectors = eigsh(self.as_linear_operator(), k=k, which=which, tol=tol, v0=v0)
+            A = self.as_linear_operator()
+            X0 = rng.standard_normal((self.num_params, k + max(4, k // 2)))
+            # the scale of the spectrum, for a relative tolerance: ‖CX‖/‖X‖ ≤ max|λ|
+            scale = np.max(np.linalg.norm(A.matmat(X0), axis=0) / np.linalg.norm(X0, axis=0))
+            values, vectors, residuals = lobpcg(
+                A,
+                X0,
+                largest=which == "LA",
+                tol=tol * scale,
+                maxiter=maxiter,
+                retResidualNormsHistory=True,
+            )
+            if np.max(residuals[-1]) > tol * scale:
+                log.warning(
+                    "lobpcg stopped at residual %.3g (tolerance %.3g) after %d iterations",
+                    np.max(residuals[-1]),
+                    tol * scale,
+                    maxiter,
+                )
         key = {"LA": -values, "SA": values, "LM": -np.abs(values)}[which]
         order = np.argsort(key, kind="stable")[:k]
         return Eigenpairs(

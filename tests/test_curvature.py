@@ -142,6 +142,12 @@ def test_eigenpairs_match_dense_decomposition(kind):
     np.testing.assert_allclose(top.eigenvalues, values[::-1][:3], rtol=1e-7)
     overlap = np.abs(np.sum(top.eigenvectors * vectors[:, ::-1][:, :3], axis=0))
     np.testing.assert_allclose(overlap, 1, atol=1e-6)
+    lanczos = op.eigenpairs(3, method="lanczos", tol=1e-10)
+    np.testing.assert_allclose(lanczos.eigenvalues, values[::-1][:3], rtol=1e-8)
+    magnitude = op.eigenpairs(2, which="LM")
+    np.testing.assert_allclose(
+        magnitude.eigenvalues, values[np.argsort(-np.abs(values))][:2], rtol=1e-6
+    )
     bottom = op.eigenpairs(2, which="SA")
     np.testing.assert_allclose(bottom.eigenvalues, values[:2], rtol=1e-6, atol=1e-9)
     assert top.parameter_mass.shape == (3, len(op.parameter_names))
