@@ -908,7 +908,9 @@ def lanczos_quadrature(
 
     Each Rademacher probe ``q`` (normalised) starts ``m`` Lanczos steps with full
     re-orthogonalisation, ``A Q_m = Q_m T_m + β_m q_{m+1} e_mᵀ``; the eigen-decomposition
-    ``T_m = Σ_j θ_j y_j y_jᵀ`` gives nodes ``θ_j`` and weights ``w_j = (e_1ᵀ y_j)²``.
+    ``T_m = Σ_j θ_j y_j y_jᵀ`` gives nodes ``θ_j`` and weights ``w_j = (e_1ᵀ y_j)²``. The probes run
+    in lockstep, so each Lanczos step is one product with a block of vectors (``matmat``); a probe
+    whose Krylov space is exhausted (``β_j ≈ 0``) stops early.
     """
     from scipy.sparse.linalg import aslinearoperator
 
@@ -919,22 +921,32 @@ def lanczos_quadrature(
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     m = min(int(lanczos_steps), P)
     rng = np.random.default_rng(seed)
+    basis = np.zeros((num_probes, m, P))
+    basis[:, 0] = _rademacher(rng, (num_probes, P)) / math.sqrt(P)
+    alpha, beta = np.zeros((num_probes, m)), np.zeros((num_probes, m))
+    steps = np.zeros(num_probes, dtype=np.int64)
+    active = np.ones(num_probes, dtype=bool)
+    for j in range(m):
+        live = np.flatnonzero(active)
+        q = basis[live, j]
+        w = A.matmat(q.T).T
+        alpha[live, j] = (w * q).sum(1)
+        steps[live] = j + 1
+        Q = basis[live, : j + 1]
+        for _ in range(2):  # full re-orthogonalisation, twice is enough
+            w -= np.einsum("ajp,aj->ap", Q, np.einsum("ajp,ap->aj", Q, w))
+        if j == m - 1:
+            break
+        b = np.linalg.norm(w, axis=1)
+        going = b > 1e-12 * np.maximum(1.0, np.abs(alpha[live, j]))
+        beta[live[going], j] = b[going]
+        basis[live[going], j + 1] = w[going] / b[going, None]
+        active[live[~going]] = False
+        if not active.any():
+            break
     nodes, weights = np.zeros((num_probes, m)), np.zeros((num_probes, m))
-    for p in range(num_probes):
-        q = _rademacher(rng, (P,)) / math.sqrt(P)
-        basis, alpha, beta = [q], [], []
-        for j in range(m):
-            w = A.matvec(basis[j])
-            alpha.append(float(w @ basis[j]))
-            Qj = np.stack(basis, 1)
-            for _ in range(2):  # full re-orthogonalisation, twice is enough
-                w = w - Qj @ (Qj.T @ w)
-            b = float(np.linalg.norm(w))
-            if j == m - 1 or b <= 1e-12 * max(1.0, abs(alpha[-1])):
-                break
-            beta.append(b)
-            basis.append(w / b)
-        T = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
+    for p, s in enumerate(steps):
+        T = np.diag(alpha[p, :s]) + np.diag(beta[p, : s - 1], 1) + np.diag(beta[p, : s - 1], -1)
         theta, Y = np.linalg.eigh(T)
-        nodes[p, : len(theta)], weights[p, : len(theta)] = theta, Y[0] ** 2
+        nodes[p, :s], weights[p, :s] = theta, Y[0] ** 2
     return SpectralDensity(nodes=nodes, weights=weights, dim=P, kind=kind)

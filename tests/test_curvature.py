@@ -412,3 +412,20 @@ def test_every_model_family_through_its_reference_path(name):
     op = CurvatureOperator(model, (x, y), kind="hessian")
     ref = dense_reference(op, [(x, y)], "cross_entropy")
     np.testing.assert_allclose(op.dense(), ref, rtol=1e-6, atol=1e-12 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("r", [0.8, 0.9, 1.0])
+def test_layer_contributions_decay_like_the_residual(r):
+    """WCRNN eq. 15: for R = r·I and weak coupling, the contribution of unrolled layer s to the
+    top GGN eigenvalue scales like r^(T−s), i.e. its log falls at rate log r per step of lag,
+    up to the first-order weak-coupling bound 2γ‖W‖₂/r on the per-step rate."""
+    torch.manual_seed(0)
+    gamma = 0.02
+    model = WCRNN(1, 8, 3, residual=torch.eye(8) * r, gamma=gamma).double()
+    x, y = torch.randn(32, 30, 1, dtype=torch.float64), torch.randint(0, 3, (32,))
+    names = ["recurrent.weight", "encoder.weight", "encoder.bias"]
+    op = CurvatureOperator(model, (x, y), kind="ggn", parameters=names)
+    c = op.layer_contributions(op.eigenpairs(1).eigenvectors)
+    slope = np.polyfit(c.lag, np.log(np.abs(c.recurrent[0])), 1)[0]
+    bound = 2 * gamma * float(torch.linalg.matrix_norm(model.recurrent.weight, 2)) / r
+    assert abs(slope - np.log(r)) < bound
