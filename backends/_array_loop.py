@@ -1,4 +1,4 @@
-"""The tangent and twin loops shared by the array backends (numpy and torch).
+"""The tangent, twin and trajectory loops shared by the array backends (numpy and torch).
 
 The loops are written once against an :class:`ArrayOps` strategy; they advance all ensemble members
 together (batched), one vectorised step per time step.
@@ -11,7 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from lyapkit.backend import Progress, TangentPlan, TangentRecord
+from lyapkit.backend import (
+    Progress,
+    TangentPlan,
+    TangentRecord,
+    TrajectoryPlan,
+    TrajectoryRecord,
+)
 from lyapkit.maps.base import Map
 
 _CHECK_EVERY = 1024  # steps between progress updates and the all-members-blown-up check
@@ -160,3 +166,36 @@ def twin_loop(system: Map, plan: TangentPlan, ops: ArrayOps, progress: Progress)
     progress.update((t + 1) % _CHECK_EVERY)  # the steps since the last checkpoint
     d, dist = separation(x, y)
     return rec.finish(x, (d / dist)[..., None])
+
+
+def trajectory_loop(
+    system: Map, plan: TrajectoryPlan, ops: ArrayOps, progress: Progress
+) -> TrajectoryRecord:
+    """States ``x_{t+1} = f(x_t, u_t)`` and Jacobians ``J_t = ∂f/∂x (x_t, u_t)`` from
+    ``t = first_jacobian`` on, of all members at once.
+
+    Each block of ``_CHECK_EVERY`` steps is stacked on the backend's device and copied once into
+    the float64 host arrays, so a GPU holds one block and synchronises once per block.
+    """
+    E, n = plan.x0.shape
+    first = plan.first_jacobian
+    states = np.empty((E, plan.steps + 1, n))
+    jacobians = np.empty((E, plan.steps - first, n, n))
+    states[:, 0] = plan.x0
+    x, U = ops.asarray(plan.x0), _inputs(ops, plan)
+    for t0 in range(0, plan.steps, _CHECK_EVERY):
+        t1 = min(t0 + _CHECK_EVERY, plan.steps)
+        xs, Js = [], []
+        for t in range(t0, t1):
+            u = None if U is None else U[:, t]
+            if t >= first:
+                x, J = system.step_and_jacobian(x, u)
+                Js.append(J)
+            else:
+                x = system.step(x, u)
+            xs.append(x)
+        states[:, t0 + 1 : t1 + 1] = ops.to_numpy(ops.xp.stack(xs, 1))
+        if Js:
+            jacobians[:, t1 - first - len(Js) : t1 - first] = ops.to_numpy(ops.xp.stack(Js, 1))
+        progress.update(t1 - t0)
+    return TrajectoryRecord(states=states, jacobians=jacobians)

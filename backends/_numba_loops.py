@@ -1,4 +1,4 @@
-"""Nopython tangent and twin loops of the numba backend (``prange`` over ensemble members).
+"""Nopython tangent, twin and trajectory loops of the numba backend (``prange`` over members).
 
 The map's kernels are passed as arguments, so a loop compiles once per map type and is reused for
 every parameter value. The tangent loop is also specialised on ``(n, k)`` so that LLVM unrolls
@@ -278,3 +278,18 @@ def twin_chunk(
                     cum[e, ri, 0] = a
                     ri += 1
         X[e], Y[e], acc[e, 0] = x, y, a
+
+
+@njit(parallel=True, error_model="numpy")
+def trajectory_chunk(step, jacobian, params, U, t0, t1, first_jacobian, states, jacobians):
+    """Steps ``t0 ≤ t < t1`` of every member: ``states[e, t+1] = f(states[e, t], u_t)`` and, for
+    ``t ≥ first_jacobian``, ``jacobians[e, t − first_jacobian] = ∂f/∂x (states[e, t], u_t)``."""
+    for e in prange(states.shape[0]):
+        ue = np.int64(0) if U.shape[0] == 1 else np.int64(e)
+        u = np.empty(U.shape[2])
+        for t in range(t0, t1):
+            for i in range(U.shape[2]):
+                u[i] = U[ue, t, i]
+            if t >= first_jacobian:
+                jacobian(states[e, t], u, params, jacobians[e, t - first_jacobian])
+            step(states[e, t], u, params, states[e, t + 1])

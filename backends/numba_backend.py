@@ -11,10 +11,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from lyapkit.backend import Backend, BackendError, Progress, TangentPlan, TangentRecord
+from lyapkit.backend import (
+    Backend,
+    BackendError,
+    GGNPlan,
+    Progress,
+    TangentPlan,
+    TangentRecord,
+    TrajectoryPlan,
+    TrajectoryRecord,
+)
 from lyapkit.maps.base import Map
 
 _CHUNKS = 100  # progress granularity when a progress bar is shown
+_DENSE_BLOCK = 2**22  # float64 entries of output Jacobians held at once by the dense GGN (32 MiB)
 
 
 def _chunks(total: int, progress: Progress) -> list[tuple[int, int]]:
@@ -37,7 +47,7 @@ class NumbaBackend(Backend):
         return 1
 
     @staticmethod
-    def _check(plan: TangentPlan) -> None:
+    def _check(plan: TangentPlan | TrajectoryPlan) -> None:
         if plan.dtype not in (None, "float64"):
             raise BackendError(f"the numba backend computes in float64, got dtype={plan.dtype!r}")
         if plan.device not in (None, "cpu"):
@@ -129,3 +139,89 @@ class NumbaBackend(Backend):
             d = (d + period / 2) % period - period / 2
         basis = (d / np.linalg.norm(d, axis=-1, keepdims=True))[..., None]
         return TangentRecord(cum, cond, blow, X, basis)
+
+    def trajectory(self, system: Map, plan: TrajectoryPlan, progress: Progress) -> TrajectoryRecord:
+        from backends._numba_loops import trajectory_chunk
+
+        self._check(plan)
+        kernels = system.numba_kernels()
+        E, n = plan.x0.shape
+        states = np.empty((E, plan.steps + 1, n))
+        states[:, 0] = plan.x0
+        jacobians = np.empty((E, plan.steps - plan.first_jacobian, n, n))
+        U = np.ascontiguousarray(plan.inputs, dtype=np.float64)
+        for t0, t1 in _chunks(plan.steps, progress):
+            trajectory_chunk(
+                kernels.step,
+                kernels.jacobian,
+                kernels.params,
+                U,
+                t0,
+                t1,
+                plan.first_jacobian,
+                states,
+                jacobians,
+            )
+            progress.update(t1 - t0)
+        return TrajectoryRecord(states=states, jacobians=jacobians)
+
+    def ggn(self, system: Map, plan: GGNPlan, vectors: np.ndarray | None = None) -> np.ndarray:
+        from backends._numba_sensitivity import ggn_products, sensitivity_chunk
+
+        kernels = system.numba_kernels()
+        if not kernels.has_parameter_kernels:
+            raise BackendError(
+                f"the numba kernels of {system!r} have no parameter-Jacobian kernels; use "
+                "backend='numpy' for its GGN products"
+            )
+        codes = np.array([system.jacobian_parameters.index(p) for p in plan.parameters])
+        X, U = np.array(plan.x0), np.ascontiguousarray(plan.inputs)
+        C, c, E, o = plan.readout, plan.readout_bias, X.shape[0], plan.readout.shape[0]
+        if vectors is not None:
+            Vt = np.ascontiguousarray(vectors.T)
+            out = np.zeros((E,) + Vt.shape)
+            ggn_products(
+                kernels.step,
+                kernels.jacobian,
+                kernels.parameter_jvp,
+                kernels.parameter_vjp,
+                kernels.params,
+                codes,
+                X,
+                U,
+                Vt,
+                C,
+                c,
+                plan.loss == "cross_entropy",
+                plan.all_outputs,
+                1.0 / plan.terms,
+                out,
+            )
+            return out.sum(0).T
+        # Dense: the output Jacobians of a window of steps at a time, then one GEMM per window.
+        T, P = plan.steps, plan.size
+        S, G = np.zeros(X.shape + (P,)), np.zeros((P, P))
+        window = max(1, _DENSE_BLOCK // (E * o * P)) if plan.all_outputs else T
+        for t0 in range(0, T, window):
+            t1 = min(t0 + window, T)
+            r = t1 - t0 if plan.all_outputs else int(t1 == T)
+            A, Y = np.empty((E, r, o, P)), np.empty((E, r, o))
+            sensitivity_chunk(
+                kernels.step,
+                kernels.jacobian,
+                kernels.parameter_jacobian,
+                kernels.params,
+                codes,
+                X,
+                S,
+                U,
+                t0,
+                t1,
+                C,
+                c,
+                plan.all_outputs,
+                A,
+                Y,
+            )
+            G += A.reshape(-1, P).T @ plan.output_curvature(Y, A).reshape(-1, P)
+        return G

@@ -6,8 +6,17 @@ from typing import Any
 
 import numpy as np
 
-from backends._array_loop import ArrayOps, tangent_loop, twin_loop
-from lyapkit.backend import Backend, BackendError, Progress, TangentPlan, TangentRecord
+from backends._array_loop import ArrayOps, tangent_loop, trajectory_loop, twin_loop
+from lyapkit.backend import (
+    Backend,
+    BackendError,
+    GGNPlan,
+    Progress,
+    TangentPlan,
+    TangentRecord,
+    TrajectoryPlan,
+    TrajectoryRecord,
+)
 from lyapkit.maps.base import Map
 
 
@@ -47,7 +56,9 @@ class NumpyBackend(Backend):
     def supports(self, system: Map) -> bool:
         return "numpy" in system.namespaces
 
-    def _run(self, loop, system: Map, plan: TangentPlan, progress: Progress) -> TangentRecord:
+    def _run(
+        self, loop, system: Map, plan: TangentPlan | TrajectoryPlan, progress: Progress
+    ) -> TangentRecord | TrajectoryRecord:
         if plan.device not in (None, "cpu"):
             raise BackendError(
                 f"the numpy backend runs on the CPU only, got device={plan.device!r}"
@@ -60,3 +71,60 @@ class NumpyBackend(Backend):
 
     def twin(self, system: Map, plan: TangentPlan, progress: Progress) -> TangentRecord:
         return self._run(twin_loop, system, plan, progress)
+
+    def trajectory(self, system: Map, plan: TrajectoryPlan, progress: Progress) -> TrajectoryRecord:
+        return self._run(trajectory_loop, system, plan, progress)
+
+    def ggn(self, system: Map, plan: GGNPlan, vectors: np.ndarray | None = None) -> np.ndarray:
+        with np.errstate(all="ignore"):  # an overflow is reported once, by lyapkit.sensitivity
+            if vectors is None:
+                return _ggn_dense(system, plan)
+            return _ggn_products(system, plan, vectors)
+
+
+def _ggn_inputs(system: Map, plan: GGNPlan) -> list[np.ndarray | None]:
+    """``u_t`` of every member, ``(E, m)`` per step (None for autonomous maps)."""
+    return [plan.inputs[:, t] if system.input_dim else None for t in range(plan.steps)]
+
+
+def _ggn_products(system: Map, plan: GGNPlan, V: np.ndarray) -> np.ndarray:
+    """``G V`` by a forward tangent sweep and an adjoint (backward) sweep, batched over members.
+
+    Forward: ``s_{t+1} = J_t s_t + (∂f/∂θ)_t V`` (``s_0 = 0``) and, at each output,
+    ``w_t = (1/N) H_ℓ(y_t) C s_t``. Backward: ``λ_T = Cᵀ w_T``,
+    ``G V = Σ_t (∂f/∂θ)_tᵀ λ_{t+1}`` with ``λ_t = J_tᵀ λ_{t+1} + Cᵀ w_t``.
+    """
+    C, c, names, us = plan.readout, plan.readout_bias, plan.parameters, _ggn_inputs(system, plan)
+    E, n = plan.x0.shape
+    x, s, xs, w = plan.x0, np.zeros((E, n, V.shape[1])), [], {}  # w[t]: output after step t
+    for t, u in enumerate(us):
+        xs.append(x)
+        x, J = system.step_and_jacobian(x, u)
+        s = J @ s + system.parameter_jvp(xs[t], u, V, names)
+        if plan.is_output(t):
+            w[t] = plan.output_curvature(x @ C.T + c, C @ s)
+    lam, out = np.zeros_like(s), np.zeros(V.shape)
+    for t in reversed(range(plan.steps)):
+        if t in w:
+            lam = lam + C.T @ w[t]
+        out += system.parameter_vjp(xs[t], us[t], lam, names)
+        if t > 0:
+            lam = np.swapaxes(system.jacobian(xs[t], us[t]), -1, -2) @ lam
+    return out
+
+
+def _ggn_dense(system: Map, plan: GGNPlan) -> np.ndarray:
+    """``G`` from the full forward sensitivities ``S_{t+1} = J_t S_t + (∂f/∂θ)_t`` (E, n, P):
+    ``G = Σ_t (C S_t)ᵀ (1/N) H_ℓ(y_t) (C S_t)`` over the outputs, one GEMM per output step."""
+    C, c, names = plan.readout, plan.readout_bias, plan.parameters
+    P = plan.size
+    x, S, G = plan.x0, np.zeros(plan.x0.shape + (P,)), np.zeros((P, P))
+    for t, u in enumerate(_ggn_inputs(system, plan)):
+        x_next, J = system.step_and_jacobian(x, u)
+        S = J @ S + system.parameter_jacobian(x, u, names)
+        x = x_next
+        if plan.is_output(t):
+            A = C @ S  # (E, o, P): J_y of every member
+            B = plan.output_curvature(x @ C.T + c, A)
+            G += A.reshape(-1, P).T @ B.reshape(-1, P)
+    return G

@@ -19,8 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from backends._array_loop import ArrayOps, tangent_loop, twin_loop
-from lyapkit.backend import Backend, BackendError, Progress, TangentPlan, TangentRecord
+from backends._array_loop import ArrayOps, tangent_loop, trajectory_loop, twin_loop
+from lyapkit.backend import (
+    Backend,
+    BackendError,
+    Progress,
+    TangentPlan,
+    TangentRecord,
+    TrajectoryPlan,
+    TrajectoryRecord,
+)
 from lyapkit.maps.base import Map
 
 #: Bases with at least this many rows use CholeskyQR; smaller ones Householder QR.
@@ -98,7 +106,9 @@ class TorchBackend(Backend):
         # tanh network: n=32 numba 33 µs, torch 73 µs; n=64 numba 233 µs, torch 115 µs).
         return 2 if system.namespaces == {"torch"} or system.dim >= 48 else 0
 
-    def _run(self, loop, system: Map, plan: TangentPlan, progress: Progress) -> TangentRecord:
+    def _run(
+        self, loop, system: Map, plan: TangentPlan | TrajectoryPlan, progress: Progress
+    ) -> TangentRecord | TrajectoryRecord:
         import torch
 
         with torch.no_grad():
@@ -109,3 +119,6 @@ class TorchBackend(Backend):
 
     def twin(self, system: Map, plan: TangentPlan, progress: Progress) -> TangentRecord:
         return self._run(twin_loop, system, plan, progress)
+
+    def trajectory(self, system: Map, plan: TrajectoryPlan, progress: Progress) -> TrajectoryRecord:
+        return self._run(trajectory_loop, system, plan, progress)

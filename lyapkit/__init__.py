@@ -6,8 +6,11 @@
 from lyapkit.backend import (
     Backend,
     BackendError,
+    GGNPlan,
     TangentPlan,
     TangentRecord,
+    TrajectoryPlan,
+    TrajectoryRecord,
     available_backends,
     backend_names,
     get_backend,
@@ -21,6 +24,19 @@ from lyapkit.curvature import (
     inverse_participation_ratio,
     lanczos_quadrature,
 )
+from lyapkit.effective import (
+    AdamEffectiveRates,
+    EffectiveRates,
+    PreconditionedSharpness,
+    TemporalEffectiveRates,
+    adam_effective_rates,
+    adam_preconditioner,
+    edge_of_stability,
+    preconditioned_sharpness,
+    sgd_effective_rates,
+    temporal_effective_rates,
+)
+from lyapkit.gradients import GradientPropagation, gradient_propagation
 from lyapkit.lyapunov import (
     IllConditionedBasisWarning,
     NonFiniteTrajectoryWarning,
@@ -45,17 +61,29 @@ from lyapkit.maps import (
 )
 from lyapkit.progress import Progress
 from lyapkit.results import LyapunovSpectrum, kaplan_yorke_dimension, ks_entropy
+from lyapkit.sensitivity import MapGGN, map_ggn
+from lyapkit.store import RunStore, open_run, run_config
+from lyapkit.variational import (
+    VariationalProfile,
+    VariationalTerm,
+    variational_profile,
+    variational_term,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdamEffectiveRates",
     "BUILTIN_MAPS",
     "Backend",
     "BackendError",
     "CatMap",
     "CoupledStandardMaps",
     "CurvatureOperator",
+    "EffectiveRates",
     "Eigenpairs",
+    "GGNPlan",
+    "GradientPropagation",
     "Henon",
     "IllConditionedBasisWarning",
     "LayerContributions",
@@ -63,27 +91,47 @@ __all__ = [
     "Logistic",
     "LyapunovSpectrum",
     "Map",
+    "MapGGN",
     "NonFiniteTrajectoryWarning",
     "NumbaKernels",
+    "PreconditionedSharpness",
     "Progress",
+    "RunStore",
     "SpectralDensity",
     "TangentPlan",
     "TangentRecord",
     "TanhNetwork",
+    "TemporalEffectiveRates",
     "Tent",
+    "TrajectoryPlan",
+    "TrajectoryRecord",
+    "VariationalProfile",
+    "VariationalTerm",
     "WCRNNMap",
+    "adam_effective_rates",
+    "adam_preconditioner",
     "available_backends",
     "backend_names",
+    "edge_of_stability",
     "from_numba",
     "from_numpy",
     "from_torch",
     "get_backend",
+    "gradient_propagation",
     "hutchpp_trace",
     "inverse_participation_ratio",
     "kaplan_yorke_dimension",
     "ks_entropy",
     "lanczos_quadrature",
     "lyapunov_spectrum",
+    "map_ggn",
     "max_lyapunov_twin",
+    "open_run",
+    "preconditioned_sharpness",
+    "run_config",
+    "sgd_effective_rates",
+    "temporal_effective_rates",
+    "variational_profile",
+    "variational_term",
     "__version__",
 ]

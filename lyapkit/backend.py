@@ -3,8 +3,11 @@
 A backend owns the hot loops. The core validates arguments and packs results; a backend runs the
 tangent dynamics ``Q ← J_t Q`` with periodic QR re-orthonormalisation (or the two-trajectory twin
 integration) over all ensemble members, and records the cumulative sums of ``log R_ii`` at the
-requested post-transient step counts. Built-in backends live in the top-level ``backends`` package;
-third parties register a :class:`Backend` subclass under the entry-point group ``lyapkit.backends``.
+requested post-transient step counts. Optional capabilities (``Backend.trajectory``: states and
+Jacobians along a trajectory; ``Backend.ggn``: GGN products from parameter Jacobians) are methods
+with a default that raises :class:`BackendError`; a backend offers one by overriding it. Built-in
+backends live in the top-level ``backends`` package; third parties register a :class:`Backend`
+subclass under the entry-point group ``lyapkit.backends``.
 """
 
 from __future__ import annotations
@@ -109,6 +112,109 @@ class TangentRecord:
     final_basis: np.ndarray
 
 
+@dataclass(frozen=True)
+class TrajectoryPlan:
+    """A trajectory to record with its Jacobians: ``steps`` steps of every ensemble member.
+
+    Attributes
+    ----------
+    x0 : (E, n) float64
+        Initial states.
+    inputs : (E or 1, steps, m) float64
+        Inputs ``u_t`` (``m = 0`` for autonomous maps).
+    steps : int
+        Steps integrated.
+    first_jacobian : int
+        The Jacobians ``J_t = ∂f/∂x (x_t, u_t)`` are kept for ``first_jacobian <= t < steps``.
+    dtype, device : str or None
+        Requested floating dtype and device (backends that cannot honour them raise).
+    """
+
+    x0: np.ndarray
+    inputs: np.ndarray
+    steps: int
+    first_jacobian: int = 0
+    dtype: str | None = None
+    device: str | None = None
+
+
+@dataclass(frozen=True)
+class TrajectoryRecord:
+    """A recorded trajectory, float64 whatever the dtype computed in.
+
+    Attributes
+    ----------
+    states : (E, steps + 1, n) float64
+        ``x_0, …, x_steps`` (non-finite after a blow-up).
+    jacobians : (E, steps − first_jacobian, n, n) float64
+        ``J_t`` for ``t = first_jacobian, …, steps − 1``.
+    """
+
+    states: np.ndarray
+    jacobians: np.ndarray
+
+
+@dataclass(frozen=True)
+class GGNPlan:
+    """GGN products of a map's readouts ``y_t = C x_t + c`` (:func:`lyapkit.sensitivity.map_ggn`).
+
+    Attributes
+    ----------
+    x0 : (E, n) float64
+        Initial states.
+    inputs : (E, T, m) float64
+        Inputs ``u_t`` (``m = 0`` for autonomous maps); ``T`` steps are taken.
+    parameters : tuple of str
+        The parameters ``θ`` (names in ``Map.jacobian_parameters``), flattened in this order.
+    size : int
+        ``P``, the number of their entries.
+    readout : (o, n) float64
+        ``C``.
+    readout_bias : (o,) float64
+        ``c``.
+    loss : {"mse", "cross_entropy"}
+        The per-term loss whose data-set mean the GGN belongs to.
+    all_outputs : bool
+        Outputs after every step (``y_1 … y_T``), or after the last only (``y_T``).
+    """
+
+    x0: np.ndarray
+    inputs: np.ndarray
+    parameters: tuple[str, ...]
+    size: int
+    readout: np.ndarray
+    readout_bias: np.ndarray
+    loss: str
+    all_outputs: bool
+
+    @property
+    def steps(self) -> int:
+        """``T``."""
+        return self.inputs.shape[1]
+
+    @property
+    def terms(self) -> int:
+        """``N``, the number of loss terms: one per output element (mse) or output vector."""
+        E, o = self.x0.shape[0], self.readout.shape[0]
+        return E * (self.steps if self.all_outputs else 1) * (o if self.loss == "mse" else 1)
+
+    def is_output(self, t: int) -> bool:
+        """Whether the state after step ``t`` (0-based) is read out."""
+        return self.all_outputs or t == self.steps - 1
+
+    def output_curvature(self, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """``(1/N) H_ℓ(y) z`` for outputs ``y`` (..., o) and output directions ``z`` (..., o, k).
+
+        ``H_ℓ = 2 I`` (mse: per element ``(y − ŷ)²``) or ``diag(p) − p pᵀ`` with
+        ``p = softmax(y)`` (cross-entropy); neither depends on the targets.
+        """
+        if self.loss == "mse":
+            return (2.0 / self.terms) * z
+        p = np.exp(y - y.max(-1, keepdims=True))
+        p = (p / p.sum(-1, keepdims=True))[..., None]
+        return p * (z - (p * z).sum(-2, keepdims=True)) / self.terms
+
+
 class Progress:
     """A do-nothing progress meter; see :func:`lyapkit.progress.progress_bar`."""
 
@@ -127,7 +233,8 @@ class Backend(abc.ABC):
     Subclasses set ``name`` and ``description``, optionally ``requires`` (modules that must be
     importable, checked by :meth:`available` without importing them) and ``extra`` (the lyapkit
     extra that installs them, named in errors), and implement ``supports``, ``tangent`` and
-    ``twin``; ``priority`` ranks them for ``backend="auto"``.
+    ``twin``, and optionally ``trajectory`` and ``ggn``; ``priority`` ranks them for
+    ``backend="auto"``.
     """
 
     name: ClassVar[str]
@@ -156,9 +263,36 @@ class Backend(abc.ABC):
     def twin(self, system: Map, plan: TangentPlan, progress: Progress) -> TangentRecord:
         """Integrate a reference and a perturbed trajectory, renormalising their distance."""
 
+    def trajectory(self, system: Map, plan: TrajectoryPlan, progress: Progress) -> TrajectoryRecord:
+        """Record the states and the Jacobians ``J_t`` of every member (an optional capability).
+
+        Backends that can override it; this default raises :class:`BackendError` naming the
+        installed backends that can.
+        """
+        raise BackendError(_incapable(self, system, "trajectory"))
+
+    def ggn(self, system: Map, plan: GGNPlan, vectors: np.ndarray | None = None) -> np.ndarray:
+        """GGN products ``G V`` (``vectors`` (P, k) → (P, k)), or ``G`` (P, P) when ``vectors`` is
+        None, from the map's analytic state and parameter Jacobians (an optional capability).
+
+        ``G = (1/N) Σ J_yᵀ H_ℓ J_y`` over the outputs ``y`` of ``plan``
+        (:meth:`GGNPlan.output_curvature`), ``J_y = C S_t`` with the sensitivities
+        ``S_{t+1} = J_t S_t + ∂f/∂θ (x_t, u_t)``, ``S_0 = 0``.
+        Backends that can override it; this default raises :class:`BackendError` naming the
+        installed backends that can.
+        """
+        raise BackendError(f"{_incapable(self, system, 'ggn')}. {GGN_AUTODIFF_HINT}")
+
 
 class BackendError(RuntimeError):
     """A backend cannot be found, is not installed, or cannot run a system."""
+
+
+GGN_AUTODIFF_HINT = (
+    "GGN products from analytic parameter Jacobians run without autodiff on the numpy and numba "
+    "backends; with torch, compute curvature by autodiff instead (lyapkit.curvature, torch.func), "
+    "which full Hessians need in any case"
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -199,19 +333,44 @@ def available_backends() -> list[str]:
     return [name for name in _registry() if _load(name).available()]
 
 
-def get_backend(name: str | Backend, system: Map | None = None) -> Backend:
+def _implements(backend: Backend | type[Backend], method: str | None) -> bool:
+    """Whether ``backend`` overrides the optional protocol method ``method`` (None: any backend)."""
+    cls = backend if isinstance(backend, type) else type(backend)
+    return method is None or getattr(cls, method) is not getattr(Backend, method)
+
+
+def _able(system: Map | None, method: str | None) -> list[str]:
+    """The installed backends that run ``system`` (any when None) and implement ``method``."""
+    return [
+        n
+        for n in available_backends()
+        if _implements(_load(n), method) and (system is None or _load(n)().supports(system))
+    ]
+
+
+def _incapable(backend: Backend, system: Map | None, method: str) -> str:
+    return (
+        f"backend {backend.name!r} does not implement {method!r}; backends that can run "
+        f"{system!r} with it: {_able(system, method)}"
+    )
+
+
+def get_backend(
+    name: str | Backend, system: Map | None = None, method: str | None = None
+) -> Backend:
     """Resolve a backend by name (or ``"auto"``) for ``system``.
 
-    ``"auto"`` picks the installed backend that supports ``system`` with the highest priority.
+    ``"auto"`` picks the installed backend that supports ``system`` (and implements the optional
+    protocol method ``method``, e.g. ``"trajectory"``, when given) with the highest priority.
     Raises :class:`BackendError` naming the installed backends, or the extra to install.
     """
     if isinstance(name, Backend):
         backend = name
     elif name == "auto":
-        candidates = [_load(n)() for n in available_backends()]
-        candidates = [b for b in candidates if system is None or b.supports(system)]
+        candidates = [_load(n)() for n in _able(system, method)]
         if not candidates:
-            raise BackendError(f"no installed backend can run {system!r}")
+            needs = f" with {method!r}" if method else ""
+            raise BackendError(f"no installed backend can run {system!r}{needs}")
         return max(candidates, key=lambda b: b.priority(system) if system is not None else 0)
     elif not isinstance(name, str) or name not in _registry():
         raise BackendError(f"backend must be 'auto' or one of {backend_names()}, got {name!r}")
@@ -222,8 +381,10 @@ def get_backend(name: str | Backend, system: Map | None = None) -> Backend:
             raise BackendError(f"backend {name!r} is not installed; install it with {hint}")
         backend = cls()
     if system is not None and not backend.supports(system):
-        able = [n for n in available_backends() if _load(n)().supports(system)]
         raise BackendError(
-            f"backend {backend.name!r} cannot run {system!r}; backends that can: {able}"
+            f"backend {backend.name!r} cannot run {system!r}; backends that can: "
+            f"{_able(system, method)}"
         )
+    if not _implements(backend, method):
+        raise BackendError(_incapable(backend, system, method))
     return backend

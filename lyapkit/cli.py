@@ -1,15 +1,19 @@
-"""The ``lyapkit`` command line: ``lyapkit spectrum`` and ``lyapkit demo``."""
+"""The ``lyapkit`` command line of the analysis core: ``lyapkit spectrum``.
+
+The installed ``lyapkit`` command (:mod:`trainers.cli`) adds ``train``, ``report`` and ``demo``
+through the ``extend`` hook of :func:`main`, so the core never imports the trainers.
+"""
 
 from __future__ import annotations
 
 import argparse
 import inspect
 import logging
-import math
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -116,43 +120,10 @@ def cmd_spectrum(args: argparse.Namespace) -> int:
     return EXIT_OK if np.isfinite(res.exponents).all() else EXIT_FAILURE
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Analyse weakly coupled residual RNNs: measured exponents against the theory log|eig R|."""
-    rng = np.random.default_rng(args.seed)
-    n, steps = 16, args.steps
-    phi = 2 * math.pi / 28  # sMNIST's characteristic frequency (Dubinin & Effenberger 2023)
-    blocks = [
-        0.98 * np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-        for a in phi * (1 + np.arange(n // 2) / n)
-    ]
-    R = np.zeros((n, n))
-    for i, block in enumerate(blocks):
-        R[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = block
-    W = rng.standard_normal((n, n)) / math.sqrt(n)
-    V = rng.standard_normal((n, 1))
-    inputs = rng.uniform(0, 1, (steps + 200, 1))
-    theory = np.sort(np.log(np.abs(np.linalg.eigvals(R))))[::-1]
-    print(f"WCRNN, n={n}, rotational residual r=0.98, phi near 2*pi/28; driven by U(0,1) inputs")
-    print(f"theory (gamma -> 0): all exponents log 0.98 = {theory[0]:.5f} per step")
-    print(f"{'gamma':>7}  {'lambda_1':>9}  {'lambda_n':>9}  {'max |lambda - theory|':>22}")
-    for gamma in (0.3, 0.1, 0.03, 0.01):
-        res = lk.lyapunov_spectrum(
-            lk.WCRNNMap(R, W, gamma, V=V),
-            steps=steps,
-            transient=200,
-            inputs=inputs,
-            seed=args.seed,
-            backend=args.backend,
-            progress=not args.quiet,
-        )
-        err = np.abs(res.exponents - theory).max()
-        print(f"{gamma:>7.2f}  {res.exponents[0]:>9.5f}  {res.exponents[-1]:>9.5f}  {err:>22.2e}")
-    print("the deviation shrinks with gamma: weak coupling makes log|eig R| set the memory")
-    print("timescales (training with recorded diagnostics joins this demo with lyapkit's trainers)")
-    return EXIT_OK
-
-
-def make_parser() -> argparse.ArgumentParser:
+def make_parser(
+    extend: Callable[[Any, argparse.ArgumentParser], None] | None = None,
+) -> argparse.ArgumentParser:
+    """The parser; ``extend(subparsers, verbosity_parent)`` adds commands (the trainers do)."""
     # -q/-v are accepted before and after the subcommand; their defaults are suppressed so that the
     # subcommand's copy does not reset what was given before it.
     verbosity = argparse.ArgumentParser(add_help=False)
@@ -189,25 +160,25 @@ def make_parser() -> argparse.ArgumentParser:
     spectrum.add_argument("--output", "-o", help="write the result as netCDF4/HDF5 (.nc)")
     spectrum.set_defaults(func=cmd_spectrum)
 
-    demo = sub.add_parser(
-        "demo", help="analyse weakly coupled residual RNNs against theory", parents=[verbosity]
-    )
-    demo.add_argument("--steps", type=int, default=20_000)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--backend", default="auto")
-    demo.set_defaults(func=cmd_demo)
+    if extend is not None:
+        extend(sub, verbosity)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = make_parser()
+def main(
+    argv: Sequence[str] | None = None,
+    extend: Callable[[Any, argparse.ArgumentParser], None] | None = None,
+    usage_errors: tuple[type[Exception], ...] = (),
+) -> int:
+    """Run the command line; ``usage_errors`` are further exception types reported with exit 2."""
+    parser = make_parser(extend)
     args = parser.parse_args(argv)
     args.quiet, args.verbose = getattr(args, "quiet", False), getattr(args, "verbose", 0)
     level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (UsageError, lk.BackendError) as err:
+    except (UsageError, lk.BackendError, *usage_errors) as err:
         print(f"lyapkit {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except (ValueError, OSError) as err:

@@ -24,4 +24,4 @@ def test_benchmark_runs_quick(script):
 
 
 def test_there_are_benchmarks():
-    assert len(SCRIPTS) == 4
+    assert len(SCRIPTS) == 5

@@ -1,8 +1,5 @@
 """The ``lyapkit`` command line."""
 
-import subprocess
-import sys
-
 import numpy as np
 import xarray as xr
 
@@ -73,27 +70,6 @@ def test_usage_errors_exit_2_and_name_the_problem(capsys):
     assert "k must be an integer between 1 and dim=2" in capsys.readouterr().err
     assert main(["spectrum", "henon", "--backend", "jax"]) == 2
     assert "backend must be" in capsys.readouterr().err
-
-
-def test_console_script_demo_runs():
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lyapkit.cli",
-            "-q",
-            "demo",
-            "--steps",
-            "2000",
-            "--backend",
-            "numpy",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "theory (gamma -> 0)" in out.stdout
-    assert out.stdout.count("\n") >= 8
 
 
 def test_quiet_and_verbose_work_after_the_subcommand(capsys):

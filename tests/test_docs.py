@@ -2,7 +2,7 @@
 
 1. ``docs/api.md`` must equal the text generated from the docstrings by ``docs/build_api.py``.
 2. Every ```` ```python ```` block of ``docs/index.md``, ``docs/howto/*.md``, ``docs/models/*.md``
-   and ``docs/theory/curse-of-memory.md`` is executed, in order, in one namespace per page (later
+   and ``docs/theory/*.md`` (but the equations-only ``lyapunov.md``) is executed, in order, in one namespace per page (later
    blocks may use names defined by earlier ones). A block that imports an optional dependency which is not installed (torch, numba, matplotlib) is
    skipped, and the page is reported as skipped after its other blocks ran; so no block may use
    names defined only in a block that imports an optional dependency.
@@ -23,9 +23,9 @@ PAGES = [
     DOCS / "index.md",
     *sorted((DOCS / "howto").glob("*.md")),
     *sorted((DOCS / "models").glob("*.md")),
-    DOCS / "theory" / "curse-of-memory.md",
+    *sorted(p for p in (DOCS / "theory").glob("*.md") if p.name != "lyapunov.md"),
 ]
-OPTIONAL = ("torch", "numba", "matplotlib")
+OPTIONAL = ("torch", "numba", "matplotlib", "sklearn")
 _FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 _IMPORT = re.compile(r"^\s*(?:import|from)\s+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
 
@@ -104,5 +104,7 @@ def test_figure_script_runs(tmp_path):
     spec.loader.exec_module(module)
     module.wcrnn_weak_coupling(tmp_path / "w.png", steps=200)
     module.henon_convergence(tmp_path / "h.png", steps=2000)
-    assert (tmp_path / "w.png").stat().st_size > 1000
-    assert (tmp_path / "h.png").stat().st_size > 1000
+    module.sensitivity_moment(tmp_path / "s.png", samples=200, steps=100)
+    module.wcrnn_exponents_vs_theory(tmp_path / "e.png", steps=200)
+    for name in ("w", "h", "s", "e"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000

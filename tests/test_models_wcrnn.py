@@ -10,15 +10,10 @@ import lyapkit
 from lyapkit.theory import memory_regime, residual_exponents
 from trainers.models import WCRNN, residuals
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+    pytest.mark.usefixtures("torch_float64"),
+]
 
 
 def _run(model, inputs, state, reference):

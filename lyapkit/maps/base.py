@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +20,27 @@ class NumbaKernels:
     ``step(x, u, params, out)`` writes ``f(x, u)`` into ``out``; ``jacobian(x, u, params, J)`` writes
     ``∂f/∂x (x, u)`` into ``J`` (row ``i``, column ``j`` = ``∂f_i/∂x_j``). ``x`` and ``out`` have shape
     ``(dim,)``, ``u`` has shape ``(input_dim,)`` (empty for autonomous maps), ``params`` is a tuple.
+
+    Maps with a parameter Jacobian may add the kernels of GGN products (all three, or none).
+    ``codes`` is an int64 array of the selected parameters' indices in ``Map.jacobian_parameters``;
+    the flat parameter axis holds them in that order, each flattened row-major (``P`` entries)::
+
+        parameter_jacobian(x, u, params, codes, out)   out (dim, P)  = ∂f/∂θ
+        parameter_jvp(x, u, params, codes, V, out)     out (k, dim) += V (∂f/∂θ)ᵀ,  V (k, P)
+        parameter_vjp(x, u, params, codes, L, out)     out (k, P)   += L ∂f/∂θ,     L (k, dim)
     """
 
     step: Any
     jacobian: Any
     params: tuple
+    parameter_jacobian: Any = None
+    parameter_jvp: Any = None
+    parameter_vjp: Any = None
+
+    @property
+    def has_parameter_kernels(self) -> bool:
+        """Whether the three parameter-Jacobian kernels are present."""
+        return None not in (self.parameter_jacobian, self.parameter_jvp, self.parameter_vjp)
 
 
 class Map(abc.ABC):
@@ -32,6 +50,11 @@ class Map(abc.ABC):
     ``(..., input_dim)`` or ``None`` (no input, or zero input for a driven map). ``jacobian`` returns
     ``(..., dim, dim)``. ``namespaces`` names the array libraries (``"numpy"``, ``"torch"``) whose arrays
     ``step`` and ``jacobian`` accept; ``numba_kernels`` returns kernels for the numba backend or None.
+
+    Optionally a map provides its parameter Jacobian ``∂f/∂θ`` (which makes GGN products possible
+    without autodiff, see :func:`lyapkit.sensitivity.map_ggn`): it lists the parameters in
+    ``jacobian_parameters`` and implements :meth:`parameter_jacobian`; :meth:`parameter_jvp` and
+    :meth:`parameter_vjp` go through that dense Jacobian unless the map overrides them.
     """
 
     name: str = "map"
@@ -42,6 +65,8 @@ class Map(abc.ABC):
     namespaces: frozenset[str] = frozenset({"numpy", "torch"})
     #: Period of each coordinate for maps on a torus (differences are wrapped), or None.
     period: float | None = None
+    #: Parameters whose Jacobian ``∂f/∂θ`` the map provides (:meth:`parameter_jacobian`), if any.
+    jacobian_parameters: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def step(self, x: Any, u: Any = None) -> Any:
@@ -71,6 +96,53 @@ class Map(abc.ABC):
         """Kernels for the numba backend, or None when the map has none."""
         return None
 
+    def parameter_shapes(self, names: Sequence[str] | None = None) -> dict[str, tuple[int, ...]]:
+        """Shapes of the parameters ``names`` (default: all of ``jacobian_parameters``), in order.
+
+        The flat parameter axis of :meth:`parameter_jacobian` holds these parameters in this order,
+        each flattened row-major. Raises NotImplementedError for a map without a parameter
+        Jacobian, ValueError for an unknown, repeated or empty selection.
+        """
+        if not self.jacobian_parameters:
+            raise NotImplementedError(
+                f"{self!r} provides no parameter Jacobian ∂f/∂θ (its jacobian_parameters is "
+                "empty), so it has no GGN products without autodiff; built-in maps with one: "
+                "WCRNNMap. For other maps compute curvature by torch autodiff "
+                "(lyapkit.curvature, torch.func)"
+            )
+        names = self.jacobian_parameters if names is None else _names(names)
+        unknown = [name for name in names if name not in self.jacobian_parameters]
+        if unknown or len(set(names)) != len(names) or not names:
+            raise ValueError(
+                f"parameters must name distinct parameters of {self!r} that have a Jacobian, "
+                f"{list(self.jacobian_parameters)}; got {list(names)}"
+            )
+        values = self.parameters()
+        return {name: tuple(np.shape(values[name])) for name in names}
+
+    def parameter_jacobian(self, x: Any, u: Any = None, names: Sequence[str] | None = None) -> Any:
+        """``∂f/∂θ (x, u)`` with shape ``(..., dim, P)``.
+
+        Column block ``p`` holds ``∂f/∂θ_p`` of the ``p``-th parameter in ``names`` (default:
+        ``jacobian_parameters``), flattened row-major; see :meth:`parameter_shapes`.
+        """
+        self.parameter_shapes(names)  # raises for a map without a parameter Jacobian
+        raise NotImplementedError(
+            f"{type(self).__name__} lists jacobian_parameters but implements no parameter_jacobian"
+        )
+
+    def parameter_jvp(self, x: Any, u: Any, V: Any, names: Sequence[str] | None = None) -> Any:
+        """``(∂f/∂θ)(x, u) V`` with shape ``(..., dim, k)``, for directions ``V`` (P, k)."""
+        return self.parameter_jacobian(x, u, names) @ V
+
+    def parameter_vjp(self, x: Any, u: Any, L: Any, names: Sequence[str] | None = None) -> Any:
+        """``Σ_b (∂f/∂θ)(x_b, u_b)ᵀ L_b`` with shape ``(P, k)``, for ``L`` (..., dim, k).
+
+        Summed over the batch axes ``b``: the parameters are shared by all batch elements.
+        """
+        JtL = self.parameter_jacobian(x, u, names).mT @ L  # (..., P, k)
+        return JtL.reshape((math.prod(JtL.shape[:-2]),) + tuple(JtL.shape[-2:])).sum(0)
+
     def __repr__(self) -> str:
         extra = "" if self.input_dim == 0 else f", input_dim={self.input_dim}"
         return f"{type(self).__name__}(dim={self.dim}{extra}, jacobian={self.jacobian_method!r})"
@@ -82,6 +154,16 @@ class ArrayMap(Map):
     Subclasses store their parameters with :meth:`_set_params` and implement ``_step(xp, p, x, u)``
     and ``_jacobian(xp, p, x, u)`` (optionally ``_step_and_jacobian``), where ``p`` holds the
     parameters converted to the namespace, dtype and device of ``x``.
+
+    A subclass whose parameters act row by row — ``∂f_i/∂θ_kj = δ_ik d_i z_j`` for a matrix
+    ``θ`` (e.g. ``z = x`` for a recurrent weight), ``∂f_i/∂θ_k = δ_ik d_i`` for a vector
+    (``z = 1``) — lists them in ``jacobian_parameters`` and implements
+    ``_parameter_factors(xp, p, x, u)`` returning ``{name: (d (..., dim), z (..., q))}``; the
+    parameter Jacobian and its products follow from the factors, at ``O(dim·q)`` per product
+    and direction rather than ``O(dim²·q)``::
+
+        jvp:  ((∂f/∂θ) V)_i        = d_i Σ_j V_ij z_j
+        vjp:  (Σ_b (∂f/∂θ)ᵀ L)_kj  = Σ_b d_bk L_bk z_bj
     """
 
     def _set_params(self, **params: Any) -> None:
@@ -130,6 +212,47 @@ class ArrayMap(Map):
     def _step_and_jacobian(self, xp: Any, p: dict, x: Any, u: Any) -> tuple[Any, Any]:
         return self._step(xp, p, x, u), self._jacobian(xp, p, x, u)
 
+    def _selected_factors(self, x: Any, u: Any, names: Sequence[str] | None) -> list[tuple]:
+        """``(d, z)`` of each selected parameter, in order (see the class docstring)."""
+        shapes = self.parameter_shapes(names)
+        xp, p, u = namespace_of(x), self._params_like(x), self._zero_input(x, u)
+        factors = self._parameter_factors(xp, p, x, u)
+        return [factors[name] for name in shapes]
+
+    def parameter_jacobian(self, x: Any, u: Any = None, names: Sequence[str] | None = None) -> Any:
+        xp, n, blocks = namespace_of(x), self.dim, []
+        eye = xp.eye(n, dtype=x.dtype, device=x.device)[:, :, None]
+        for d, z in self._selected_factors(x, u, names):
+            block = d[..., :, None, None] * eye * z[..., None, None, :]  # [i, k, j] = δ_ik d_i z_j
+            blocks.append(block.reshape(tuple(block.shape[:-2]) + (n * z.shape[-1],)))
+        return xp.concatenate(blocks, -1)
+
+    def parameter_jvp(self, x: Any, u: Any, V: Any, names: Sequence[str] | None = None) -> Any:
+        xp, n, k = namespace_of(x), self.dim, V.shape[-1]
+        out, offset = 0.0, 0
+        for d, z in self._selected_factors(x, u, names):
+            q = z.shape[-1]
+            block = xp.moveaxis(V[offset : offset + n * q].reshape(n, q, k), 1, 0)
+            Vz = (z @ block.reshape(q, n * k)).reshape(tuple(z.shape[:-1]) + (n, k))
+            out, offset = out + d[..., :, None] * Vz, offset + n * q
+        return out
+
+    def parameter_vjp(self, x: Any, u: Any, L: Any, names: Sequence[str] | None = None) -> Any:
+        xp, n, k = namespace_of(x), self.dim, L.shape[-1]
+        grads = []
+        for d, z in self._selected_factors(x, u, names):
+            dL, q = d[..., :, None] * L, z.shape[-1]
+            lead = tuple(dL.shape[:-2])
+            batch = math.prod(lead)
+            z = xp.broadcast_to(z, lead + (q,)).reshape(batch, q)
+            g = (dL.reshape(batch, n * k).T @ z).reshape(n, k, q)  # [i,r,j] = Σ_b d_bi L_bir z_bj
+            grads.append(xp.moveaxis(g, 2, 1).reshape(n * q, k))
+        return xp.concatenate(grads, 0)
+
+    def _parameter_factors(self, xp: Any, p: dict, x: Any, u: Any) -> dict[str, tuple[Any, Any]]:
+        """``{name: (d, z)}`` of the row-local parameters (subclasses with a parameter Jacobian)."""
+        raise NotImplementedError(f"{type(self).__name__} implements no _parameter_factors")
+
     @abc.abstractmethod
     def _step(self, xp: Any, p: dict, x: Any, u: Any) -> Any: ...
 
@@ -140,3 +263,8 @@ class ArrayMap(Map):
 def matrix(xp: Any, rows: list[list[Any]]) -> Any:
     """Stack a nested list of batched scalars ``rows[i][j]`` into a ``(..., n, m)`` array."""
     return xp.stack([xp.stack(row, -1) for row in rows], -2)
+
+
+def _names(names: Sequence[str] | str) -> tuple[str, ...]:
+    """A selection of parameter names as a tuple (a single name is accepted)."""
+    return (names,) if isinstance(names, str) else tuple(names)

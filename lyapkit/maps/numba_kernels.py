@@ -1,4 +1,5 @@
-"""Numba kernels of the built-in maps: ``step(x, u, p, out)`` and ``jacobian(x, u, p, J)``.
+"""Numba kernels of the built-in maps: ``step(x, u, p, out)`` and ``jacobian(x, u, p, J)``, and the
+WCRNN's parameter-Jacobian kernels (signatures in :class:`lyapkit.maps.base.NumbaKernels`).
 
 Each kernel acts on one state ``x`` of shape ``(dim,)`` and writes its result in place; ``p`` is the
 parameter tuple returned by the map's ``numba_kernels()``. Imported lazily (numba is optional).
@@ -172,3 +173,84 @@ def wcrnn_jacobian(x, u, p, J):
             dw = gamma[i] * (1.0 - math.tanh(pre[i]) ** 2)
             for j in range(n):
                 J[i, j] = dr * R[i, j] + dw * W[i, j]
+
+
+# WCRNN parameter Jacobian: row-local, ∂f_i/∂θ_kj = δ_ik d_i z_j (see lyapkit.maps.wcrnn). Codes
+# index lyapkit.maps.wcrnn.PARAMETERS = (R, W, gamma, V, b); each selects a row of the factors
+# returned by _wcrnn_factors (d_res, d_drive, d_gamma) and an input z (x, x, 1, u, 1).
+_WCRNN_FACTOR = (0, 1, 2, 1, 1)
+
+
+@_jit
+def _wcrnn_factors(x, u, p):
+    """``(3, n)``: the row factors ``d`` of R, of W, V and b, and of γ."""
+    variant, R, W, gamma, V, b = p
+    pre = _wcrnn_drive(x, u, W, V, b)
+    res = np.dot(R, x)
+    F = np.empty((3, x.shape[0]))
+    for i in range(x.shape[0]):
+        if variant == 2:
+            dy = 1.0 - math.tanh(res[i] + gamma[i] * pre[i]) ** 2
+            F[0, i], F[1, i], F[2, i] = dy, dy * gamma[i], dy * pre[i]
+        else:
+            a = math.tanh(pre[i])
+            F[0, i] = 1.0 if variant == 0 else 1.0 - math.tanh(res[i]) ** 2
+            F[1, i] = gamma[i] * (1.0 - a * a)
+            F[2, i] = a
+    return F
+
+
+@_jit
+def _wcrnn_row_input(code, x, u, one):
+    """The input ``z`` of the parameter with this code."""
+    if code <= 1:
+        return x
+    return u if code == 3 else one
+
+
+@_jit
+def wcrnn_parameter_jacobian(x, u, p, codes, out):
+    """``out (n, P) = ∂f/∂θ``: ``out[i, block(θ) + i q + j] = d_i z_j``, zero elsewhere."""
+    F, one, n = _wcrnn_factors(x, u, p), np.ones(1), x.shape[0]
+    out[:, :] = 0.0
+    offset = 0
+    for code in codes:
+        d, z = F[_WCRNN_FACTOR[code]], _wcrnn_row_input(code, x, u, one)
+        q = z.shape[0]
+        for i in range(n):
+            for j in range(q):
+                out[i, offset + i * q + j] = d[i] * z[j]
+        offset += n * q
+
+
+@_jit
+def wcrnn_parameter_jvp(x, u, p, codes, V, out):
+    """``out[r] += (∂f/∂θ) V[r]``: ``out[r, i] += d_i Σ_j V[r, block(θ) + i q + j] z_j``."""
+    F, one, n = _wcrnn_factors(x, u, p), np.ones(1), x.shape[0]
+    offset = 0
+    for code in codes:
+        d, z = F[_WCRNN_FACTOR[code]], _wcrnn_row_input(code, x, u, one)
+        q = z.shape[0]
+        for r in range(V.shape[0]):
+            for i in range(n):
+                s = 0.0
+                for j in range(q):
+                    s += V[r, offset + i * q + j] * z[j]
+                out[r, i] += d[i] * s
+        offset += n * q
+
+
+@_jit
+def wcrnn_parameter_vjp(x, u, p, codes, L, out):
+    """``out[r] += (∂f/∂θ)ᵀ L[r]``: ``out[r, block(θ) + i q + j] += d_i L[r, i] z_j``."""
+    F, one, n = _wcrnn_factors(x, u, p), np.ones(1), x.shape[0]
+    offset = 0
+    for code in codes:
+        d, z = F[_WCRNN_FACTOR[code]], _wcrnn_row_input(code, x, u, one)
+        q = z.shape[0]
+        for r in range(L.shape[0]):
+            for i in range(n):
+                dl = d[i] * L[r, i]
+                for j in range(q):
+                    out[r, offset + i * q + j] += dl * z[j]
+        offset += n * q

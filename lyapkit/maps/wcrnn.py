@@ -7,6 +7,17 @@ With ``a = tanh(W x + V s + b)`` and a coupling ``γ`` (scalar or per unit)::
     type B:           x' = tanh(R x + γ ⊙ (W x + V s + b))    J = diag(1 − x'²) (R + diag(γ) W)
 
 As ``γ → 0`` the linear-residual map's exponents tend to ``log|eig(R)|``.
+
+The parameter Jacobian is row-local (``∂f_i/∂θ_kj = δ_ik d_i z_j``) with, per unit ``i``::
+
+                      ∂/∂R_ij (z = x)    ∂/∂W_ij, ∂/∂V_ij, ∂/∂b_i (z = x, s, 1)    ∂/∂γ_i
+    linear residual:  1                  γ_i (1 − a_i²)                           a_i
+    type A:           1 − tanh²(R x)_i   γ_i (1 − a_i²)                           a_i
+    type B:           1 − x'_i²          (1 − x'_i²) γ_i                          (1 − x'_i²) h_i
+
+with ``h = W x + V s + b``.
+
+(``γ`` is per unit, also when given as a scalar.)
 """
 
 from __future__ import annotations
@@ -18,6 +29,8 @@ import numpy as np
 from lyapkit.maps.base import ArrayMap, NumbaKernels
 
 VARIANTS = ("linear", "A", "B")
+#: Parameters with a Jacobian, in the order of the numba kernels' parameter codes.
+PARAMETERS = ("R", "W", "gamma", "V", "b")
 
 
 class WCRNNMap(ArrayMap):
@@ -29,7 +42,9 @@ class WCRNNMap(ArrayMap):
         type A:           x' = tanh(R x) + γ ⊙ a          J = diag(1 − tanh²(R x)) R + diag(γ ⊙ (1 − a²)) W
         type B:           x' = tanh(R x + γ ⊙ (W x + V s + b))    J = diag(1 − x'²) (R + diag(γ) W)
 
-    As ``γ → 0`` the exponents of the linear-residual map tend to ``log|eig(R)|``.
+    As ``γ → 0`` the exponents of the linear-residual map tend to ``log|eig(R)|``. The parameter
+    Jacobian ``∂f/∂θ`` (:meth:`parameter_jacobian`, for ``R, W, gamma, V, b``) is analytic, which
+    gives GGN products without autodiff (:func:`lyapkit.sensitivity.map_ggn`).
 
     Parameters
     ----------
@@ -48,6 +63,7 @@ class WCRNNMap(ArrayMap):
     """
 
     name = "wcrnn"
+    jacobian_parameters = PARAMETERS
 
     def __init__(
         self,
@@ -106,9 +122,35 @@ class WCRNNMap(ArrayMap):
         r = xp.tanh(x @ R.T)
         return r + gamma * a, (1 - r * r)[..., :, None] * R + coupling
 
+    def _parameter_factors(self, xp, p, x, u):
+        pre, R, gamma = self._drive(p, x, u), p["R"], p["gamma"]
+        if self.variant == "B":
+            dy = 1 - xp.tanh(x @ R.T + gamma * pre) ** 2
+            d_res, d_drive, d_gamma = dy, dy * gamma, dy * pre
+        else:
+            a = xp.tanh(pre)
+            d_res = xp.ones_like(x) if self.variant == "linear" else 1 - xp.tanh(x @ R.T) ** 2
+            d_drive, d_gamma = gamma * (1 - a * a), a
+        one = xp.ones_like(x[..., :1])
+        s = u if self.input_dim else x[..., :0]
+        return {
+            "R": (d_res, x),
+            "W": (d_drive, x),
+            "gamma": (d_gamma, one),
+            "V": (d_drive, s),
+            "b": (d_drive, one),
+        }
+
     def numba_kernels(self) -> NumbaKernels:
-        from lyapkit.maps import numba_kernels
+        from lyapkit.maps import numba_kernels as nk
 
         p = self._params
         params = (VARIANTS.index(self.variant), p["R"], p["W"], p["gamma"], p["V"], p["b"])
-        return NumbaKernels(numba_kernels.wcrnn_step, numba_kernels.wcrnn_jacobian, params)
+        return NumbaKernels(
+            nk.wcrnn_step,
+            nk.wcrnn_jacobian,
+            params,
+            parameter_jacobian=nk.wcrnn_parameter_jacobian,
+            parameter_jvp=nk.wcrnn_parameter_jvp,
+            parameter_vjp=nk.wcrnn_parameter_vjp,
+        )

@@ -169,7 +169,9 @@ class RecurrentModel(nn.Module, abc.ABC):
         cheap analytic Jacobians override it with a snapshot of their current weights, which
         every backend can run. Call it again after training to analyse the new weights.
         """
-        return from_torch(_StepModule(self), self.state_size, self.input_size, name=type(self).__name__)
+        return from_torch(
+            _StepModule(self), self.state_size, self.input_size, name=type(self).__name__
+        )
 
 
 class _StepModule(nn.Module):

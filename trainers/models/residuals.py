@@ -46,13 +46,19 @@ def rotational(n: int, phi: float | np.ndarray, r: float = 1.0) -> np.ndarray:
     the 1×1 block ``r``. Eigenvalues ``r e^{±iφ_i}``; all exponents ``log|r|``.
     """
     n = positive_int(n, "n")
-    angles = np.broadcast_to(np.asarray(phi, dtype=np.float64), (n // 2,)) if np.ndim(phi) == 0 else np.asarray(phi, dtype=np.float64)
+    angles = (
+        np.broadcast_to(np.asarray(phi, dtype=np.float64), (n // 2,))
+        if np.ndim(phi) == 0
+        else np.asarray(phi, dtype=np.float64)
+    )
     if angles.shape != (n // 2,):
         raise ValueError(f"phi must be a scalar or have shape ({n // 2},), got {angles.shape}")
     return rotation_blocks(angles, np.full(n // 2 + 1, float(r)), n)
 
 
-def heterogeneous(n: int, r0: float, delta: float, seed: int | np.random.Generator | None = None) -> np.ndarray:
+def heterogeneous(
+    n: int, r0: float, delta: float, seed: int | np.random.Generator | None = None
+) -> np.ndarray:
     """Heterogeneous diagonal residual ``R = diag(r_i)``, ``r_i ~ U(r0 − δ, r0 + δ)``."""
     if delta < 0:
         raise ValueError(f"delta must be ≥ 0, got {delta!r}")

@@ -152,20 +152,28 @@ class WCRNN(RecurrentModel):
         if gamma.ndim == 0:
             gamma = gamma.expand(n).clone()
         if gamma.shape != (n,) or not torch.all(torch.isfinite(gamma)):
-            raise ValueError(f"gamma must be a finite scalar or have shape ({n},), got {tuple(gamma.shape)}")
+            raise ValueError(
+                f"gamma must be a finite scalar or have shape ({n},), got {tuple(gamma.shape)}"
+            )
         self.register_buffer("gamma", gamma)
         self.residual_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
         if residual is not None and not isinstance(residual, (np.ndarray, torch.Tensor)):
             if not callable(residual):
-                raise TypeError(f"residual must be an (n, n) array or a callable, got {type(residual).__name__}")
+                raise TypeError(
+                    f"residual must be an (n, n) array or a callable, got {type(residual).__name__}"
+                )
             if train_residual:
-                raise ValueError("train_residual applies to a matrix residual; a callable module trains its own parameters")
+                raise ValueError(
+                    "train_residual applies to a matrix residual; a callable module trains its own parameters"
+                )
             self.residual_fn = residual
             self.register_buffer("R", None)
             return
         R = torch.eye(n) if residual is None else _real_tensor(residual, "residual")
         if tuple(R.shape) != (n, n) or not torch.all(torch.isfinite(R)):
-            raise ValueError(f"residual must be a finite ({n}, {n}) matrix, got shape {tuple(R.shape)}")
+            raise ValueError(
+                f"residual must be a finite ({n}, {n}) matrix, got shape {tuple(R.shape)}"
+            )
         if train_residual:
             self.R = nn.Parameter(R.clone())
         else:
@@ -189,9 +197,16 @@ class WCRNN(RecurrentModel):
             return None  # the tape-free loop treats a callable residual and γ as constants
         W, V, b, gamma = self.recurrent.weight, self.encoder.weight, self.encoder.bias, self.gamma
         if self.variant == "B":
-            weights = [gamma[:, None] * V, self.R + gamma[:, None] * W, gamma * b, torch.zeros_like(b)]
+            weights = [
+                gamma[:, None] * V,
+                self.R + gamma[:, None] * W,
+                gamma * b,
+                torch.zeros_like(b),
+            ]
             # torch.rnn_tanh is the fused kernel behind nn.RNN (MKL on CPU, cuDNN on CUDA).
-            out, _ = torch.rnn_tanh(inputs, state[None], weights, True, 1, 0.0, self.training, False, True)
+            out, _ = torch.rnn_tanh(
+                inputs, state[None], weights, True, 1, 0.0, self.training, False, True
+            )
             return out
         drive = self.encoder(inputs).transpose(0, 1).contiguous()
         states = _ResidualLoop.apply(drive, state, self.R, W, gamma, self.variant == "A")
@@ -202,7 +217,9 @@ class WCRNN(RecurrentModel):
         regime from ``ρ(R)``. For types A and B it is the linearisation at the origin, which the
         network follows while ``ρ(R) ≤ 1`` (tanh saturates super-critical growth)."""
         if self.R is None:
-            raise ValueError("theory() needs a matrix residual R; this WCRNN has a callable residual")
+            raise ValueError(
+                "theory() needs a matrix residual R; this WCRNN has a callable residual"
+            )
         return wcrnn_prediction(self.R.detach().cpu().double().numpy(), tol)
 
     def as_map(self) -> Map:

@@ -1,0 +1,199 @@
+"""The :class:`Task` container, the data location and the seeding shared by every task factory."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from lyapkit.losses import LOSSES
+from trainers.models.base import READOUTS, positive_int
+
+METRICS = ("accuracy", "rms")
+SPLITS = ("train", "test")
+DATA_ENV = "LYAPKIT_DATA"
+DEFAULT_DATA_ROOT = Path("~/.lyapkit/data")
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The directory that holds the downloaded data sets.
+
+    ``root`` when given, else the environment variable ``LYAPKIT_DATA``, else ``~/.lyapkit/data``
+    (``~`` expanded). The directory need not exist.
+    """
+    if root is None:
+        root = os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT
+    return Path(root).expanduser()
+
+
+def check_seed(seed: int, name: str = "seed") -> int:
+    """``seed`` as an int, checked to be a non-negative integer."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def seed_streams(seed: int, count: int) -> list[np.random.Generator]:
+    """``count`` independent numpy generators spawned from ``seed`` (a non-negative int).
+
+    Each split of a task draws from its own stream, so the test set does not change with the
+    size of the training set.
+    """
+    children = np.random.SeedSequence(check_seed(seed)).spawn(count)
+    return [np.random.default_rng(child) for child in children]
+
+
+def optional_count(value: int | None, name: str, available: int) -> int:
+    """``value`` checked to lie in ``1 … available``; ``available`` when ``value`` is None."""
+    if value is None:
+        return available
+    value = positive_int(value, name)
+    if value > available:
+        raise ValueError(
+            f"{name} must be at most {available} (the size of the data set), got {value}"
+        )
+    return value
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """A supervised sequence task: train and test tensors and how to score a model on them.
+
+    Parameters
+    ----------
+    name : str
+        Human-readable name with the parameters that define the data (``"ADD(100)"``, ``"psMNIST"``).
+    input_size, output_size : int
+        Width of each input step and of the model's readout (the number of classes for a
+        classification task).
+    loss : {"cross_entropy", "mse"}
+        The training loss, by its name in :mod:`lyapkit.losses`.
+    readout : {"last", "sequence"}
+        Whether the target belongs to the last step only or to every step (the ``readout`` of
+        :class:`~trainers.models.base.RecurrentModel`).
+    metric : {"accuracy", "rms"}
+        The performance measure: the fraction of correctly classified samples, or the root mean
+        square error ``sqrt(mean((y − ŷ)²))`` (the square root of the ``mse`` loss).
+    min_performance : float
+        The threshold of minimal performance (MP) of Dubinin & Effenberger's learning-efficiency
+        measure (the number of training iterations until the test metric first reaches it):
+        reached when the accuracy is ``≥ min_performance``, or the RMS error ``≤ min_performance``.
+    train_inputs, test_inputs : torch.Tensor
+        float32 ``(N, T, input_size)``, batch first as the models of :mod:`trainers.models` take them.
+    train_targets, test_targets : torch.Tensor
+        int64 class labels ``(N,)`` (``(N, T)`` for a per-step readout) for ``cross_entropy``;
+        float32 ``(N, output_size)`` (``(N, T, output_size)``) for ``mse``.
+    info : dict
+        Task-specific extras: ``"permutation"`` (the pixel permutation of a permuted task, an int
+        array: step ``t`` shows pixel ``permutation[t]``), ``"teacher"`` (the teacher network of the
+        teacher–student task), ``"root"`` (the directory the data were read from).
+    """
+
+    name: str
+    input_size: int
+    output_size: int
+    loss: Literal["cross_entropy", "mse"]
+    readout: Literal["last", "sequence"]
+    metric: Literal["accuracy", "rms"]
+    min_performance: float
+    train_inputs: torch.Tensor = field(repr=False)
+    train_targets: torch.Tensor = field(repr=False)
+    test_inputs: torch.Tensor = field(repr=False)
+    test_targets: torch.Tensor = field(repr=False)
+    info: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {self.metric!r}")
+        for split in SPLITS:
+            self._check_split(split)
+
+    def _check_split(self, split: str) -> None:
+        inputs, targets = self.data(split)
+        if inputs.dtype != torch.float32 or inputs.ndim != 3 or inputs.shape[2] != self.input_size:
+            raise ValueError(
+                f"{split}_inputs must be float32 (N, T, {self.input_size}), "
+                f"got {inputs.dtype} {tuple(inputs.shape)}"
+            )
+        n, length = inputs.shape[:2]
+        steps = (n,) if self.readout == "last" else (n, length)
+        if self.loss == "cross_entropy":
+            shape, dtype = steps, torch.int64
+        else:
+            shape, dtype = (*steps, self.output_size), torch.float32
+        if targets.dtype != dtype or tuple(targets.shape) != shape:
+            raise ValueError(
+                f"{split}_targets must be {dtype} {shape} for the {self.loss} loss with a "
+                f"{self.readout!r} readout, got {targets.dtype} {tuple(targets.shape)}"
+            )
+
+    @property
+    def length(self) -> int:
+        """The number of time steps ``T`` of every sequence."""
+        return self.train_inputs.shape[1]
+
+    def data(self, split: Literal["train", "test"] = "train") -> tuple[torch.Tensor, torch.Tensor]:
+        """``(inputs, targets)`` of ``split`` (``"train"`` or ``"test"``)."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        return getattr(self, f"{split}_inputs"), getattr(self, f"{split}_targets")
+
+    def loader(
+        self,
+        split: Literal["train", "test"] = "train",
+        batch_size: int = 128,
+        *,
+        shuffle: bool | None = None,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> DataLoader:
+        """A :class:`torch.utils.data.DataLoader` over ``split`` yielding ``(inputs, targets)`` batches.
+
+        Parameters
+        ----------
+        split : {"train", "test"}
+            Which data.
+        batch_size : int
+            Samples per batch (the last batch may be smaller unless ``drop_last``).
+        shuffle : bool, optional
+            Reshuffle at every pass; default True for ``"train"``, False for ``"test"``.
+        seed : int
+            Seeds the loader's own ``torch.Generator``: the sequence of epoch orders is the same
+            for the same seed, whatever else uses torch's global generator.
+        drop_last : bool
+            Drop the last incomplete batch.
+        """
+        batch_size = positive_int(batch_size, "batch_size")
+        shuffle = split == "train" if shuffle is None else bool(shuffle)
+        generator = torch.Generator().manual_seed(int(seed))
+        return DataLoader(
+            TensorDataset(*self.data(split)),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            generator=generator,
+        )
+
+    def reaches_min_performance(self, value: float) -> bool:
+        """Whether a test ``metric`` value reaches the threshold of minimal performance."""
+        if self.metric == "accuracy":
+            return value >= self.min_performance
+        return value <= self.min_performance
+
+
+def min_performance_or(value: float | None, default: float) -> float:
+    """``value`` as a positive float, or ``default`` when it is None."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value > 0:
+        raise ValueError(f"min_performance must be a positive number, got {value!r}")
+    return float(value)

@@ -1,0 +1,161 @@
+"""Generated tasks: the adding problem ADD(T) and the linear teacher–student regression.
+
+Both are drawn from ``numpy.random.SeedSequence(seed)``: every split (and the teacher) has its own
+spawned stream, so the same seed gives identical tensors and the test set does not depend on
+``n_train``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import torch
+
+from trainers.models.base import positive_int
+from trainers.models.linear import linear_teacher
+from trainers.tasks.base import Task, min_performance_or, seed_streams
+
+#: RMS error of the best constant guess (the mean, 1) for ADD(T): the sum of two independent
+#: U(0, 1) numbers has variance 2/12.
+ADDING_CHANCE_RMS = math.sqrt(1 / 6)
+
+
+def _adding_split(n: int, T: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    values = rng.random((n, T), dtype=np.float32)
+    half = T // 2
+    first = rng.integers(0, half, n)
+    second = rng.integers(half, T, n)
+    rows = np.arange(n)
+    cues = np.zeros((n, T), dtype=np.float32)
+    cues[rows, first] = 1.0
+    cues[rows, second] = 1.0
+    targets = values[rows, first] + values[rows, second]
+    inputs = np.stack([values, cues], axis=-1)
+    return torch.from_numpy(inputs), torch.from_numpy(targets[:, None])
+
+
+def adding_problem(
+    T: int = 100,
+    n_train: int = 10_000,
+    n_test: int = 1_000,
+    seed: int = 0,
+    min_performance: float | None = None,
+) -> Task:
+    """The adding problem ADD(T) as in Dubinin & Effenberger (2023), after Hochreiter & Schmidhuber (1997).
+
+    Every sample is a two-dimensional sequence of length ``T``: the first coordinate holds
+    i.i.d. numbers ``a_t ~ U(0, 1)``; the second is a cue signal, 0 (no cue) everywhere except
+    1 (cue) at one step ``t₁`` drawn uniformly from the first half ``0 ≤ t₁ < ⌊T/2⌋`` and one step
+    ``t₂`` drawn uniformly from the second half ``⌊T/2⌋ ≤ t₂ < T``. The target, read out at the
+    last step, is ``a_{t₁} + a_{t₂}``. A regression task: loss ``"mse"``, metric ``"rms"`` (the
+    paper trains on the RMS error, the square root of the mean squared error, which has the same
+    minimisers).
+
+    Parameters
+    ----------
+    T : int
+        Sequence length (≥ 2); the paper uses 100, 200, 400 and 800.
+    n_train, n_test : int
+        Number of training and test samples (defaults of this package, not of the paper).
+    seed : int
+        Seeds the data (``numpy.random.SeedSequence``; train and test use separate streams).
+    min_performance : float, optional
+        Threshold of minimal performance on the RMS error; default ``sqrt(1/6)/2 ≈ 0.204``, half
+        the RMS error of always answering the mean 1 (see :mod:`trainers.tasks`).
+
+    Returns
+    -------
+    Task
+        inputs float32 ``(N, T, 2)``, targets float32 ``(N, 1)``; ``readout="last"``.
+    """
+    T = positive_int(T, "T", minimum=2)
+    n_train, n_test = positive_int(n_train, "n_train"), positive_int(n_test, "n_test")
+    train_rng, test_rng = seed_streams(seed, 2)
+    train = _adding_split(n_train, T, train_rng)
+    test = _adding_split(n_test, T, test_rng)
+    return Task(
+        name=f"ADD({T})",
+        input_size=2,
+        output_size=1,
+        loss="mse",
+        readout="last",
+        metric="rms",
+        min_performance=min_performance_or(min_performance, ADDING_CHANCE_RMS / 2),
+        train_inputs=train[0],
+        train_targets=train[1],
+        test_inputs=test[0],
+        test_targets=test[1],
+    )
+
+
+def teacher_student(
+    nu0: float,
+    T: int = 300,
+    hidden: int = 10,
+    n_train: int = 10_000,
+    n_test: int = 1_000,
+    seed: int = 0,
+    readout: Literal["last", "sequence"] = "sequence",
+    min_performance: float | None = None,
+) -> Task:
+    """The linear teacher–student regression of Zucchet & Orvieto (2024).
+
+    A frozen dense linear teacher RNN (:func:`trainers.models.linear_teacher`: ``hidden`` units,
+    eigenvalue moduli ``|λ|² ~ U(nu0², 1)``, one input and one output) is driven by i.i.d.
+    ``N(0, 1)`` inputs of length ``T``; its outputs are the targets the student must reproduce
+    (computed by the teacher's step-by-step recurrence, :meth:`~trainers.models.base.RecurrentModel.reference_path`).
+    Loss ``"mse"``, metric ``"rms"``. ``nu0 → 1`` lengthens the teacher's memory (the paper
+    sweeps ``nu0`` up to 0.99 with ``T = 300``, a 10-unit teacher and 64-unit students).
+
+    Parameters
+    ----------
+    nu0 : float
+        Lower bound on the moduli of the teacher's eigenvalues, in ``[0, 1)``.
+    T : int
+        Sequence length.
+    hidden : int
+        Hidden units of the teacher.
+    n_train, n_test : int
+        Number of training and test sequences.
+    seed : int
+        Seeds the teacher and the inputs (separate ``SeedSequence`` streams for the teacher,
+        the training and the test inputs).
+    readout : {"sequence", "last"}
+        Targets at every step (the teacher's output sequence, default) or at the last step only.
+    min_performance : float, optional
+        Threshold of minimal performance on the RMS error; default half the standard deviation
+        of the training targets (the RMS error of the best constant guess), see
+        :mod:`trainers.tasks`.
+
+    Returns
+    -------
+    Task
+        inputs float32 ``(N, T, 1)``; targets float32 ``(N, T, 1)`` (``(N, 1)`` for
+        ``readout="last"``); the teacher is ``task.info["teacher"]``.
+    """
+    T = positive_int(T, "T")
+    n_train, n_test = positive_int(n_train, "n_train"), positive_int(n_test, "n_test")
+    teacher_rng, train_rng, test_rng = seed_streams(seed, 3)
+    teacher = linear_teacher(1, hidden, 1, nu0=nu0, readout=readout, seed=teacher_rng)
+    splits = []
+    for n, rng in ((n_train, train_rng), (n_test, test_rng)):
+        inputs = torch.from_numpy(rng.standard_normal((n, T, 1), dtype=np.float32))
+        with torch.no_grad(), teacher.reference_path():
+            splits.append((inputs, teacher(inputs)))
+    chance_rms = splits[0][1].std().item()
+    return Task(
+        name=f"teacher-student(nu0={nu0}, T={T})",
+        input_size=1,
+        output_size=1,
+        loss="mse",
+        readout=readout,
+        metric="rms",
+        min_performance=min_performance_or(min_performance, chance_rms / 2),
+        train_inputs=splits[0][0],
+        train_targets=splits[0][1],
+        test_inputs=splits[1][0],
+        test_targets=splits[1][1],
+        info={"teacher": teacher},
+    )

@@ -1,0 +1,488 @@
+"""BPTT training with diagnostics recorded into a run store, checkpoints and exact resume.
+
+A run is described by a configuration (:mod:`trainers.config`). :class:`Trainer` builds the task,
+the model and the optimizer from it, then trains by backpropagation through time for
+``training.steps`` optimizer steps. On its own schedule each diagnostic (Lyapunov spectrum,
+gradient propagation, top curvature eigenvalues, effective learning rates) is computed and
+recorded into the run file ``<run.dir>/<run.name>.nc`` (one group per diagnostic, see
+:class:`lyapkit.store.RunStore`); test metrics go into the group ``metrics``.
+
+Every ``training.checkpoint_every`` steps the store is flushed and then a checkpoint
+``<run.name>.ckpt.pt`` is written beside it (both atomically). :meth:`Trainer.train` with
+``resume=True`` loads the checkpoint, truncates the store's records past its step and continues;
+since the data order is a function of the seed and the epoch only, the resumed run equals an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import lyapkit
+from lyapkit.losses import mean_loss
+from lyapkit.progress import progress_bar
+from lyapkit.store import RunStore
+from trainers import models
+from trainers.config import ConfigError, build_residual, schedule_steps, validate_config
+from trainers.tasks import Task, make_task
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MODELS", "DIAGNOSTICS", "TrainResult", "Trainer", "build_model"]
+
+#: The model classes a ``[model]`` table may name: every concrete recurrent model of
+#: :mod:`trainers.models`.
+MODELS = tuple(
+    name
+    for name in models.__all__
+    if inspect.isclass(cls := getattr(models, name))
+    and issubclass(cls, models.RecurrentModel)
+    and not inspect.isabstract(cls)
+)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Summary of a finished run.
+
+    Attributes
+    ----------
+    path : Path
+        The run file.
+    best_metric : float
+        Best test accuracy (classification) or lowest test RMS (regression).
+    metric : str
+        ``"accuracy"`` or ``"rms"``.
+    steps_to_threshold : int
+        First evaluated step whose test metric reached the task's minimal performance, −1 if none
+        (the WCRNN paper's learning-efficiency measure).
+    final_loss : float
+        Test loss at the last step.
+    seconds : dict
+        Wall-clock seconds spent in training steps (``"training"``), evaluation and each
+        diagnostic, in this process.
+    """
+
+    path: Path
+    best_metric: float
+    metric: str
+    steps_to_threshold: int
+    final_loss: float
+    seconds: dict[str, float]
+
+
+def build_model(options: dict[str, Any], task: Task, seed: int) -> torch.nn.Module:
+    """The model of a ``[model]`` table for ``task``: sizes and readout come from the task."""
+    options = dict(options)
+    name = options.pop("name")
+    if name not in MODELS:
+        raise ConfigError(f"model.name must be one of {list(MODELS)}, got {name!r}")
+    cls = getattr(models, name)
+    accepted = set(inspect.signature(cls).parameters)
+    if "residual" in options:
+        options["residual"] = build_residual(
+            options["residual"], options.get("hidden_size", 0), seed
+        )
+    unknown = sorted(set(options) - (accepted - {"input_size", "output_size", "readout"}))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {['model.' + k for k in unknown]} for model {name!r}; it takes "
+            f"{sorted(accepted - {'input_size', 'output_size', 'readout'})}"
+        )
+    if "hidden_size" not in options:
+        raise ConfigError(f"model.hidden_size is required for model {name!r}")
+    if "seed" in accepted:
+        options.setdefault("seed", seed)
+    try:
+        return cls(task.input_size, output_size=task.output_size, readout=task.readout, **options)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"model: {err}") from err
+
+
+def _optimizer(model: torch.nn.Module, opt: dict[str, Any]) -> torch.optim.Optimizer:
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if opt["name"] == "sgd":
+        return torch.optim.SGD(
+            params, lr=opt["lr"], momentum=opt["momentum"], weight_decay=opt["weight_decay"]
+        )
+    cls = torch.optim.Adam if opt["name"] == "adam" else torch.optim.AdamW
+    return cls(
+        params,
+        lr=opt["lr"],
+        betas=tuple(opt["betas"]),
+        eps=opt["eps"],
+        weight_decay=opt["weight_decay"],
+    )
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, schedule: dict, steps: int) -> Any:
+    if schedule["name"] == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, schedule["step_size"], schedule["factor"])
+    if schedule["name"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Train a model on a task by BPTT while recording diagnostics (see the module docstring).
+
+    Parameters
+    ----------
+    config : dict
+        A configuration (validated by :func:`trainers.config.validate_config`).
+    progress : bool, optional
+        Show a tqdm bar (quiet off a terminal); default off.
+    callbacks : sequence of callables, optional
+        Hooks ``callback(trainer, step, store)`` called at the end of every optimizer step (after
+        the scheduled evaluation and diagnostics, before a checkpoint), e.g. to record a custom
+        diagnostic with ``store.append(group, step, record)`` on a schedule of their own.
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        *,
+        progress: bool | None = None,
+        callbacks: Sequence[Callable[[Trainer, int, RunStore], None]] = (),
+    ):
+        self.config = validate_config(config)
+        self.callbacks = list(callbacks)
+        run = self.config["run"]
+        self.path = Path(run["dir"]) / f"{run['name']}.nc"
+        self.checkpoint_path = Path(run["dir"]) / f"{run['name']}.ckpt.pt"
+        self.progress = progress
+        self.dtype = getattr(torch, run["dtype"])
+        self.device = torch.device(run["device"])
+        seed = run["seed"]
+        torch.manual_seed(seed)
+        task_options = {k: v for k, v in self.config["task"].items() if k != "name"}
+        try:
+            self.task = make_task(self.config["task"]["name"], **task_options)
+        except ValueError as err:
+            raise ConfigError(f"task: {err}") from err
+        self.model = build_model(self.config["model"], self.task, seed).to(self.device, self.dtype)
+        self.optimizer = _optimizer(self.model, self.config["optimizer"])
+        steps = self.config["training"]["steps"]
+        self.scheduler = _scheduler(self.optimizer, self.config["schedule"], steps)
+        self.diagnostics = {
+            name: (schedule_steps(options, steps), options)
+            for name, options in self.config["diagnostics"].items()
+        }
+        test_inputs, test_targets = self.task.data("test")
+        self._probe = (
+            test_inputs.to(self.device, self.dtype),
+            test_targets.to(self.device, self.dtype if test_targets.is_floating_point() else None),
+        )
+        self._best = math.nan
+        self._reached = -1
+        self.seconds: dict[str, float] = {"training": 0.0, "evaluation": 0.0}
+
+    # --- data --------------------------------------------------------------------------------------
+
+    def _batches(self, start: int):
+        """Training batches from step ``start`` on: epoch ``e`` is shuffled by the seed ``(seed, e)``."""
+        training, seed = self.config["training"], self.config["run"]["seed"]
+        n = self.task.train_inputs.shape[0]
+        per_epoch = n // training["batch_size"]
+        if per_epoch == 0:
+            raise ConfigError(
+                f"training.batch_size ({training['batch_size']}) exceeds the training set ({n})"
+            )
+        epoch, skip = divmod(start, per_epoch)
+        while True:
+            loader = self.task.loader(
+                "train", training["batch_size"], seed=seed * 100_003 + epoch, drop_last=True
+            )
+            for i, (inputs, targets) in enumerate(loader):
+                if i >= skip:
+                    yield inputs.to(self.device, self.dtype), self._target(targets)
+            epoch, skip = epoch + 1, 0
+
+    def _target(self, targets: torch.Tensor) -> torch.Tensor:
+        if targets.is_floating_point():
+            return targets.to(self.device, self.dtype)
+        return targets.to(self.device)
+
+    # --- training ----------------------------------------------------------------------------------
+
+    def train(self, *, resume: bool = False) -> TrainResult:
+        """Run (or, with ``resume``, continue) the training; return its summary."""
+        training = self.config["training"]
+        total = training["steps"]
+        if resume and self.checkpoint_path.exists():
+            start = self._load_checkpoint()
+            store = RunStore.open(self.path)
+            store.truncate(start)
+            log.info("resuming %s from step %d", self.path, start)
+        else:
+            if resume:
+                log.info("no checkpoint at %s: starting from scratch", self.checkpoint_path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            store = RunStore.create(
+                self.path, config=self.config, seed=self.config["run"]["seed"], overwrite=True
+            )
+            start = 0
+            self._evaluate(store, 0, math.nan)
+            self._run_diagnostics(store, 0)
+        # Saturated tanh units make denormal products, which stall CPUs (up to 7× slower); they
+        # are flushed to zero while training and the process default is restored afterwards.
+        flush = self.device.type == "cpu"
+        torch.set_flush_denormal(flush)
+        try:
+            self._steps(store, start)
+        finally:
+            torch.set_flush_denormal(False)
+        store.append(
+            "summary",
+            total,
+            {"best_metric": self._best, "steps_to_threshold": self._reached},
+            attrs={
+                "best_metric": {"long_name": f"best test {self.task.metric}", "units": "1"},
+                "steps_to_threshold": {
+                    "long_name": "first step reaching the minimal performance (−1: never)",
+                    "units": "iteration",
+                },
+            },
+        )
+        store.flush()
+        return TrainResult(
+            self.path, self._best, self.task.metric, self._reached, self._last_loss, self.seconds
+        )
+
+    def _steps(self, store: RunStore, start: int) -> None:
+        """Optimizer steps ``start + 1 … total`` with evaluation, diagnostics and checkpoints."""
+        training = self.config["training"]
+        total = training["steps"]
+        self.model.train()
+        bar = progress_bar(self.progress, total - start, "training")
+        batches, running = self._batches(start), []
+        clip = self.config["optimizer"]["clip_grad_norm"]
+        for step in range(start + 1, total + 1):
+            tick = time.perf_counter()
+            inputs, targets = next(batches)
+            loss = mean_loss(self.task.loss, self.model(inputs), targets)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            running.append(loss.item())
+            self.seconds["training"] += time.perf_counter() - tick
+            bar.update(1)
+            if not math.isfinite(running[-1]):
+                store.flush()
+                raise FloatingPointError(f"the training loss became {running[-1]} at step {step}")
+            if step % training["eval_every"] == 0 or step == total:
+                self._evaluate(store, step, float(np.mean(running)))
+                running = []
+            self._run_diagnostics(store, step)
+            for callback in self.callbacks:
+                callback(self, step, store)
+            if step % training["checkpoint_every"] == 0 or step == total:
+                store.flush()
+                self._save_checkpoint(step)
+        bar.close()
+
+    def _save_checkpoint(self, step: int) -> None:
+        _atomic_save(
+            {
+                "step": step,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "best": self._best,
+                "reached": self._reached,
+            },
+            self.checkpoint_path,
+        )
+
+    def _load_checkpoint(self) -> int:
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self._best, self._reached = state["best"], state["reached"]
+        return int(state["step"])
+
+    # --- evaluation and diagnostics ------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _evaluate(self, store: RunStore, step: int, train_loss: float) -> None:
+        """Test loss and metric on the whole test set; track the best and the threshold step."""
+        tick = time.perf_counter()
+        self.model.eval()
+        inputs, targets = self._probe
+        outputs = torch.cat([self.model(x) for x in inputs.split(512)])
+        self._last_loss = float(mean_loss(self.task.loss, outputs, targets))
+        if self.task.metric == "accuracy":
+            metric = float((outputs.argmax(-1) == targets).double().mean())
+            better = math.isnan(self._best) or metric > self._best
+        else:
+            metric = float(((outputs - targets) ** 2).mean().sqrt())
+            better = math.isnan(self._best) or metric < self._best
+        if better:
+            self._best = metric
+        if self._reached < 0 and self.task.reaches_min_performance(metric):
+            self._reached = step
+        self.model.train()
+        self.seconds["evaluation"] += time.perf_counter() - tick
+        store.append(
+            "metrics",
+            step,
+            {
+                "train_loss": train_loss,
+                "test_loss": self._last_loss,
+                f"test_{self.task.metric}": metric,
+                "lr": float(self.optimizer.param_groups[0]["lr"]),
+            },
+            attrs={
+                "train_loss": {
+                    "long_name": "mean training loss since the last evaluation",
+                    "units": "1",
+                },
+                "test_loss": {"long_name": "test loss", "units": "1"},
+                f"test_{self.task.metric}": {"long_name": f"test {self.task.metric}", "units": "1"},
+                "lr": {"long_name": "learning rate", "units": "1"},
+            },
+        )
+        log.info(
+            "step %d: test loss %.4g, %s %.4g", step, self._last_loss, self.task.metric, metric
+        )
+
+    def _run_diagnostics(self, store: RunStore, step: int) -> None:
+        cache: dict[str, Any] = {}
+        for name, (steps, options) in self.diagnostics.items():
+            if step in steps:
+                tick = time.perf_counter()
+                record = DIAGNOSTICS[name](self, options, cache)
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - tick
+                if record is not None:
+                    store.append(name, step, record)
+
+    def _probe_batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, targets = self._probe
+        return inputs[:size], targets[:size]
+
+
+def _lyapunov(trainer: Trainer, options: dict, cache: dict) -> Any:
+    """Lyapunov spectrum of the cell driven by test sequences laid end to end."""
+    model, (inputs, _) = trainer.model, trainer._probe
+    system = model.as_map()
+    need, (N, T) = options["transient"] + options["steps"], inputs.shape[:2]
+    E, repeats = min(options["sequences"], N), -(-need // T)
+    drive = torch.stack(
+        [torch.cat([inputs[(i + E * j) % N] for j in range(repeats)])[:need] for i in range(E)]
+    )
+    res = lyapkit.lyapunov_spectrum(
+        system,
+        steps=options["steps"],
+        transient=options["transient"],
+        inputs=drive.detach().cpu().double().numpy(),
+        ensemble=E,
+        k=options["k"] or None,
+        seed=0,
+        backend=options["backend"],
+    )
+    data = {
+        "exponents": (
+            "exponent",
+            res.exponents,
+            {"long_name": "Lyapunov exponent", "units": "1/step"},
+        ),
+        "stderr": ("exponent", res.stderr, {"long_name": "standard error", "units": "1/step"}),
+    }
+    if hasattr(model, "theory") and getattr(model, "R", None) is not None:
+        theory = model.theory().exponents[: len(res.exponents)]
+        data["theory"] = (
+            "exponent",
+            theory,
+            {"long_name": "weak-coupling prediction log|eig R|", "units": "1/step"},
+        )
+    import xarray as xr
+
+    return xr.Dataset(data, coords={"exponent": np.arange(1, len(res.exponents) + 1)})
+
+
+def _gradients(trainer: Trainer, options: dict, cache: dict) -> Any:
+    """Gradient norms ‖∂L/∂x_t‖ over time (batch mean of their logarithm) and their rate."""
+    from lyapkit.gradients import gradient_propagation
+
+    inputs, targets = trainer._probe_batch(options["batch"])
+    res = gradient_propagation(trainer.model, inputs, targets, trainer.task.loss)
+    ds = res.to_xarray().drop_vars(["norm", "sample"])  # keep the batch statistics only
+    ds["rate"] = (
+        (),
+        res.rate,
+        {"long_name": "fitted rate of the gradient norm over the lag", "units": "1/step"},
+    )
+    ds.attrs = {}
+    return ds
+
+
+def _top_eigenvalues(trainer: Trainer, options: dict, cache: dict, kind: str) -> np.ndarray:
+    key = (kind, options["k"], options["batch"])
+    if key not in cache:
+        data = trainer._probe_batch(options["batch"])
+        op = lyapkit.CurvatureOperator(trainer.model, data, trainer.task.loss, kind=kind)
+        cache[key] = op.eigenpairs(options["k"], tol=1e-3).eigenvalues
+    return cache[key]
+
+
+def _curvature(trainer: Trainer, options: dict, cache: dict) -> Any:
+    """Top eigenvalues of the GGN or Hessian on a test batch."""
+    import xarray as xr
+
+    values = _top_eigenvalues(trainer, options, cache, options["kind"])
+    return xr.Dataset(
+        {
+            "eigenvalues": (
+                "eigenvalue",
+                values,
+                {"long_name": f"top {options['kind']} eigenvalue", "units": "1"},
+            )
+        },
+        coords={"eigenvalue": np.arange(1, len(values) + 1)},
+        attrs={"kind": options["kind"]},
+    )
+
+
+def _effective_lr(trainer: Trainer, options: dict, cache: dict) -> Any:
+    """Effective learning rates: η·λ_i of the top GGN eigenvalues with the stability bound (SGD),
+    or Adam's per-parameter rates from the optimizer state."""
+    from lyapkit.effective import adam_effective_rates, sgd_effective_rates
+
+    opt = trainer.config["optimizer"]
+    lr = float(trainer.optimizer.param_groups[0]["lr"])
+    if opt["name"] == "sgd":
+        values = _top_eigenvalues(trainer, options, cache, "ggn")
+        return sgd_effective_rates(values, lr, opt["momentum"]).to_xarray()
+    if not trainer.optimizer.state:
+        return None  # Adam has no second-moment estimate before its first step
+    summary = adam_effective_rates(trainer.optimizer).to_xarray().reset_coords(drop=True)
+    return summary[["tensor_mean", "tensor_median", "tensor_min", "tensor_max"]]
+
+
+DIAGNOSTICS: dict[str, Callable[[Trainer, dict, dict], Any]] = {
+    "lyapunov": _lyapunov,
+    "gradients": _gradients,
+    "curvature": _curvature,
+    "effective_lr": _effective_lr,
+}
