@@ -87,7 +87,8 @@ def save_dataset(dataset, path: str) -> None:
         raise
 
 
-def _format_spectrum(res: lk.LyapunovSpectrum) -> str:
+def format_spectrum(res: lk.LyapunovSpectrum) -> str:
+    """The exponents as a table, with the Kaplan–Yorke dimension and KS entropy."""
     lines = [f"{'i':>3}  {'exponent':>12}  {'stderr':>9}"]
     lines += [
         f"{i:>3}  {v:>12.6f}  {e:>9.2g}"
@@ -113,7 +114,7 @@ def cmd_spectrum(args: argparse.Namespace) -> int:
         backend=args.backend,
         progress=not args.quiet,
     )
-    print(_format_spectrum(res))
+    print(format_spectrum(res))
     if args.output:
         save_dataset(res.to_xarray(), args.output)
         log.info("wrote %s", args.output)
@@ -141,7 +142,11 @@ def make_parser(
     spectrum = sub.add_parser(
         "spectrum", help="Lyapunov spectrum of a built-in map", parents=[verbosity]
     )
-    spectrum.add_argument("map", help=f"one of {sorted(lk.BUILTIN_MAPS)}")
+    spectrum.add_argument(
+        "map",
+        help=f"one of {sorted(lk.BUILTIN_MAPS)}, or (with the trainers installed) a run file "
+        "RUN.nc: the model of its checkpoint, driven by its task's test sequences",
+    )
     spectrum.add_argument(
         "--param",
         "-p",

@@ -224,6 +224,9 @@ def test_report_sheet(tmp_path):
     assert main(["-q", "report", str(result.path), "-o", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     assert main(["report", str(tmp_path / "nothing.nc")]) == 2
+    # the spectrum of the saved model, driven by the run's test data
+    assert main(["-q", "spectrum", str(result.path), "--steps", "50", "--transient", "10"]) == 0
+    assert main(["spectrum", str(tmp_path / "nothing.nc")]) == 2
 
 
 def test_demo_runs(tmp_path):

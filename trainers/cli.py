@@ -149,8 +149,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return core_cli.EXIT_OK
 
 
+def cmd_spectrum(args: argparse.Namespace) -> int:
+    """``lyapkit spectrum``: of a built-in map (the core's command), or of the model saved in a run
+    file (``RUN.nc`` with its checkpoint beside it), driven by the run's test sequences."""
+    if not args.map.endswith(".nc"):
+        return core_cli.cmd_spectrum(args)
+    if not Path(args.map).exists():
+        raise FileNotFoundError(f"run file {args.map!r} does not exist")
+    trainer = Trainer.from_run(args.map)
+    res = trainer.spectrum(
+        args.steps,
+        transient=args.transient,
+        sequences=args.ensemble or 4,
+        k=args.k,
+        backend="numpy" if args.backend == "auto" else args.backend,
+    )
+    print(core_cli.format_spectrum(res))
+    if args.output:
+        core_cli.save_dataset(res.to_xarray(), args.output)
+    return core_cli.EXIT_OK if np.isfinite(res.exponents).all() else core_cli.EXIT_FAILURE
+
+
 def add_training_commands(sub: Any, verbosity: argparse.ArgumentParser) -> None:
-    """Add ``train``, ``report`` and ``demo`` to the core parser's subcommands."""
+    """Add ``train``, ``report`` and ``demo`` to the core parser's subcommands, and let
+    ``spectrum`` take a saved run."""
+    sub.choices["spectrum"].set_defaults(func=cmd_spectrum)
     train = sub.add_parser("train", help="train a model with diagnostics", parents=[verbosity])
     train.add_argument("config", help="TOML configuration (see docs/howto/training.md)")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")

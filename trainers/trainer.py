@@ -32,7 +32,7 @@ import torch
 import lyapkit
 from lyapkit.losses import mean_loss
 from lyapkit.progress import progress_bar
-from lyapkit.store import RunStore
+from lyapkit.store import RunStore, open_run, run_config
 from trainers import models
 from trainers.config import ConfigError, build_residual, schedule_steps, validate_config
 from trainers.tasks import Task, make_task
@@ -377,6 +377,50 @@ class Trainer:
                 if record is not None:
                     store.append(name, step, record)
 
+    def spectrum(
+        self,
+        steps: int,
+        *,
+        transient: int = 100,
+        sequences: int = 4,
+        k: int | None = None,
+        backend: str = "numpy",
+    ) -> lyapkit.LyapunovSpectrum:
+        """Lyapunov spectrum of the model's cell (``model.as_map()``, current weights), driven by
+        test sequences laid end to end: member ``i`` of ``sequences`` reads test sequences
+        ``i, i + E, i + 2E, …`` until ``transient + steps`` inputs."""
+        inputs = self._probe[0]
+        need, (N, T) = transient + steps, inputs.shape[:2]
+        E, repeats = min(sequences, N), -(-need // T)
+        drive = torch.stack(
+            [torch.cat([inputs[(i + E * j) % N] for j in range(repeats)])[:need] for i in range(E)]
+        )
+        return lyapkit.lyapunov_spectrum(
+            self.model.as_map(),
+            steps=steps,
+            transient=transient,
+            inputs=drive.detach().cpu().double().numpy(),
+            ensemble=E,
+            k=k,
+            seed=0,
+            backend=backend,
+        )
+
+    @classmethod
+    def from_run(cls, path: str | Path) -> Trainer:
+        """The trainer of a saved run, with the weights of its checkpoint (``<name>.ckpt.pt``
+        beside the run file ``<name>.nc``)."""
+        path = Path(path)
+        checkpoint = path.with_name(path.name.removesuffix(".nc") + ".ckpt.pt")
+        if not checkpoint.exists():
+            raise FileNotFoundError(
+                f"no checkpoint {str(checkpoint)!r} beside the run {str(path)!r}"
+            )
+        trainer = cls(run_config(open_run(path)))
+        trainer.path, trainer.checkpoint_path = path, checkpoint
+        trainer._load_checkpoint()
+        return trainer
+
     def _probe_batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, targets = self._probe
         return inputs[:size], targets[:size]
@@ -384,21 +428,12 @@ class Trainer:
 
 def _lyapunov(trainer: Trainer, options: dict, cache: dict) -> Any:
     """Lyapunov spectrum of the cell driven by test sequences laid end to end."""
-    model, (inputs, _) = trainer.model, trainer._probe
-    system = model.as_map()
-    need, (N, T) = options["transient"] + options["steps"], inputs.shape[:2]
-    E, repeats = min(options["sequences"], N), -(-need // T)
-    drive = torch.stack(
-        [torch.cat([inputs[(i + E * j) % N] for j in range(repeats)])[:need] for i in range(E)]
-    )
-    res = lyapkit.lyapunov_spectrum(
-        system,
-        steps=options["steps"],
+    model = trainer.model
+    res = trainer.spectrum(
+        options["steps"],
         transient=options["transient"],
-        inputs=drive.detach().cpu().double().numpy(),
-        ensemble=E,
+        sequences=options["sequences"],
         k=options["k"] or None,
-        seed=0,
         backend=options["backend"],
     )
     data = {
