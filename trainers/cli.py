@@ -75,8 +75,8 @@ def demo_config(directory: str, steps: int, seed: int) -> dict[str, Any]:
         "diagnostics": {
             "lyapunov": {"logspaced": 4, "steps": 256, "transient": 64},
             "gradients": {"every": max(1, steps // 6)},
-            "curvature": {"every": max(1, steps // 3), "k": 3},
-            "effective_lr": {"every": max(1, steps // 3), "k": 3},
+            "curvature": {"every": steps, "k": 3, "batch": 16},  # before and after training
+            "effective_lr": {"every": steps, "k": 3, "batch": 16},
         },
     }
 
@@ -187,7 +187,7 @@ def add_training_commands(sub: Any, verbosity: argparse.ArgumentParser) -> None:
     demo = sub.add_parser(
         "demo", help="analyse and train a small WCRNN with diagnostics", parents=[verbosity]
     )
-    demo.add_argument("--steps", type=int, default=300, help="training steps")
+    demo.add_argument("--steps", type=int, default=3000, help="training steps")
     demo.add_argument("--analysis-steps", type=int, default=20_000)
     demo.add_argument("--dir", help="run directory (default: a new temporary directory)")
     demo.add_argument("--seed", type=int, default=0)
