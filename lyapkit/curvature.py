@@ -104,13 +104,12 @@ class CurvatureOperator:
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        if not _is_batch(data):
-            if iter(data) is data:
-                raise TypeError(
-                    "data must be one (inputs, targets) batch or a re-iterable collection of "
-                    "batches (a DataLoader or a list); a one-shot iterator is consumed by the first "
-                    "product"
-                )
+        if not _is_batch(data) and iter(data) is data:
+            raise TypeError(
+                "data must be one (inputs, targets) batch or a re-iterable collection of "
+                "batches (a DataLoader or a list); a one-shot iterator is consumed by the first "
+                "product"
+            )
         named = dict(model.named_parameters())
         if parameters is None:
             names = [n for n, p in named.items() if p.requires_grad]

@@ -186,10 +186,7 @@ class Trainer:
             for name, options in self.config["diagnostics"].items()
         }
         test_inputs, test_targets = self.task.data("test")
-        self._probe = (
-            test_inputs.to(self.device, self.dtype),
-            test_targets.to(self.device, self.dtype if test_targets.is_floating_point() else None),
-        )
+        self._probe = (test_inputs.to(self.device, self.dtype), self._target(test_targets))
         self._best = math.nan
         self._reached = -1
         self.seconds: dict[str, float] = {"training": 0.0, "evaluation": 0.0}
