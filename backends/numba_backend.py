@@ -1,13 +1,18 @@
 """The numba backend: the whole tangent loop in nopython mode, ``prange`` over ensemble members.
 
-Per step it evaluates the map's jitted kernels, maps the tangent vectors with explicit loops and
-re-orthogonalises them with unnormalised modified Gram–Schmidt (see ``backends._numba_loops``):
-for the small bases of low-dimensional maps a hand-written kernel specialised on the dimension is
-far cheaper than a LAPACK call, and no logarithm is taken per step. The loop compiles once per
-map kernels and ``(n, k)`` in a process (a few seconds; the first compilation also loads numba).
+Below ``BLAS_MIN_DIM`` dimensions a step evaluates the map's jitted kernels, maps the tangent
+vectors with explicit loops and re-orthogonalises them with unnormalised modified Gram–Schmidt
+(``backends._numba_loops``): for the small bases of low-dimensional maps a hand-written kernel
+specialised on the dimension is far cheaper than a LAPACK call, and no logarithm is taken per
+step. From ``BLAS_MIN_DIM`` on, the loop calls BLAS and LAPACK for the tangent product and
+CholeskyQR (``backends._numba_blas``). A loop compiles once per process for each map's kernels
+(and, for the small-map loop, each ``(n, k)``): a few seconds; the first compilation also loads
+numba.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 
@@ -23,6 +28,7 @@ from lyapkit.backend import (
 )
 from lyapkit.maps.base import Map
 
+BLAS_MIN_DIM = 16  # from here on BLAS calls beat the scalar loops (see benchmarks/README.md)
 _CHUNKS = 100  # progress granularity when a progress bar is shown
 _DENSE_BLOCK = 2**22  # float64 entries of output Jacobians held at once by the dense GGN (32 MiB)
 
@@ -30,6 +36,20 @@ _DENSE_BLOCK = 2**22  # float64 entries of output Jacobians held at once by the 
 def _chunks(total: int, progress: Progress) -> list[tuple[int, int]]:
     size = max(1, -(-total // _CHUNKS)) if progress.enabled else total
     return [(t, min(t + size, total)) for t in range(0, total, size)]
+
+
+def _tangent_loop(n: int, k: int):
+    """The tangent loop for ``k`` vectors in ``n`` dimensions and a factory of the context to run
+    it in: scalar
+    Gram–Schmidt specialised on ``(n, k)`` for small maps; from ``BLAS_MIN_DIM`` dimensions on,
+    BLAS-3 products and CholeskyQR with BLAS on one thread."""
+    if n >= BLAS_MIN_DIM:
+        from backends._numba_blas import single_threaded_blas, tangent_chunk
+
+        return tangent_chunk, single_threaded_blas
+    from backends._numba_loops import tangent_kernel
+
+    return tangent_kernel(n, k), contextlib.nullcontext
 
 
 class NumbaBackend(Backend):
@@ -66,8 +86,6 @@ class NumbaBackend(Backend):
         )
 
     def tangent(self, system: Map, plan: TangentPlan, progress: Progress) -> TangentRecord:
-        from backends._numba_loops import tangent_kernel
-
         self._check(plan)
         kernels = system.numba_kernels()
         X = np.array(plan.x0, dtype=np.float64)
@@ -76,28 +94,29 @@ class NumbaBackend(Backend):
         U = np.ascontiguousarray(plan.inputs, dtype=np.float64)
         record_at = np.asarray(plan.record_at, dtype=np.int64)
         logscale, cum, cond, blow = self._outputs(plan, V.shape[1])
-        chunk = tangent_kernel(system.dim, V.shape[1])
-        for t0, t1 in _chunks(plan.total, progress):
-            chunk(
-                kernels.step,
-                kernels.jacobian,
-                kernels.params,
-                X,
-                V,
-                SQ,
-                U,
-                t0,
-                t1,
-                plan.transient,
-                plan.steps,
-                plan.every,
-                record_at,
-                logscale,
-                cum,
-                cond,
-                blow,
-            )
-            progress.update(t1 - t0)
+        chunk, context = _tangent_loop(system.dim, V.shape[1])
+        with context():
+            for t0, t1 in _chunks(plan.total, progress):
+                chunk(
+                    kernels.step,
+                    kernels.jacobian,
+                    kernels.params,
+                    X,
+                    V,
+                    SQ,
+                    U,
+                    t0,
+                    t1,
+                    plan.transient,
+                    plan.steps,
+                    plan.every,
+                    record_at,
+                    logscale,
+                    cum,
+                    cond,
+                    blow,
+                )
+                progress.update(t1 - t0)
         with np.errstate(all="ignore"):  # members that blew up have SQ = 0: NaN basis
             basis = np.swapaxes(V / np.sqrt(SQ)[..., None], -1, -2)
         return TangentRecord(cum, cond, blow, X, basis)

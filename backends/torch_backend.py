@@ -1,16 +1,8 @@
 """The torch backend: ensemble members batched on the CPU or a GPU, in float32 or float64.
 
-Re-orthonormalisation of bases with at least ``CHOLESKY_QR_MIN_DIM`` rows uses CholeskyQR
-(``G = Q̃ᵀQ̃ = RᵀR``, ``Q = Q̃ R⁻¹``; e.g. Fukaya et al. 2014), which is all BLAS-3 and so faster
-than Householder QR for the bases of RNN spectra. One pass suffices for Lyapunov exponents:
-``Q R = Q̃`` holds to rounding, and the loss of orthogonality of ``Q`` does not accumulate — the
-next step factors the Gram matrix of the basis it actually has — so it enters ``Σ log R_ii`` only
-through the last step. Cholesky is invariant to column scaling, so its accuracy is governed not by
-the (harmless) grading ``max R_ii / min R_ii`` of a tangent basis but by how close a column comes
-to the span of the previous ones: with ``s_i = R_ii / ‖q̃_i‖`` (the sine of that angle) the pass is
-accepted while every ``s_i > ε^(1/4)``, which bounds the relative error of each ``R_ii`` by about
-``√ε`` (1.5e-8 in float64) and usually far less; otherwise, or when the factorisation fails,
-Householder QR (LAPACK) is used.
+Bases with at least ``CHOLESKY_QR_MIN_DIM`` rows are re-orthonormalised by CholeskyQR, a second
+pass on the trailing columns, or Householder QR, as ``backends._cholesky_qr`` decides (one
+decision for all members of a batch); smaller ones by Householder QR.
 """
 
 from __future__ import annotations
@@ -20,6 +12,14 @@ from typing import Any
 import numpy as np
 
 from backends._array_loop import ArrayOps, tangent_loop, trajectory_loop, twin_loop
+from backends._cholesky_qr import (
+    CHOLESKY_QR_MIN_DIM,
+    HOUSEHOLDER,
+    ONE_PASS,
+    TWO_PASSES,
+    one_pass_min_sine2,
+    two_pass_min_sine2,
+)
 from lyapkit.backend import (
     Backend,
     BackendError,
@@ -30,9 +30,6 @@ from lyapkit.backend import (
     TrajectoryRecord,
 )
 from lyapkit.maps.base import Map
-
-#: Bases with at least this many rows use CholeskyQR; smaller ones Householder QR.
-CHOLESKY_QR_MIN_DIM = 16
 
 
 class TorchOps(ArrayOps):
@@ -52,7 +49,7 @@ class TorchOps(ArrayOps):
                 f"the torch backend computes in float32 or float64 (torch has no QR or Cholesky "
                 f"in half precision), got dtype={dtype!r}"
             )
-        self.min_sine2 = float(torch.finfo(self.dtype).eps) ** 0.5  # s_i > ε^(1/4)
+        self.eps = float(torch.finfo(self.dtype).eps)
 
     def asarray(self, a: np.ndarray) -> Any:
         return self.xp.as_tensor(a, dtype=self.dtype, device=self.device)
@@ -65,28 +62,48 @@ class TorchOps(ArrayOps):
 
     def qr(self, Q: Any) -> tuple[Any, Any]:
         if Q.shape[-2] >= CHOLESKY_QR_MIN_DIM:
-            result = self._cholesky_qr(Q)
-            if result is not None:
-                return result
+            return self.cholesky_qr(Q)[:2]
         return self._householder(Q)
 
-    def _householder(self, Q: Any) -> tuple[Any, Any]:
+    def _householder(self, Q: Any, r: Any = 1.0) -> tuple[Any, Any]:
+        """Householder QR, signs chosen so that ``diag R ≥ 0``; returns ``(Q, r · diag R)``."""
         Q, R = self.xp.linalg.qr(Q)
         d = R.diagonal(dim1=-2, dim2=-1)
         sign = self.xp.where(d < 0, -1.0, 1.0).to(Q.dtype)
-        return Q * sign[..., None, :], d.abs()
+        return Q * sign[..., None, :], r * d.abs()
 
-    def _cholesky_qr(self, Q: Any) -> tuple[Any, Any] | None:
-        """One CholeskyQR pass, or None when the caller must fall back to Householder QR."""
+    def _cholesky(self, Q: Any) -> tuple[Any, Any, Any]:
+        """``(U, info, s²)``: Cholesky ``Q̃ᵀQ̃ = UᵀU``, LAPACK's info and the squared sines
+        ``s_i² = U_ii² / ‖q̃_i‖²``."""
         G = Q.mT @ Q
         U, info = self.xp.linalg.cholesky_ex(G, upper=True)
-        r = U.diagonal(dim1=-2, dim2=-1)
-        # Accept while every column's sine to the span of the previous ones exceeds ε^(1/4).
-        if not bool(
-            (r * r > self.min_sine2 * G.diagonal(dim1=-2, dim2=-1)).all() & (info == 0).all()
-        ):
-            return None
-        return self.xp.linalg.solve_triangular(U, Q, upper=True, left=False), r
+        u = U.diagonal(dim1=-2, dim2=-1)
+        return U, info, u * u / G.diagonal(dim1=-2, dim2=-1)
+
+    def _solve(self, U: Any, Q: Any) -> Any:
+        return self.xp.linalg.solve_triangular(U, Q, upper=True, left=False)
+
+    def cholesky_qr(self, Q: Any) -> tuple[Any, Any, int]:
+        """``(Q, diag R, method)`` by the policy of ``backends._cholesky_qr``; ``method`` is
+        ``ONE_PASS``, ``TWO_PASSES`` or ``HOUSEHOLDER``."""
+        xp, k = self.xp, Q.shape[-1]
+        U, info, sine2 = self._cholesky(Q)
+        one_pass = sine2 > one_pass_min_sine2(self.eps)
+        if bool((info == 0).all() & one_pass.all()):  # the common case: one host synchronisation
+            return self._solve(U, Q), U.diagonal(dim1=-2, dim2=-1), ONE_PASS
+        if not bool((info == 0).all() & (sine2 > two_pass_min_sine2(self.eps, k)).all()):
+            return *self._householder(Q), HOUSEHOLDER
+        Q, r = self._solve(U, Q), U.diagonal(dim1=-2, dim2=-1)
+        # Second pass on the trailing columns: project out the leading ones, then CholeskyQR.
+        first = int((~one_pass).reshape(-1, k).any(0).int().argmax())  # over all members
+        lead, tail = Q[..., :first], Q[..., first:]
+        tail = tail - lead @ (lead.mT @ tail)
+        U2, info2, _ = self._cholesky(tail)
+        if bool((info2 == 0).all()):
+            r = xp.cat([r[..., :first], r[..., first:] * U2.diagonal(dim1=-2, dim2=-1)], -1)
+            return xp.cat([lead, self._solve(U2, tail)], -1), r, TWO_PASSES
+        Q = xp.cat([lead, tail], -1)
+        return *self._householder(Q, r), HOUSEHOLDER
 
 
 class TorchBackend(Backend):
@@ -101,10 +118,10 @@ class TorchBackend(Backend):
         return "torch" in system.namespaces
 
     def priority(self, system: Map) -> int:
-        # Preferred for torch maps (they run nowhere else) and for large systems, where BLAS-3
-        # CholeskyQR beats the numba backend's scalar Gram-Schmidt (per step on 2 CPU cores,
-        # tanh network: n=32 numba 33 µs, torch 73 µs; n=64 numba 233 µs, torch 115 µs).
-        return 2 if system.namespaces == {"torch"} or system.dim >= 48 else 0
+        # Preferred for torch maps, which run nowhere else. On the CPU the numba backend is faster
+        # for maps it runs (tanh network, 2 cores, one trajectory: n = 64 numba 45 µs per step,
+        # torch 118 µs; n = 256 1.4 ms and 2.0 ms); ask for torch to use a GPU.
+        return 2 if system.namespaces == {"torch"} else 0
 
     def _run(
         self, loop, system: Map, plan: TangentPlan | TrajectoryPlan, progress: Progress

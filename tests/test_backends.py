@@ -31,6 +31,9 @@ NON_CHAOTIC = {
     "wcrnn-B": (_wcrnn("B"), 3000),
     "tanh-g0.8": (lk.TanhNetwork(6, g=0.8, input_dim=2, seed=1), 3000),
     "linear": (lk.LinearMap(np.diag([0.7, 0.4, -0.5]) + 0.05, np.ones((3, 2))), 3000),
+    # From 16 dimensions on, the numba backend runs BLAS-3 products and CholeskyQR.
+    "tanh-40-g0.8": (lk.TanhNetwork(40, g=0.8, seed=1), 1000),
+    "wcrnn-B-24": (_wcrnn("B", n=24), 1000),
     "henon-short": (lk.Henon(), 25),  # chaotic: rounding differences grow like e^{0.42 t}
     "standard-short": (lk.CoupledStandardMaps(2, k=1.1, coupling=0.2), 25),
 }
@@ -85,51 +88,88 @@ def test_torch_float32_and_explicit_cpu_device():
     np.testing.assert_allclose(res.exponents, ref.exponents, rtol=2e-4, atol=1e-4)
 
 
-def test_torch_cholesky_qr_matches_householder():
+def _numba_cholesky_qr(A):
+    from backends._numba_blas import orthonormalise
+
+    k = A.shape[1]
+    V, G, r = np.ascontiguousarray(A.T), np.empty((k, k)), np.empty(k)
+    method = orthonormalise(V, G, r)
+    return V.T, r, method
+
+
+def _torch_cholesky_qr(A):
     torch = pytest.importorskip("torch")
     from backends.torch_backend import TorchOps
 
-    ops = TorchOps("float64", "cpu")
-    gen = torch.Generator().manual_seed(0)
-    base = torch.randn(4, 40, 40, dtype=torch.float64, generator=gen)
-    # Strongly graded columns, like a tangent basis after a step: Cholesky is scale-invariant, so
-    # accuracy depends on the condition of the column-equilibrated matrix, not on the grading.
-    Q = base @ torch.diag(torch.logspace(0, -12, 40, dtype=torch.float64))
-    q1, r1 = ops._cholesky_qr(Q)
-    q2, r2 = ops._householder(Q)
-    kappa = torch.linalg.cond(base).max().item()
-    tol = 10 * kappa**2 * torch.finfo(torch.float64).eps
-    assert torch.linalg.cond(Q).min().item() > 1e12  # far beyond what plain CholeskyQR bounds allow
-    torch.testing.assert_close(r1, r2, rtol=tol, atol=0)
-    torch.testing.assert_close(q1, q2, rtol=0, atol=tol)
-    eye = torch.eye(40, dtype=torch.float64).expand(4, 40, 40)
-    torch.testing.assert_close(q1.mT @ q1, eye, rtol=0, atol=tol)
-    # A column nearly in the span of the previous ones (sine 1e-7 < ε^(1/4)) is refused, and the
-    # caller falls back to Householder QR.
-    bad = base.clone()
-    bad[..., 7] = bad[..., 0] + 1e-7 * bad[..., 7]
-    assert ops._cholesky_qr(bad) is None
-    q3, _ = ops.qr(bad)
-    torch.testing.assert_close(q3.mT @ q3, eye, rtol=0, atol=1e-12)
+    Q, r, method = TorchOps("float64", "cpu").cholesky_qr(torch.as_tensor(A)[None])
+    return Q[0].numpy(), r[0].numpy(), method
+
+
+CHOLESKY_QR = {"numba": _numba_cholesky_qr, "torch": _torch_cholesky_qr}
+
+
+def _near_dependent(n, column, sine, seed=0):
+    """A random n × n matrix with strongly graded columns, like a tangent basis after a step;
+    ``column`` (if not None) has the given sine to the span of the previous columns."""
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((n, n))
+    if column is not None:
+        basis = np.linalg.qr(A[:, :column])[0]
+        inside = basis @ rng.standard_normal(column)
+        outside = A[:, column] - basis @ (basis.T @ A[:, column])
+        A[:, column] = np.sqrt(1 - sine**2) * inside / np.linalg.norm(inside)
+        A[:, column] += sine * outside / np.linalg.norm(outside)
+    return A @ np.diag(np.logspace(0, -8, n))
+
+
+@pytest.mark.parametrize("implementation", list(CHOLESKY_QR))
+@pytest.mark.parametrize(
+    "column, sine, method",
+    [
+        (None, None, 0),  # graded but well separated: one CholeskyQR pass
+        (38, 1e-6, 1),  # the last columns nearly dependent: a second pass on them
+        (7, 1e-6, 1),  # an early column: the second pass covers all the columns after it
+        (30, 1e-7, 2),  # s² below 100 k ε: a first pass cannot be trusted, Householder QR
+        (30, 0.0, 2),  # exactly dependent: Householder QR, R_ii = 0 to rounding
+    ],
+)
+def test_cholesky_qr_policy_matches_householder(implementation, column, sine, method):
+    n, eps = 40, np.finfo(float).eps
+    A = _near_dependent(n, column, sine)
+    Q, r, used = CHOLESKY_QR[implementation](A)
+    assert used == method
+    np.testing.assert_allclose(Q.T @ Q, np.eye(n), rtol=0, atol=1e-12)
+    # Backward-stable QR gets R_jj to a relative error of about ε / min_{i≤j} s_i (the sines of
+    # the columns to the span of the previous ones); one CholeskyQR pass to ε / min s_i². The
+    # LAPACK reference has errors of the first kind.
+    Q_ref, R_ref = np.linalg.qr(A)
+    r_ref = np.abs(np.diag(R_ref))
+    worst = np.minimum.accumulate(np.maximum(r_ref / np.linalg.norm(A, axis=0), 1e-300))
+    bound = 10 * n * eps * (worst**-2 if used == 0 else worst**-1)
+    assert np.all(np.abs(r - r_ref) <= bound * r_ref + 10 * n * eps * r_ref.max())
+    # Same nested subspaces (Q up to the signs of its columns) where they are well defined.
+    good = worst > 1e-3
+    signs = np.sign(np.diag(R_ref))
+    np.testing.assert_allclose(Q[:, good], (Q_ref * signs)[:, good], rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_overflow_gives_nan_and_a_warning_naming_the_step(backend):
-    system = lk.LinearMap(np.diag([1e10, 0.5]))
+@pytest.mark.parametrize("dim", [2, 20])  # numba: the scalar loop and the BLAS loop
+def test_overflow_gives_nan_and_a_warning_naming_the_step(backend, dim):
+    system = lk.LinearMap(np.diag([1e10] + [0.5] * (dim - 1)))
+    x0 = np.zeros((2, dim))
+    x0[0, 1], x0[1] = 1.0, 1.0
     with pytest.warns(lk.NonFiniteTrajectoryWarning, match=r"member 1 by step 31\b"):
         res = lk.lyapunov_spectrum(
-            system,
-            steps=10_000,
-            transient=5,
-            x0=[[0.0, 1.0], [1.0, 1.0]],
-            seed=0,
-            backend=backend,
+            system, steps=10_000, transient=5, x0=x0, seed=0, backend=backend
         )
     # 1e10**31 = 1e310 overflows float64 at step 31 (counted from the start, transient
     # included); member 0 never leaves the stable axis and keeps its exact exponents.
     assert list(res.blowup_steps) == [-1, 31]
     assert np.isnan(res.exponents).all()
-    np.testing.assert_allclose(res.member_exponents[0], np.log([1e10, 0.5]), atol=1e-12)
+    np.testing.assert_allclose(
+        res.member_exponents[0], np.log([1e10] + [0.5] * (dim - 1)), rtol=1e-12, atol=1e-12
+    )
     assert np.isnan(res.member_exponents[1]).all()
 
 
@@ -143,7 +183,7 @@ def test_all_members_blowing_up_stops_early():
 
 def test_auto_choice():
     assert lk.get_backend("auto", lk.Henon()).name == "numba"
-    assert lk.get_backend("auto", lk.TanhNetwork(64)).name == "torch"
+    assert lk.get_backend("auto", lk.TanhNetwork(64)).name == "numba"
     assert (
         lk.get_backend("auto", lk.from_numpy(lambda x: x, 1, lambda x: np.eye(1))).name == "numpy"
     )
