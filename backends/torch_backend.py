@@ -88,14 +88,18 @@ class TorchOps(ArrayOps):
         ``ONE_PASS``, ``TWO_PASSES`` or ``HOUSEHOLDER``."""
         xp, k = self.xp, Q.shape[-1]
         U, info, sine2 = self._cholesky(Q)
-        one_pass = sine2 > one_pass_min_sine2(self.eps)
-        if bool((info == 0).all() & one_pass.all()):  # the common case: one host synchronisation
-            return self._solve(U, Q), U.diagonal(dim1=-2, dim2=-1), ONE_PASS
-        if not bool((info == 0).all() & (sine2 > two_pass_min_sine2(self.eps, k)).all()):
+        # Decided for all members at once, with one host synchronisation.
+        bad = (sine2 <= one_pass_min_sine2(self.eps)).reshape(-1, k).any(0)
+        sound = (info == 0).all() & (sine2 > two_pass_min_sine2(self.eps, k)).all()
+        sound, any_bad, first = xp.stack(
+            [sound.long(), bad.any().long(), bad.long().argmax()]
+        ).tolist()
+        if not sound:
             return *self._householder(Q), HOUSEHOLDER
         Q, r = self._solve(U, Q), U.diagonal(dim1=-2, dim2=-1)
+        if not any_bad:
+            return Q, r, ONE_PASS
         # Second pass on the trailing columns: project out the leading ones, then CholeskyQR.
-        first = int((~one_pass).reshape(-1, k).any(0).int().argmax())  # over all members
         lead, tail = Q[..., :first], Q[..., first:]
         tail = tail - lead @ (lead.mT @ tail)
         U2, info2, _ = self._cholesky(tail)
