@@ -16,20 +16,11 @@ iteration on Hessian-vector products ``torch.autograd.grad(g, params, grad_outpu
 retain_graph=True)``, Gram–Schmidt against the eigenvectors already found (deflation), stopping
 when the eigenvalue changes by less than 1e-3 relative or after 100 products (PyHessian's
 defaults). Power iteration finds the eigenvalues of largest magnitude; the top one is compared with
-lyapkit's top Hessian eigenvalue. Two forward passes, the same function of the parameters:
-
-* "reference path": ``model(inputs)`` inside ``model.reference_path()``, the model's
-  differentiable loop, which stacks all T states and reads out the last. The double backward of
-  that stack costs O(T²): each of the T slices taken by the stack's backward is differentiated by
-  zero-filling a whole ``(batch, T, hidden)`` tensor: at 784 steps a product costs 20-35x more.
-* "last-state loop": ``model.step`` looped by hand, keeping only the current state, then
-  ``model.output``: what a PyHessian user would write once aware of the first one's cost.
-
-``--baseline-k K`` makes the reference-path baseline find only the first K eigenvalues; its time
-for k is extrapolated (and labelled so) from its time per product, times the last-state loop's
-product count where that loop ran the same first K iterations (the same function and seed give the
-same iterations), else times its mean count per eigenvalue (optimistic: later eigenvalues usually
-need more).
+lyapkit's top Hessian eigenvalue. The forward pass is ``model(inputs)`` inside
+``model.reference_path()``, the model's twice-differentiable loop over ``model.step``, which for
+this ``readout="last"`` model keeps only the current state. (Until the reference path did that, it
+stacked all T states and sliced out the last, and the double backward of that slice zero-filled a
+whole ``(batch, T, hidden)`` tensor per step: O(T²), 10-35x slower products at 784 steps.)
 
 Products: columns multiplied by the operator (LOBPCG multiplies blocks of columns at a time;
 ``CurvatureOperator.matmat`` is wrapped to count them) and Hessian-vector products of the baseline.
@@ -46,12 +37,11 @@ counted). Both are compared with the P × P dense matrix in the model's dtype (P
 
 Timing: best of ``--repeats`` after that warm-up; a solve is not run twice, so that the full size
 runs once. Target: none numeric in the issue; "faster than the baseline and memory far below the
-dense matrix" is read as a speed-up above 1 against the faster of the two baselines and a peak at
+dense matrix" is read as a speed-up above 1 against the baseline and a peak at
 most a tenth of the dense matrix. On a busy machine, ``OMP_WAIT_POLICY=PASSIVE`` keeps torch's and
 OpenBLAS's spinning threads (LOBPCG alternates the two) from stalling each other.
 
-    python benchmarks/bench_curvature.py [--quick] [--repeats N] [--tol TOL] [--baseline-k K]
-        [--device auto|cpu|cuda]
+    python benchmarks/bench_curvature.py [--quick] [--repeats N] [--tol TOL] [--device auto|cpu|cuda]
 """
 
 from __future__ import annotations
@@ -83,13 +73,11 @@ from _timing import (
 from lyapkit.curvature import CurvatureOperator
 from trainers.models import WCRNN, residuals
 
-METHODS = ("lyapkit-ggn", "lyapkit-hessian", "baseline", "baseline-loop")
-BASELINES = ("baseline", "baseline-loop")
+METHODS = ("lyapkit-ggn", "lyapkit-hessian", "baseline")
 LABELS = {
     "lyapkit-ggn": "lyapkit GGN, LOBPCG",
     "lyapkit-hessian": "lyapkit Hessian, LOBPCG",
-    "baseline": "baseline: power iteration, reference path",
-    "baseline-loop": "baseline: power iteration, last-state loop",
+    "baseline": "baseline: PyHessian power iteration",
 }
 MEMORY_TARGET = 0.1  # "far below the dense matrix": at most a tenth of it
 #: LOBPCG's residual tolerance relative to max|λ|. lyapkit's default, 1e-6, is below the noise of
@@ -166,34 +154,19 @@ def _normalized(xs):
     return [x / (norm + 1e-6) for x in xs]  # PyHessian's normalization
 
 
-def reference_outputs(model, inputs):
-    """The model's outputs through its differentiable reference loop (all states stacked)."""
-    with model.reference_path():
-        return model(inputs)
-
-
-def last_state_outputs(model, inputs):
-    """The same outputs from a loop over ``model.step`` that keeps only the current state."""
-    state = model.initial_state(inputs)
-    for t in range(inputs.shape[1]):
-        state = model.step(state, inputs[:, t])
-    return model.output(state[:, None], inputs)
-
-
-FORWARDS = {"baseline": reference_outputs, "baseline-loop": last_state_outputs}
-
-
-def gradient_graph(model, inputs, labels, forward):
-    """The parameters and the loss gradient with its graph (``create_graph=True``)."""
+def gradient_graph(model, inputs, labels):
+    """The parameters and the loss gradient with its graph (``create_graph=True``), through the
+    model's reference path."""
     params = [p for p in model.parameters() if p.requires_grad]
-    loss = torch.nn.functional.cross_entropy(forward(model, inputs), labels)
+    with model.reference_path():
+        loss = torch.nn.functional.cross_entropy(model(inputs), labels)
     return params, torch.autograd.grad(loss, params, create_graph=True)
 
 
-def power_iteration(model, inputs, labels, k: int, forward, seed: int = 0) -> dict:
+def power_iteration(model, inputs, labels, k: int, seed: int = 0) -> dict:
     """PyHessian's ``hessian.eigenvalues(maxIter=100, tol=1e-3, top_n=k)`` on one batch."""
     t0 = time.perf_counter()
-    params, grads = gradient_graph(model, inputs, labels, forward)
+    params, grads = gradient_graph(model, inputs, labels)
     setup = time.perf_counter() - t0
     gen = torch.Generator(device="cpu").manual_seed(seed)
     values, vectors, iterations = [], [], []
@@ -225,8 +198,8 @@ def power_iteration(model, inputs, labels, k: int, forward, seed: int = 0) -> di
     }
 
 
-def baseline_warmup(model, inputs, labels, forward) -> None:
-    params, grads = gradient_graph(model, inputs, labels, forward)
+def baseline_warmup(model, inputs, labels) -> None:
+    params, grads = gradient_graph(model, inputs, labels)
     torch.autograd.grad(grads, params, grad_outputs=[torch.ones_like(p) for p in params])
 
 
@@ -256,20 +229,19 @@ def run_one(method: str, args: argparse.Namespace) -> dict:
     data = (inputs, labels)
     cuda = device == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    if method in BASELINES:
-        forward = FORWARDS[method]
-        k = min(size["k"], args.baseline_k or size["k"]) if method == "baseline" else size["k"]
+    k = size["k"]
+    if method == "baseline":
 
         def fn():
-            out = power_iteration(model, inputs, labels, k, forward)
+            out = power_iteration(model, inputs, labels, k)
             sync()
             return out
 
         def warmup():
-            baseline_warmup(model, inputs, labels, forward)
+            baseline_warmup(model, inputs, labels)
             sync()
     else:
-        k, kind = size["k"], method.removeprefix("lyapkit-")
+        kind = method.removeprefix("lyapkit-")
 
         def fn():
             out = lyapkit_eigenvalues(model, data, kind, k, args.tol)
@@ -311,7 +283,6 @@ def measure(method: str, device: str, args: argparse.Namespace) -> dict | None:
     cmd = [sys.executable, os.path.abspath(__file__), "--only", method, "--device", device]
     cmd += ["--repeats", str(args.repeats), "--tol", repr(args.tol)]
     cmd += ["--quick"] if args.quick else []
-    cmd += ["--baseline-k", str(args.baseline_k)] if args.baseline_k else []
     out = subprocess.run(cmd, capture_output=True, text=True)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -327,46 +298,18 @@ def fmt_bytes(b: float) -> str:
     return f"{b:.0f} B"
 
 
-def extrapolated_products(partial: dict, loop: dict | None, k: int) -> tuple[float, str]:
-    """Products the baseline that found ``partial["k"] < k`` eigenvalues would need for k."""
-    done = partial["k"]
-    if loop is not None and loop["k"] >= k and loop["iterations"][:done] == partial["iterations"]:
-        # same function, same seed, same iteration counts so far: the same sequence of products
-        return float(sum(loop["iterations"][:k])), (
-            f"time per product x the last-state loop's {sum(loop['iterations'][:k])} products "
-            f"(its first {done} iteration counts are the same)"
-        )
-    return partial["products"] / done * k, (
-        f"time per product x the mean of {partial['products'] / done:.3g} products per eigenvalue "
-        "over the first ones (later eigenvalues usually need more: optimistic)"
-    )
-
-
 def report(device: str, results: dict[str, dict], k: int) -> list[tuple[str, bool]]:
     """Print the tables for one device; return the target lines with their verdicts."""
-    rows, notes = [], []
-    baseline_times = {}  # top-k time of each baseline, extrapolated where it found fewer
+    rows = []
     for method, r in results.items():
         best = min(r["times"])
         spread = max(r["times"]) / best
-        label = LABELS[method] + (f", top {r['k']}" if r["k"] != k else "")
         calls = f" ({r['calls']} calls)" if "calls" in r else ""
         rows.append([
-            label, fmt_seconds(best), f"{spread:.2f}", f"{r['products']}{calls}",
+            LABELS[method], fmt_seconds(best), f"{spread:.2f}", f"{r['products']}{calls}",
             fmt_seconds(best / r["products"]), fmt_float(r["eigenvalues"][0], ".6g"),
             fmt_bytes(r["peak_bytes"]), fmt_ratio(r["peak_bytes"] / r["dense_bytes"]),
         ])  # fmt: skip
-        if method in BASELINES:
-            baseline_times[method] = best
-            if r["k"] < k:
-                products, how = extrapolated_products(r, results.get("baseline-loop"), k)
-                per_product = (best - r["setup_s"]) / r["products"]
-                baseline_times[method] = r["setup_s"] + per_product * products
-                notes.append(f"{LABELS[method]}, top {k} EXTRAPOLATED: {how}")
-                rows.append([
-                    f"{LABELS[method]}, top {k} EXTRAPOLATED", fmt_seconds(baseline_times[method]),
-                    "", f"~{round(products)}", fmt_seconds(per_product), "", "", "",
-                ])  # fmt: skip
     any_r = next(iter(results.values()))
     print_table(
         ["method", f"time (top {k})", "spread", "products", "per product", "top eigenvalue",
@@ -375,8 +318,6 @@ def report(device: str, results: dict[str, dict], k: int) -> list[tuple[str, boo
         title=f"device: {device}; P = {any_r['num_params']} parameters, dense P x P matrix "
               f"{fmt_bytes(any_r['dense_bytes'])}",
     )  # fmt: skip
-    for note in notes:
-        print(note)
     for method, r in results.items():
         print(f"{LABELS[method]} eigenvalues: " + ", ".join(f"{x:.5g}" for x in r["eigenvalues"]))
         if "iterations" in r:
@@ -387,31 +328,29 @@ def report(device: str, results: dict[str, dict], k: int) -> list[tuple[str, boo
         for message in r.get("warnings", []):
             print(f"  WARNING from lyapkit: {message}")
     print()
-    lyap_h = results.get("lyapkit-hessian")
-    for method in BASELINES:
-        if method in results and lyap_h is not None:
-            a, b = results[method]["eigenvalues"][0], lyap_h["eigenvalues"][0]
-            print(f"agreement: top Hessian eigenvalue, {LABELS[method]} {a:.6g} vs lyapkit "
-                  f"{b:.6g}: relative difference {abs(a - b) / max(abs(b), 1e-30):.2e}")  # fmt: skip
-    print("  (power iteration stops at a 1e-3 relative change: only rough agreement is expected)")
+    lyap_h, base = results.get("lyapkit-hessian"), results.get("baseline")
+    if lyap_h is not None and base is not None:
+        a, b = base["eigenvalues"][0], lyap_h["eigenvalues"][0]
+        print(f"agreement: top Hessian eigenvalue, baseline {a:.6g} vs lyapkit {b:.6g}: "
+              f"relative difference {abs(a - b) / max(abs(b), 1e-30):.2e}")  # fmt: skip
+        print(
+            "  (power iteration stops at a 1e-3 relative change: only rough agreement is expected)"
+        )
     verdicts = []
     for method in ("lyapkit-ggn", "lyapkit-hessian"):
         if method not in results:
             continue
-        ratios = {b: t / min(results[method]["times"]) for b, t in baseline_times.items()}
-        for b, ratio in ratios.items():
-            note = " (baseline extrapolated)" if results[b]["k"] < k else ""
-            print(f"speed-up {device}: {LABELS[b]} / {LABELS[method]} = {fmt_ratio(ratio)}{note}")
-        if ratios:  # the verdict is taken against the faster baseline
-            ratio = min(ratios.values())
+        if base is not None:
+            ratio = min(base["times"]) / min(results[method]["times"])
+            print(f"speed-up {device}: baseline / {LABELS[method]} = {fmt_ratio(ratio)}")
             verdicts.append((f"{LABELS[method]} {fmt_ratio(ratio)} faster", ratio > 1))
+        ratio = results[method]["peak_bytes"] / results[method]["dense_bytes"]
+        verdicts.append(
+            (f"{LABELS[method]} peak {fmt_ratio(ratio)} of dense", ratio <= MEMORY_TARGET)
+        )
     for method, r in results.items():
         ratio = r["peak_bytes"] / r["dense_bytes"]
         print(f"memory {device}: {LABELS[method]} peak / dense matrix = {fmt_ratio(ratio)}")
-        if method not in BASELINES:
-            verdicts.append(
-                (f"{LABELS[method]} peak {fmt_ratio(ratio)} of dense", ratio <= MEMORY_TARGET)
-            )
     print()
     return verdicts
 
@@ -420,12 +359,6 @@ def parse_args() -> argparse.Namespace:
     own = argparse.ArgumentParser(add_help=False)
     own.add_argument(
         "--tol", type=float, default=TOL, help=f"LOBPCG's relative tolerance (default {TOL:g})"
-    )
-    own.add_argument(
-        "--baseline-k",
-        type=int,
-        default=0,
-        help="find only this many eigenvalues with the baseline and extrapolate",
     )
     own.add_argument(
         "--device",
@@ -454,7 +387,7 @@ def main() -> None:
                "cpu": ["cpu"], "cuda": ["cuda"]}[args.device]  # fmt: skip
     print_header(
         "Top-k curvature eigenvalues of a WCRNN: lyapkit LOBPCG vs PyHessian power iteration",
-        args, **size, lobpcg_tol=args.tol, baseline_k=args.baseline_k or size["k"],
+        args, **size, lobpcg_tol=args.tol,
         torch_threads=threads, flush_denormal=True,
         omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "unset"),
         cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else "not available",
@@ -470,7 +403,7 @@ def main() -> None:
             verdicts += [(device, *v) for v in report(device, results, size["k"])]
     ok = bool(verdicts) and all(v for _, _, v in verdicts)
     details = "; ".join(f"{d}: {text} -> {verdict(v)}" for d, text, v in verdicts)
-    print(f"target: faster than the baseline (the faster of the two) and memory far below the "
+    print(f"target: faster than the baseline and memory far below the "
           f"dense matrix (peak <= {MEMORY_TARGET:g}x dense): {details or 'no results'} -> "
           f"{verdict(ok)}")  # fmt: skip
     print_footer()

@@ -80,6 +80,31 @@ def test_fast_path_equals_reference_loop_with_gradients(model):
         torch.testing.assert_close(g_fast, g_ref, rtol=1e-8, atol=1e-10)
 
 
+def _graph_nodes(tensor):
+    names, stack, seen = set(), [tensor.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        stack.extend(parent for parent, _ in node.next_functions)
+    return names
+
+
+def test_reference_path_of_a_last_readout_keeps_only_the_last_state(model):
+    """Double backward through ``s_T`` sliced from stacked states costs O(T²); the reference path
+    of a ``readout="last"`` model loops without stacking."""
+    if model.readout != "last":
+        pytest.skip("a sequence readout needs every state")
+    inputs = torch.randn(2, 5, 2)
+    with model.reference_path():
+        assert "StackBackward0" not in _graph_nodes(model(inputs))
+    sequence = WCRNN(2, 4, 3, readout="sequence").double()
+    with sequence.reference_path():
+        assert "StackBackward0" in _graph_nodes(sequence(inputs))  # the check can fail
+
+
 def test_as_map_is_the_cell_with_exact_jacobian(model):
     system = model.as_map()
     assert system.dim == model.state_size and system.input_dim == model.input_size

@@ -138,6 +138,17 @@ class RecurrentModel(nn.Module, abc.ABC):
             out.append(state)
         return torch.stack(out, 1)
 
+    def loop_last_state(self, inputs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """The last state ``s_T`` by the loop over :meth:`step`, keeping no other state.
+
+        What the reference path of a ``readout="last"`` model runs: slicing ``s_T`` out of the
+        stacked states of :meth:`loop_states` would make every double-backward step zero-fill a
+        ``(batch, T, state_size)`` gradient, ``O(T²)`` work and memory in Hessian products.
+        """
+        for t in range(inputs.shape[1]):
+            state = self.step(state, inputs[:, t])
+        return state
+
     @contextlib.contextmanager
     def reference_path(self) -> Iterator[RecurrentModel]:
         """Within this context :meth:`states` loops over :meth:`step` instead of the fast path
@@ -160,6 +171,9 @@ class RecurrentModel(nn.Module, abc.ABC):
 
     def forward(self, inputs: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
         """Readout of the states driven by ``inputs`` ``(batch, T, input_size)``."""
+        if self._reference and self.readout == "last":
+            last = self.loop_last_state(inputs, self.check_inputs(inputs, state))
+            return self.output(last[:, None], inputs)
         return self.output(self.states(inputs, state), inputs)
 
     def as_map(self) -> Map:
