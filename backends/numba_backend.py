@@ -57,7 +57,7 @@ class NumbaBackend(Backend):
 
     name = "numba"
     description = "numba nopython loops, parallel over ensemble members (float64, CPU)"
-    requires = ("numba",)
+    requires = ("numba", "threadpoolctl")
     extra = "numba"
 
     def supports(self, system: Map) -> bool:
