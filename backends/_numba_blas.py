@@ -29,6 +29,7 @@ from backends._cholesky_qr import (
     HOUSEHOLDER,
     ONE_PASS,
     TWO_PASSES,
+    max_norm_deviation,
     one_pass_min_sine2,
     two_pass_min_sine2,
 )
@@ -64,6 +65,8 @@ def single_threaded_blas():
 _EPS = float(np.finfo(np.float64).eps)
 _ONE_PASS_MIN_SINE2 = one_pass_min_sine2(_EPS)
 _two_pass_min_sine2 = njit(two_pass_min_sine2)
+_MAX_NORM_DEVIATION = max_norm_deviation(_EPS)
+_TINY_NORM2, _HUGE_NORM2 = 2.0**-600, 2.0**600
 _CHOLESKY_BLOCK, _SOLVE_BLOCK = 64, 32
 _N, _T, _U, _L, _R = (ord(c) for c in "NTULR")  # BLAS's character arguments
 
@@ -166,18 +169,50 @@ def _cholesky(G):
 
 
 @njit(error_model="numpy")
-def _cholesky_pass(V, G):
-    """``G ← U`` with ``Q̃ᵀQ̃ = UᵀU`` (the diagonal of ``G`` holds ``U_ii``); return the Cholesky
-    info and the squared sines ``s_i² = U_ii² / ‖q̃_i‖²``."""
+def _gram(V, G, scale):
+    """``G ← Q̃ᵀQ̃`` (upper triangle); rows whose squared norms leave ``[2⁻⁶⁰⁰, 2⁶⁰⁰]`` (rare) are
+    first scaled by exact powers of two, recorded in ``scale``, so that ``G`` neither under- nor
+    overflows. Return the squared row norms."""
     k, n = V.shape
     _syrk(_U, _T, k, n, 1.0, V, n, 0.0, G, k)
-    sine2 = np.empty(k)
+    norm2 = np.empty(k)
     for i in range(k):
-        sine2[i] = G[i, i]
-    info = _cholesky(G)
+        norm2[i] = G[i, i]
+    scale[:] = 1.0
+    if norm2.min() > _TINY_NORM2 and norm2.max() < _HUGE_NORM2:
+        return norm2
+    for i in range(k):
+        largest = np.abs(V[i]).max()
+        exponent = math.frexp(largest)[1] if 0.0 < largest < np.inf else 0
+        scale[i] = math.ldexp(1.0, exponent)
+        V[i] *= math.ldexp(1.0, -exponent)
+    _syrk(_U, _T, k, n, 1.0, V, n, 0.0, G, k)
+    for i in range(k):
+        norm2[i] = G[i, i]
+    return norm2
+
+
+@njit(error_model="numpy")
+def _cholesky_pass(V, G, r):
+    """One CholeskyQR pass on the rows of ``V``, in place; return the first row whose pass is not
+    accurate enough (``k`` when every row is), or −1 when the factorisation failed or cannot be
+    trusted (``V`` then holds garbage). On success ``V ← Q``, ``G ← U`` and ``r ← r · diag R``."""
+    k, n = V.shape
+    scale = np.empty(k)
+    sine2 = _gram(V, G, scale)
+    if _cholesky(G) != 0:
+        return -1
     for i in range(k):
         sine2[i] = G[i, i] * G[i, i] / sine2[i]
-    return info, sine2
+    if not sine2.min() > _two_pass_min_sine2(_EPS, k):
+        return -1
+    for i in range(k):
+        r[i] *= G[i, i] * scale[i]
+    _solve_upper(V, G)
+    for i in range(k):
+        if not (sine2[i] > _ONE_PASS_MIN_SINE2 and abs(V[i] @ V[i] - 1.0) <= _MAX_NORM_DEVIATION):
+            return i
+    return k
 
 
 @njit(error_model="numpy")
@@ -234,30 +269,22 @@ def orthonormalise(V, G, r):
     """Factor the rows of ``V`` in place: ``V ← Q``, ``r ← diag R ≥ 0``; return which method was
     used (``ONE_PASS``, ``TWO_PASSES`` or ``HOUSEHOLDER``; ``backends._cholesky_qr``)."""
     k, n = V.shape
-    info, sine2 = _cholesky_pass(V, G)
-    if info == 0 and sine2.min() > _two_pass_min_sine2(_EPS, k):
-        for i in range(k):
-            r[i] = G[i, i]
-        _solve_upper(V, G)
-        first = 0  # the first column whose one pass is not accurate enough
-        while first < k and sine2[first] > _ONE_PASS_MIN_SINE2:
-            first += 1
-        if first == k:
-            return ONE_PASS
-        # Second pass on the trailing columns: project out the leading ones, then CholeskyQR.
+    original = V.copy()
+    r[:] = 1.0
+    first = _cholesky_pass(V, G, r)
+    if first == k:
+        return ONE_PASS
+    if first >= 0:
+        # Second pass on the trailing rows: project out the leading ones, then CholeskyQR.
         m, lead, tail = k - first, V[:first], V[first:]
-        C = np.empty((m, first))
-        _gemm(_T, _N, first, m, n, 1.0, lead, n, tail, n, 0.0, C, first)
-        _gemm(_N, _N, n, m, first, -1.0, lead, n, C, first, 1.0, tail, n)
-        G2 = np.empty((m, m))
-        info, _ = _cholesky_pass(tail, G2)
-        if info == 0:
-            for i in range(m):
-                r[first + i] *= G2[i, i]
-            _solve_upper(tail, G2)
+        if first:
+            C = np.empty((m, first))
+            _gemm(_T, _N, first, m, n, 1.0, lead, n, tail, n, 0.0, C, first)
+            _gemm(_N, _N, n, m, first, -1.0, lead, n, C, first, 1.0, tail, n)
+        if _cholesky_pass(tail, np.empty((m, m)), r[first:]) == m:
             return TWO_PASSES
-    else:
-        r[:] = 1.0
+    V[:] = original
+    r[:] = 1.0
     _householder(V, r)
     return HOUSEHOLDER
 

@@ -17,6 +17,7 @@ from backends._cholesky_qr import (
     HOUSEHOLDER,
     ONE_PASS,
     TWO_PASSES,
+    max_norm_deviation,
     one_pass_min_sine2,
     two_pass_min_sine2,
 )
@@ -65,49 +66,50 @@ class TorchOps(ArrayOps):
             return self.cholesky_qr(Q)[:2]
         return self._householder(Q)
 
-    def _householder(self, Q: Any, r: Any = 1.0) -> tuple[Any, Any]:
-        """Householder QR, signs chosen so that ``diag R ≥ 0``; returns ``(Q, r · diag R)``."""
+    def _householder(self, Q: Any) -> tuple[Any, Any]:
+        """Householder QR, signs chosen so that ``diag R ≥ 0``; returns ``(Q, diag R)``."""
         Q, R = self.xp.linalg.qr(Q)
         d = R.diagonal(dim1=-2, dim2=-1)
         sign = self.xp.where(d < 0, -1.0, 1.0).to(Q.dtype)
-        return Q * sign[..., None, :], r * d.abs()
+        return Q * sign[..., None, :], d.abs()
 
-    def _cholesky(self, Q: Any) -> tuple[Any, Any, Any]:
-        """``(U, info, s²)``: Cholesky ``Q̃ᵀQ̃ = UᵀU``, LAPACK's info and the squared sines
-        ``s_i² = U_ii² / ‖q̃_i‖²``."""
+    def _cholesky_pass(self, Q: Any) -> tuple[Any, Any, int]:
+        """One CholeskyQR pass on every member: ``(Q, diag R, first)``, ``first`` the first column
+        not accepted by every member (``k`` when all are), or −1 when the pass failed or cannot be
+        trusted; one host synchronisation."""
+        xp, k = self.xp, Q.shape[-1]
+        # Columns scaled by exact powers of two, so that the Gram matrix neither under- nor overflows.
+        largest = Q.abs().amax(-2, keepdim=True)
+        exponent = xp.where((largest > 0) & xp.isfinite(largest), xp.frexp(largest)[1], 0)
+        Q = Q * xp.ldexp(xp.ones_like(largest), -exponent)
         G = Q.mT @ Q
-        U, info = self.xp.linalg.cholesky_ex(G, upper=True)
+        U, info = xp.linalg.cholesky_ex(G, upper=True)
         u = U.diagonal(dim1=-2, dim2=-1)
-        return U, info, u * u / G.diagonal(dim1=-2, dim2=-1)
-
-    def _solve(self, U: Any, Q: Any) -> Any:
-        return self.xp.linalg.solve_triangular(U, Q, upper=True, left=False)
+        sine2 = u * u / G.diagonal(dim1=-2, dim2=-1)
+        Q = xp.linalg.solve_triangular(U, Q, upper=True, left=False)
+        accepted = (sine2 > one_pass_min_sine2(self.eps)) & (
+            ((Q * Q).sum(-2) - 1).abs() <= max_norm_deviation(self.eps)
+        )
+        bad = (~accepted).reshape(-1, k).any(0)
+        sound = (info == 0).all() & (sine2 > two_pass_min_sine2(self.eps, k)).all()
+        first = int(xp.where(sound, xp.where(bad.any(), bad.long().argmax(), k), -1))
+        return Q, u * xp.ldexp(xp.ones_like(u), exponent[..., 0, :]), first
 
     def cholesky_qr(self, Q: Any) -> tuple[Any, Any, int]:
         """``(Q, diag R, method)`` by the policy of ``backends._cholesky_qr``; ``method`` is
         ``ONE_PASS``, ``TWO_PASSES`` or ``HOUSEHOLDER``."""
         xp, k = self.xp, Q.shape[-1]
-        U, info, sine2 = self._cholesky(Q)
-        # Decided for all members at once, with one host synchronisation.
-        bad = (sine2 <= one_pass_min_sine2(self.eps)).reshape(-1, k).any(0)
-        sound = (info == 0).all() & (sine2 > two_pass_min_sine2(self.eps, k)).all()
-        sound, any_bad, first = xp.stack(
-            [sound.long(), bad.any().long(), bad.long().argmax()]
-        ).tolist()
-        if not sound:
-            return *self._householder(Q), HOUSEHOLDER
-        Q, r = self._solve(U, Q), U.diagonal(dim1=-2, dim2=-1)
-        if not any_bad:
-            return Q, r, ONE_PASS
-        # Second pass on the trailing columns: project out the leading ones, then CholeskyQR.
-        lead, tail = Q[..., :first], Q[..., first:]
-        tail = tail - lead @ (lead.mT @ tail)
-        U2, info2, _ = self._cholesky(tail)
-        if bool((info2 == 0).all()):
-            r = xp.cat([r[..., :first], r[..., first:] * U2.diagonal(dim1=-2, dim2=-1)], -1)
-            return xp.cat([lead, self._solve(U2, tail)], -1), r, TWO_PASSES
-        Q = xp.cat([lead, tail], -1)
-        return *self._householder(Q, r), HOUSEHOLDER
+        Q1, r, first = self._cholesky_pass(Q)
+        if first == k:
+            return Q1, r, ONE_PASS
+        if first >= 0:
+            # Second pass on the trailing columns: project out the leading ones, then CholeskyQR.
+            lead, tail = Q1[..., :first], Q1[..., first:]
+            tail, r2, again = self._cholesky_pass(tail - lead @ (lead.mT @ tail))
+            if again == k - first:
+                r = xp.cat([r[..., :first], r[..., first:] * r2], -1)
+                return xp.cat([lead, tail], -1), r, TWO_PASSES
+        return *self._householder(Q), HOUSEHOLDER
 
 
 class TorchBackend(Backend):

@@ -153,6 +153,34 @@ def test_cholesky_qr_policy_matches_householder(implementation, column, sine, me
     np.testing.assert_allclose(Q[:, good], (Q_ref * signs)[:, good], rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("implementation", list(CHOLESKY_QR))
+@pytest.mark.parametrize("factor", [1e-161, 1e-200, 1e200])
+def test_cholesky_qr_scales_extreme_columns(implementation, factor):
+    """A column whose squared norm would be subnormal (or overflow) in the Gram matrix is scaled
+    by a power of two first; R_ii is then exact to rounding."""
+    A = np.random.default_rng(0).standard_normal((40, 20))
+    A[:, -1] *= factor
+    _, r, method = CHOLESKY_QR[implementation](A)
+    assert method == 0
+    np.testing.assert_allclose(r, np.abs(np.diag(np.linalg.qr(A)[1])), rtol=1e-13, atol=0)
+
+
+@pytest.mark.filterwarnings("ignore::lyapkit.IllConditionedBasisWarning")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_normal_chain_keeps_an_orthonormal_basis(backend):
+    """``J = aI + N`` (N the shift) has every column sine near ``a`` but a condition number growing
+    like ``a^(1−k)``: CholeskyQR must notice the lost orthonormality, not trust the sines. Every
+    window's exponents must sum to ``n log a`` (``det J = aⁿ``)."""
+    n, a = 20, 0.3
+    system = lk.TanhNetwork(n, g=1.0, W=a * np.eye(n) + np.eye(n, k=1))  # J = W at x = 0
+    res = lk.lyapunov_spectrum(
+        system, steps=200, x0=np.zeros(n), seed=3, backend=backend, finite_time=20
+    )
+    Q = res.final_basis[0]
+    np.testing.assert_allclose(Q.T @ Q, np.eye(n), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(res.finite_time[0].sum(-1), n * np.log(a), rtol=0, atol=1e-7)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dim", [2, 20])  # numba: the scalar loop and the BLAS loop
 def test_overflow_gives_nan_and_a_warning_naming_the_step(backend, dim):
