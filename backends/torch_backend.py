@@ -125,8 +125,8 @@ class TorchBackend(Backend):
 
     def priority(self, system: Map) -> int:
         # Preferred for torch maps, which run nowhere else. On the CPU the numba backend is faster
-        # for maps it runs (tanh network, 2 cores, one trajectory: n = 64 numba 45 µs per step,
-        # torch 118 µs; n = 256 1.4 ms and 2.0 ms); ask for torch to use a GPU.
+        # for maps it runs (tanh network, 2 cores, one trajectory: n = 64 numba 56 µs per step,
+        # torch 344 µs; n = 256 1.7 ms and 2.6 ms); ask for torch to use a GPU.
         return 2 if system.namespaces == {"torch"} else 0
 
     def _run(
