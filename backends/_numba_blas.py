@@ -1,6 +1,6 @@
 """The numba backend's tangent loop for large bases: BLAS-3 products and CholeskyQR in nopython.
 
-Scalar Gram–Schmidt (``backends._numba_loops``) costs ``O(n k²)`` scalar operations per step and
+Scalar Gram–Schmidt (``lyapkit.backends._numba_loops``) costs ``O(n k²)`` scalar operations per step and
 suits small maps; for RNN-sized bases the step is two BLAS-3 kernels instead. The loop calls the
 BLAS and LAPACK that SciPy ships (``scipy.linalg.cython_blas`` / ``cython_lapack``) through their
 C function pointers, so the whole loop stays compiled and pays no interpreter cost per step.
@@ -8,7 +8,7 @@ C function pointers, so the whole loop stays compiled and pays no interpreter co
 Tangent vectors are the rows of a C-contiguous ``V`` (k, n), i.e. the columns of the
 column-major ``n × k`` matrix ``Q̃`` that BLAS sees. One step is ``Q̃ ← J Q̃`` (GEMM); a
 re-orthonormalisation is CholeskyQR (SYRK, POTRF, TRSM), a second pass or Householder QR (GEQRF,
-ORGQR) as ``backends._cholesky_qr`` decides.
+ORGQR) as ``lyapkit.backends._cholesky_qr`` decides.
 
 At these sizes (k ≈ 100) a BLAS call gains nothing from a second thread and loses much to the
 synchronisation (OpenBLAS, 2 cores: 216 µs per step of a 128-unit network with one thread,
@@ -25,7 +25,7 @@ from numba import njit, prange
 from numba.extending import get_cython_function_address
 from threadpoolctl import ThreadpoolController
 
-from backends._cholesky_qr import (
+from lyapkit.backends._cholesky_qr import (
     HOUSEHOLDER,
     ONE_PASS,
     TWO_PASSES,
@@ -33,7 +33,7 @@ from backends._cholesky_qr import (
     one_pass_min_sine2,
     two_pass_min_sine2,
 )
-from backends._numba_loops import _all_finite, _first_record, _renormalise_after
+from lyapkit.backends._numba_loops import _all_finite, _first_record, _renormalise_after
 
 
 def _fortran_routine(library: str, name: str, n_args: int):
@@ -267,7 +267,7 @@ def _householder(V, r):
 @njit(error_model="numpy")
 def orthonormalise(V, G, r):
     """Factor the rows of ``V`` in place: ``V ← Q``, ``r ← diag R ≥ 0``; return which method was
-    used (``ONE_PASS``, ``TWO_PASSES`` or ``HOUSEHOLDER``; ``backends._cholesky_qr``)."""
+    used (``ONE_PASS``, ``TWO_PASSES`` or ``HOUSEHOLDER``; ``lyapkit.backends._cholesky_qr``)."""
     k, n = V.shape
     original = V.copy()
     r[:] = 1.0
@@ -348,7 +348,7 @@ def tangent_chunk(
     blow,
 ):
     """Advance every member from step t0 to t1, members in parallel; the arguments of the loop of
-    ``backends._numba_loops.tangent_kernel``. Call it with BLAS limited to one thread.
+    ``lyapkit.backends._numba_loops.tangent_kernel``. Call it with BLAS limited to one thread.
 
     (The scalar loop's driver is the same but is closed over its member, which LLVM then inlines
     into the parallel loop: passing the member as an argument instead made a Hénon step 20% slower.)

@@ -3,7 +3,7 @@
 The map's kernels (``step``, ``jacobian`` and the parameter kernels of
 :class:`lyapkit.maps.base.NumbaKernels`) are passed as arguments, so a loop compiles once per map
 type and process (numba cannot cache a function that takes jitted functions as arguments across
-processes, so nothing is written to the cache). Directions are rows (``(k, P)``, tangents ``(k, n)``), as in ``backends._numba_loops``.
+processes, so nothing is written to the cache). Directions are rows (``(k, P)``, tangents ``(k, n)``), as in ``lyapkit.backends._numba_loops``.
 
 ``ggn_products`` gives each member's ``Σ_t (∂f/∂θ)_tᵀ λ_{t+1}`` (the ``G V`` of one member) by a
 forward tangent sweep ``s_{t+1} = J_t s_t + (∂f/∂θ)_t v`` storing ``w_t = (1/N) H_ℓ(y_t) C s_t`` at
@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from backends._numba_loops import _tangent_product
+from lyapkit.backends._numba_loops import _tangent_product
 
 _helper = njit(error_model="numpy", fastmath={"contract"})
 

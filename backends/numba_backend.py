@@ -2,10 +2,10 @@
 
 For small bases (``n² k < BLAS_MIN_WORK``) a step evaluates the map's jitted kernels, maps the tangent
 vectors with explicit loops and re-orthogonalises them with unnormalised modified Gram–Schmidt
-(``backends._numba_loops``): for the small bases of low-dimensional maps a hand-written kernel
+(``lyapkit.backends._numba_loops``): for the small bases of low-dimensional maps a hand-written kernel
 specialised on the dimension is far cheaper than a LAPACK call, and no logarithm is taken per
 step. For larger ones the loop calls BLAS and LAPACK for the tangent product and
-CholeskyQR (``backends._numba_blas``). A loop compiles once per process for each map's kernels
+CholeskyQR (``lyapkit.backends._numba_blas``). A loop compiles once per process for each map's kernels
 (and, for the small-map loop, each ``(n, k)``): a few seconds; the first compilation also loads
 numba.
 """
@@ -48,10 +48,10 @@ def _tangent_loop(n: int, k: int):
     Gram–Schmidt specialised on ``(n, k)`` for small bases; from ``n² k ≥ BLAS_MIN_WORK`` on,
     BLAS-3 products and CholeskyQR with BLAS on one thread."""
     if n * n * k >= BLAS_MIN_WORK:
-        from backends._numba_blas import single_threaded_blas, tangent_chunk
+        from lyapkit.backends._numba_blas import single_threaded_blas, tangent_chunk
 
         return tangent_chunk, single_threaded_blas
-    from backends._numba_loops import tangent_kernel
+    from lyapkit.backends._numba_loops import tangent_kernel
 
     return tangent_kernel(n, k), contextlib.nullcontext
 
@@ -126,7 +126,7 @@ class NumbaBackend(Backend):
         return TangentRecord(cum, cond, blow, X, basis)
 
     def twin(self, system: Map, plan: TangentPlan, progress: Progress) -> TangentRecord:
-        from backends._numba_loops import twin_chunk
+        from lyapkit.backends._numba_loops import twin_chunk
 
         self._check(plan)
         kernels = system.numba_kernels()
@@ -164,7 +164,7 @@ class NumbaBackend(Backend):
         return TangentRecord(cum, cond, blow, X, basis)
 
     def trajectory(self, system: Map, plan: TrajectoryPlan, progress: Progress) -> TrajectoryRecord:
-        from backends._numba_loops import trajectory_chunk
+        from lyapkit.backends._numba_loops import trajectory_chunk
 
         self._check(plan)
         kernels = system.numba_kernels()
@@ -189,7 +189,7 @@ class NumbaBackend(Backend):
         return TrajectoryRecord(states=states, jacobians=jacobians)
 
     def ggn(self, system: Map, plan: GGNPlan, vectors: np.ndarray | None = None) -> np.ndarray:
-        from backends._numba_sensitivity import ggn_products, sensitivity_chunk
+        from lyapkit.backends._numba_sensitivity import ggn_products, sensitivity_chunk
 
         kernels = system.numba_kernels()
         if not kernels.has_parameter_kernels:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from backends._array_loop import ArrayOps, tangent_loop, trajectory_loop, twin_loop
+from lyapkit.backends._array_loop import ArrayOps, tangent_loop, trajectory_loop, twin_loop
 from lyapkit.backend import (
     Backend,
     BackendError,

@@ -1,7 +1,7 @@
 """The torch backend: ensemble members batched on the CPU or a GPU, in float32 or float64.
 
 Bases with at least ``CHOLESKY_QR_MIN_DIM`` rows are re-orthonormalised by CholeskyQR, a second
-pass on the trailing columns, or Householder QR, as ``backends._cholesky_qr`` decides (one
+pass on the trailing columns, or Householder QR, as ``lyapkit.backends._cholesky_qr`` decides (one
 decision for all members of a batch); smaller ones by Householder QR.
 """
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from backends._array_loop import ArrayOps, tangent_loop, trajectory_loop, twin_loop
-from backends._cholesky_qr import (
+from lyapkit.backends._array_loop import ArrayOps, tangent_loop, trajectory_loop, twin_loop
+from lyapkit.backends._cholesky_qr import (
     CHOLESKY_QR_MIN_DIM,
     HOUSEHOLDER,
     ONE_PASS,
@@ -96,7 +96,7 @@ class TorchOps(ArrayOps):
         return Q, u * xp.ldexp(xp.ones_like(u), exponent[..., 0, :]), first
 
     def cholesky_qr(self, Q: Any) -> tuple[Any, Any, int]:
-        """``(Q, diag R, method)`` by the policy of ``backends._cholesky_qr``; ``method`` is
+        """``(Q, diag R, method)`` by the policy of ``lyapkit.backends._cholesky_qr``; ``method`` is
         ``ONE_PASS``, ``TWO_PASSES`` or ``HOUSEHOLDER``."""
         xp, k = self.xp, Q.shape[-1]
         Q1, r, first = self._cholesky_pass(Q)

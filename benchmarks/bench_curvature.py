@@ -71,7 +71,7 @@ from _timing import (
 )
 
 from lyapkit.curvature import CurvatureOperator
-from trainers.models import WCRNN, residuals
+from lyapkit.trainers.models import WCRNN, residuals
 
 METHODS = ("lyapkit-ggn", "lyapkit-hessian", "baseline")
 LABELS = {

@@ -29,7 +29,7 @@ from _timing import (
 )
 from torch import nn
 
-from trainers.models import (
+from lyapkit.trainers.models import (
     GRU,
     LRU,
     LSTM,

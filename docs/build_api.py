@@ -34,8 +34,8 @@ HEADER = """\
      Regenerate with `python docs/build_api.py`; tests/test_docs.py fails when it is stale. -->
 
 The core (`import lyapkit`), the closed-form predictions (`lyapkit.theory`), and the trainers
-(which need torch): the models (`trainers.models`), the tasks (`trainers.tasks`), the training
-configuration (`trainers.config`) and the trainer (`trainers.trainer`). The pages
+(which need torch): the models (`lyapkit.trainers.models`), the tasks (`lyapkit.trainers.tasks`), the training
+configuration (`lyapkit.trainers.config`) and the trainer (`lyapkit.trainers.trainer`). The pages
 [theory](theory/lyapunov.md), [your own maps](howto/user-maps.md), [backends](howto/backends.md)
 and [design](design.md) explain how the pieces fit together.
 """
@@ -251,10 +251,10 @@ def _render_data(name: str, value: object, prefix: str) -> list[str]:
 NAMESPACES = (
     "lyapkit",
     "lyapkit.theory",
-    "trainers.models",
-    "trainers.tasks",
-    "trainers.config",
-    "trainers.trainer",
+    "lyapkit.trainers.models",
+    "lyapkit.trainers.tasks",
+    "lyapkit.trainers.config",
+    "lyapkit.trainers.trainer",
 )
 
 

@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "lyapkit.backends"
 _BUILTIN = {
-    "numpy": "backends.numpy_backend:NumpyBackend",
-    "numba": "backends.numba_backend:NumbaBackend",
-    "torch": "backends.torch_backend:TorchBackend",
+    "numpy": "lyapkit.backends.numpy_backend:NumpyBackend",
+    "numba": "lyapkit.backends.numba_backend:NumbaBackend",
+    "torch": "lyapkit.backends.torch_backend:TorchBackend",
 }
 
 

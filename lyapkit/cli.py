@@ -1,6 +1,6 @@
 """The ``lyapkit`` command line of the analysis core: ``lyapkit spectrum``.
 
-The installed ``lyapkit`` command (:mod:`trainers.cli`) adds ``train``, ``report`` and ``demo``
+The installed ``lyapkit`` command (:mod:`lyapkit.trainers.cli`) adds ``train``, ``report`` and ``demo``
 through the ``extend`` hook of :func:`main`, so the core never imports the trainers.
 """
 

@@ -188,7 +188,7 @@ def gradient_propagation(
     ----------
     model : torch model
         Any object with ``initial_state(inputs)``, ``step(state, u)`` and ``output(states,
-        inputs)`` (states ``(batch, T, n)``), such as the models of ``trainers.models``. When it
+        inputs)`` (states ``(batch, T, n)``), such as the models of ``lyapkit.trainers.models``. When it
         has a ``reference_path()`` context manager it runs inside it.
     inputs : (batch, T, input_size) tensor
         Input sequences, in the dtype and device of the model's (first) parameter.

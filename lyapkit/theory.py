@@ -371,7 +371,7 @@ def lru_ring_variance(
 ) -> float:
     """Stationary ``E|h|²`` of an LRU unit at ring initialisation, averaged over the ring.
 
-    The ring (Orvieto et al. 2023; ``trainers.models.linear.ring_sample``) draws
+    The ring (Orvieto et al. 2023; ``lyapkit.trainers.models.linear.ring_sample``) draws
     ``|λ|² ~ U(r_min², r_max²)`` and ``φ = arg λ ~ U(0, Φ)``, ``Φ = max_phase``. The unit is
     driven with unit variance and autocorrelation ``ρ^|Δ|`` (as the LRU's ``B``, with
     ``E Σ_k |B_jk|² = 1``, makes it for i.i.d. or equally AR(1) input channels), scaled by

@@ -89,7 +89,7 @@ def test_torch_float32_and_explicit_cpu_device():
 
 
 def _numba_cholesky_qr(A):
-    from backends._numba_blas import orthonormalise
+    from lyapkit.backends._numba_blas import orthonormalise
 
     k = A.shape[1]
     V, G, r = np.ascontiguousarray(A.T), np.empty((k, k)), np.empty(k)
@@ -99,7 +99,7 @@ def _numba_cholesky_qr(A):
 
 def _torch_cholesky_qr(A):
     torch = pytest.importorskip("torch")
-    from backends.torch_backend import TorchOps
+    from lyapkit.backends.torch_backend import TorchOps
 
     Q, r, method = TorchOps("float64", "cpu").cholesky_qr(torch.as_tensor(A)[None])
     return Q[0].numpy(), r[0].numpy(), method
@@ -237,7 +237,7 @@ def test_third_party_backend_plugin_via_entry_point(tmp_path):
     dependencies are missing says what to install; a broken one warns instead of crashing."""
     (tmp_path / "fastlyap.py").write_text(
         textwrap.dedent("""
-        from backends.numpy_backend import NumpyBackend
+        from lyapkit.backends.numpy_backend import NumpyBackend
         from lyapkit import Backend
 
         class FastBackend(NumpyBackend):

@@ -23,7 +23,7 @@ from lyapkit.curvature import (  # noqa: E402
     lanczos_quadrature,
 )
 from lyapkit.losses import mean_loss  # noqa: E402
-from trainers.models import WCRNN, ElmanRNN  # noqa: E402
+from lyapkit.trainers.models import WCRNN, ElmanRNN  # noqa: E402
 
 F = torch.nn.functional
 
@@ -405,7 +405,7 @@ def test_cudnn_rnn_on_gpu_matches_cpu():
 @pytest.mark.parametrize("name", ["ElmanRNN", "LSTM", "GRU", "LRU"])
 def test_every_model_family_through_its_reference_path(name):
     """Fused and scan fast paths are replaced by the differentiable loop for the passes."""
-    import trainers.models as models
+    import lyapkit.trainers.models as models
 
     torch.manual_seed(2)
     model = getattr(models, name)(2, 2, 2).double()

@@ -10,7 +10,7 @@ from torch import nn
 import lyapkit
 from lyapkit._array import to_numpy
 from lyapkit.gradients import fit_rate, gradient_propagation
-from trainers.models import LSTM, WCRNN, residuals
+from lyapkit.trainers.models import LSTM, WCRNN, residuals
 
 matplotlib.use("Agg")
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import lyapkit
-from trainers.models import (
+from lyapkit.trainers.models import (
     GRU,
     LRU,
     LSTM,

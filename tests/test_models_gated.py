@@ -19,7 +19,7 @@ import lyapkit as lk
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from trainers.models import GRU, LSTM, ElmanRNN, residuals  # noqa: E402
+from lyapkit.trainers.models import GRU, LSTM, ElmanRNN, residuals  # noqa: E402
 
 IN, HID, OUT, T, B = 3, 5, 2, 9, 4
 MODELS = {"elman": ElmanRNN, "lstm": LSTM, "gru": GRU}

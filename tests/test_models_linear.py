@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lyapkit as lk
-from trainers.models.linear import (
+from lyapkit.trainers.models.linear import (
     LRU,
     BlockDiagonalRNN,
     ComplexDiagonalRNN,

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import lyapkit
 from lyapkit.theory import memory_regime, residual_exponents
-from trainers.models import WCRNN, residuals
+from lyapkit.trainers.models import WCRNN, residuals
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning"),

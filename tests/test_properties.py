@@ -223,7 +223,7 @@ def test_numba_blas_loop_reproduces_numpy_on_random_networks(seed, n, k, every, 
     driven type-B WCRNNs from contracting to chaotic: exponents, running estimates and final
     bases, for every number of vectors — wherever lyapkit does not warn that the basis became too
     ill-conditioned between re-orthonormalisations for the smallest exponents to be accurate."""
-    from backends.numba_backend import BLAS_MIN_WORK
+    from lyapkit.backends.numba_backend import BLAS_MIN_WORK
 
     k = min(n, max(k, -(-BLAS_MIN_WORK // n**2)))  # as few vectors as the BLAS loop takes
     rng = np.random.default_rng(seed)

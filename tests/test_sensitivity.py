@@ -256,7 +256,7 @@ def test_numpy_and_numba_agree(variant, per_unit, m, loss, outputs):
 def test_numba_dense_in_windows(monkeypatch):
     """Outputs after every step are gathered in windows of steps; any window size is exact."""
     pytest.importorskip("numba")
-    import backends.numba_backend as nb
+    import lyapkit.backends.numba_backend as nb
 
     w = _weights(11)
     rng = np.random.default_rng(12)

@@ -14,7 +14,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from trainers.tasks import (  # noqa: E402
+from lyapkit.trainers.tasks import (  # noqa: E402
     TASKS,
     Task,
     adding_problem,
@@ -26,7 +26,7 @@ from trainers.tasks import (  # noqa: E402
     sequential_mnist,
     teacher_student,
 )
-from trainers.tasks.images import MNIST_FILES  # noqa: E402
+from lyapkit.trainers.tasks.images import MNIST_FILES  # noqa: E402
 
 IDX_CODES = {np.dtype("u1"): 0x08, np.dtype("i2"): 0x0B, np.dtype("f4"): 0x0D}
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from lyapkit.gradients import gradient_propagation
 from lyapkit.theory import gradient_norm_rate
-from trainers.models import WCRNN
+from lyapkit.trainers.models import WCRNN
 
 N, T, BATCH, GAMMA = 6, 80, 8, 0.01
 

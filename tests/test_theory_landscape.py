@@ -200,7 +200,7 @@ def test_lru_ring_variance_closed_forms():
 def test_lru_ring_variance_against_ring_samples(r_min, r_max, rho, max_phase, normalized):
     """Average the per-λ closed form over λ drawn by the LRU's own ring_sample."""
     pytest.importorskip("torch")
-    from trainers.models.linear import ring_sample
+    from lyapkit.trainers.models.linear import ring_sample
 
     radius, phase = ring_sample(200_000, r_min, r_max, max_phase, np.random.default_rng(2))
     lam = radius * np.exp(1j * phase)

@@ -1,3 +1,3 @@
-"""Trainers: trainable WCRNNs and baselines (:mod:`trainers.models`); tasks and BPTT training with
+"""Trainers: trainable WCRNNs and baselines (:mod:`lyapkit.trainers.models`); tasks and BPTT training with
 recorded diagnostics come with later work. ``trainers`` depends on the lyapkit core, never the reverse.
 """

@@ -26,9 +26,9 @@ import lyapkit as lk
 from lyapkit import cli as core_cli
 from lyapkit.store import open_run
 from lyapkit.theory import residual_exponents
-from trainers.config import ConfigError, load_config
-from trainers.report import make_report
-from trainers.trainer import Trainer
+from lyapkit.trainers.config import ConfigError, load_config
+from lyapkit.trainers.report import make_report
+from lyapkit.trainers.trainer import Trainer
 
 log = logging.getLogger("lyapkit")
 

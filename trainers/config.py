@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import tomllib
 
-from trainers.models import residuals
+from lyapkit.trainers.models import residuals
 
 __all__ = [
     "DEFAULTS",

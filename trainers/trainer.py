@@ -1,6 +1,6 @@
 """BPTT training with diagnostics recorded into a run store, checkpoints and exact resume.
 
-A run is described by a configuration (:mod:`trainers.config`). :class:`Trainer` builds the task,
+A run is described by a configuration (:mod:`lyapkit.trainers.config`). :class:`Trainer` builds the task,
 the model and the optimizer from it, then trains by backpropagation through time for
 ``training.steps`` optimizer steps. On its own schedule each diagnostic (Lyapunov spectrum,
 gradient propagation, top curvature eigenvalues, effective learning rates) is computed and
@@ -33,16 +33,16 @@ import lyapkit
 from lyapkit.losses import mean_loss
 from lyapkit.progress import progress_bar
 from lyapkit.store import RunStore, open_run, run_config
-from trainers import models
-from trainers.config import ConfigError, build_residual, schedule_steps, validate_config
-from trainers.tasks import Task, make_task
+from lyapkit.trainers import models
+from lyapkit.trainers.config import ConfigError, build_residual, schedule_steps, validate_config
+from lyapkit.trainers.tasks import Task, make_task
 
 log = logging.getLogger(__name__)
 
 __all__ = ["MODELS", "DIAGNOSTICS", "TrainResult", "Trainer", "build_model"]
 
 #: The model classes a ``[model]`` table may name: every concrete recurrent model of
-#: :mod:`trainers.models`.
+#: :mod:`lyapkit.trainers.models`.
 MODELS = tuple(
     name
     for name in models.__all__
@@ -146,7 +146,7 @@ class Trainer:
     Parameters
     ----------
     config : dict
-        A configuration (validated by :func:`trainers.config.validate_config`).
+        A configuration (validated by :func:`lyapkit.trainers.config.validate_config`).
     progress : bool, optional
         Show a tqdm bar (quiet off a terminal); default off.
     callbacks : sequence of callables, optional

@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lyapkit.maps import TanhNetwork, WCRNNMap
-from trainers.models.base import RecurrentModel
+from lyapkit.trainers.models.base import RecurrentModel
 
 __all__ = ["GRU", "LSTM", "ElmanRNN", "ResidualInit"]
 
@@ -163,7 +163,7 @@ class ElmanRNN(_FusedRecurrentModel):
         Read out the last state or every state (see :class:`RecurrentModel`).
     residual : (n, n) array, optional
         Residual matrix ``R`` of the weakly coupled residual initialisation (e.g. from
-        :mod:`trainers.models.residuals`).
+        :mod:`lyapkit.trainers.models.residuals`).
     gamma : float or (n,) array, optional
         Coupling ``γ``, scalar or per unit; required with ``residual``, refused without it.
 

@@ -23,8 +23,8 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from lyapkit.maps import LinearMap
-from trainers.models.base import RecurrentModel, positive_int
-from trainers.models.residuals import random_orthogonal, rotation_blocks
+from lyapkit.trainers.models.base import RecurrentModel, positive_int
+from lyapkit.trainers.models.residuals import random_orthogonal, rotation_blocks
 
 TWO_PI = 2 * math.pi
 PARAMETRIZATIONS = ("exponential", "polar")
@@ -273,7 +273,7 @@ class ComplexDiagonalRNN(_LinearRNN):
     Parameters
     ----------
     input_size, hidden_size, output_size, readout
-        As for :class:`~trainers.models.base.RecurrentModel`; the state is ``s = (Re h, Im h)``
+        As for :class:`~lyapkit.trainers.models.base.RecurrentModel`; the state is ``s = (Re h, Im h)``
         (``state_size = 2 hidden_size``).
     parametrization : {"exponential", "polar"}
         How the trainable ``ν, θ`` (attributes ``nu``, ``theta``, shape ``(H,)``) give ``λ``:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import ortho_group
 
-from trainers.models.base import positive_int
+from lyapkit.trainers.models.base import positive_int
 
 
 def _interval(bounds: tuple[float, float], name: str) -> tuple[float, float]:

@@ -23,7 +23,7 @@ from torch.autograd.function import once_differentiable
 
 from lyapkit.maps import Map, WCRNNMap
 from lyapkit.theory import WCRNNPrediction, wcrnn_prediction
-from trainers.models.base import RecurrentModel
+from lyapkit.trainers.models.base import RecurrentModel
 
 VARIANTS = ("linear", "A", "B")
 
@@ -111,7 +111,7 @@ class WCRNN(RecurrentModel):
         Read out the last state or every state.
     residual : (n, n) array or tensor, or callable, optional
         The residual ``R`` (default the identity, i.e. critical), e.g. from
-        :mod:`trainers.models.residuals`; or a callable ``ρ(x)`` (torch, batched over leading axes,
+        :mod:`lyapkit.trainers.models.residuals`; or a callable ``ρ(x)`` (torch, batched over leading axes,
         e.g. an ``nn.Module``) replacing ``R x`` for a non-linear residual.
     gamma : float or (n,) array
         Coupling ``γ``, scalar or per unit; fixed.

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lyapkit.losses import LOSSES
-from trainers.models.base import READOUTS, positive_int
+from lyapkit.trainers.models.base import READOUTS, positive_int
 
 METRICS = ("accuracy", "rms")
 SPLITS = ("train", "test")
@@ -75,7 +75,7 @@ class Task:
         The training loss, by its name in :mod:`lyapkit.losses`.
     readout : {"last", "sequence"}
         Whether the target belongs to the last step only or to every step (the ``readout`` of
-        :class:`~trainers.models.base.RecurrentModel`).
+        :class:`~lyapkit.trainers.models.base.RecurrentModel`).
     metric : {"accuracy", "rms"}
         The performance measure: the fraction of correctly classified samples, or the root mean
         square error ``sqrt(mean((y − ŷ)²))`` (the square root of the ``mse`` loss).
@@ -84,7 +84,7 @@ class Task:
         measure (the number of training iterations until the test metric first reaches it):
         reached when the accuracy is ``≥ min_performance``, or the RMS error ``≤ min_performance``.
     train_inputs, test_inputs : torch.Tensor
-        float32 ``(N, T, input_size)``, batch first as the models of :mod:`trainers.models` take them.
+        float32 ``(N, T, input_size)``, batch first as the models of :mod:`lyapkit.trainers.models` take them.
     train_targets, test_targets : torch.Tensor
         int64 class labels ``(N,)`` (``(N, T)`` for a per-step readout) for ``cross_entropy``;
         float32 ``(N, output_size)`` (``(N, T, output_size)``) for ``mse``.

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainers.tasks.base import Task, check_seed, data_root, min_performance_or, optional_count
+from lyapkit.trainers.tasks.base import Task, check_seed, data_root, min_performance_or, optional_count
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def sequential_mnist(
         Use only the first ``n`` images of each split, in file order (default: all, 60000/10000).
     min_performance : float, optional
         Threshold of minimal performance on the accuracy; default 0.2 (twice chance, see
-        :mod:`trainers.tasks`).
+        :mod:`lyapkit.trainers.tasks`).
 
     Raises
     ------

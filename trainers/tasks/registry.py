@@ -7,9 +7,9 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from trainers.tasks.base import Task
-from trainers.tasks.images import sequential_cifar10, sequential_digits, sequential_mnist
-from trainers.tasks.synthetic import adding_problem, teacher_student
+from lyapkit.trainers.tasks.base import Task
+from lyapkit.trainers.tasks.images import sequential_cifar10, sequential_digits, sequential_mnist
+from lyapkit.trainers.tasks.synthetic import adding_problem, teacher_student
 
 #: Task factories by name; each returns a :class:`Task`.
 TASKS: dict[str, Callable[..., Task]] = {

@@ -13,9 +13,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from trainers.models.base import positive_int
-from trainers.models.linear import linear_teacher
-from trainers.tasks.base import Task, min_performance_or, seed_streams
+from lyapkit.trainers.models.base import positive_int
+from lyapkit.trainers.models.linear import linear_teacher
+from lyapkit.trainers.tasks.base import Task, min_performance_or, seed_streams
 
 #: RMS error of the best constant guess (the mean, 1) for ADD(T): the sum of two independent
 #: U(0, 1) numbers has variance 2/12.
@@ -63,7 +63,7 @@ def adding_problem(
         Seeds the data (``numpy.random.SeedSequence``; train and test use separate streams).
     min_performance : float, optional
         Threshold of minimal performance on the RMS error; default ``sqrt(1/6)/2 ≈ 0.204``, half
-        the RMS error of always answering the mean 1 (see :mod:`trainers.tasks`).
+        the RMS error of always answering the mean 1 (see :mod:`lyapkit.trainers.tasks`).
 
     Returns
     -------
@@ -102,10 +102,10 @@ def teacher_student(
 ) -> Task:
     """The linear teacher–student regression of Zucchet & Orvieto (2024).
 
-    A frozen dense linear teacher RNN (:func:`trainers.models.linear_teacher`: ``hidden`` units,
+    A frozen dense linear teacher RNN (:func:`lyapkit.trainers.models.linear_teacher`: ``hidden`` units,
     eigenvalue moduli ``|λ|² ~ U(nu0², 1)``, one input and one output) is driven by i.i.d.
     ``N(0, 1)`` inputs of length ``T``; its outputs are the targets the student must reproduce
-    (computed by the teacher's step-by-step recurrence, :meth:`~trainers.models.base.RecurrentModel.reference_path`).
+    (computed by the teacher's step-by-step recurrence, :meth:`~lyapkit.trainers.models.base.RecurrentModel.reference_path`).
     Loss ``"mse"``, metric ``"rms"``. ``nu0 → 1`` lengthens the teacher's memory (the paper
     sweeps ``nu0`` up to 0.99 with ``T = 300``, a 10-unit teacher and 64-unit students).
 
@@ -127,7 +127,7 @@ def teacher_student(
     min_performance : float, optional
         Threshold of minimal performance on the RMS error; default half the standard deviation
         of the training targets (the RMS error of the best constant guess), see
-        :mod:`trainers.tasks`.
+        :mod:`lyapkit.trainers.tasks`.
 
     Returns
     -------
