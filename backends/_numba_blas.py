@@ -16,12 +16,12 @@ synchronisation (OpenBLAS, 2 cores: 216 µs per step of a 128-unit network with 
 runs, and members run in parallel (``prange``).
 """
 
-import ctypes
 import functools
 import math
 
+import llvmlite.binding as llvm
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
 from numba.extending import get_cython_function_address
 from threadpoolctl import ThreadpoolController
 
@@ -33,13 +33,17 @@ from lyapkit.backends._cholesky_qr import (
     one_pass_min_sine2,
     two_pass_min_sine2,
 )
+from lyapkit.backends._numba_cache import cached_njit, loop_key
 from lyapkit.backends._numba_loops import _all_finite, _first_record, _renormalise_after
 
 
 def _fortran_routine(library: str, name: str, n_args: int):
-    """SciPy's BLAS/LAPACK routine ``name``: every argument passed by pointer, returns nothing."""
-    address = get_cython_function_address(f"scipy.linalg.cython_{library}", name)
-    return ctypes.CFUNCTYPE(None, *(ctypes.c_void_p,) * n_args)(address)
+    """SciPy's BLAS/LAPACK routine ``name`` (every argument passed by pointer, returns nothing),
+    called by symbol name: the process registers the symbol's address with LLVM, so the compiled
+    code holds no address and numba can cache it on disk."""
+    symbol = f"lyapkit_{library}_{name}"
+    llvm.add_symbol(symbol, get_cython_function_address(f"scipy.linalg.cython_{library}", name))
+    return types.ExternalFunction(symbol, types.void(*(types.voidptr,) * n_args))
 
 
 _dgemm = _fortran_routine("blas", "dgemm", 13)
@@ -289,90 +293,72 @@ def orthonormalise(V, G, r):
     return HOUSEHOLDER
 
 
-@njit(error_model="numpy")
-def _advance_member(
-    step, jacobian, params, x, V, ls, U, t0, t1, transient, steps, every, record_at, cum, cond
-):
-    """Advance one member in place (state ``x``, rows ``V``, ``Σ log R_ii`` in ``ls``); return
-    the step after which it blew up, or −1."""
-    k, n = V.shape
-    xn, u, J = np.empty(n), np.empty(U.shape[1]), np.empty((n, n))
-    G, r, v, vn = np.empty((k, k)), np.empty(k), V.copy(), np.empty((k, n))
-    worst, blown = cond[0], -1
-    ri = _first_record(record_at, max(t0 - transient, 0))
-    for t in range(t0, t1):
-        u[:] = U[t]
-        jacobian(x, u, params, J)
-        step(x, u, params, xn)
-        x[:] = xn
-        tangent_product(J, v, vn)
-        v, vn = vn, v
-        if not _renormalise_after(t, transient, steps, every):
-            continue
-        orthonormalise(v, G, r)
-        if not (_all_finite(x, n) and _all_finite(r, k) and r.min() > 0.0):
-            blown = t + 1
-            break
-        worst = max(worst, r.max() / r.min())
-        if t + 1 == transient:  # start averaging from here
-            ls[:] = 0.0
-        elif t + 1 > transient:
-            for i in range(k):
-                ls[i] += math.log(r[i])
-            if ri < record_at.shape[0] and t + 1 - transient == record_at[ri]:
-                cum[ri] = ls
-                ri += 1
-    V[:] = v
-    cond[0] = worst
-    return blown
-
-
-@njit(parallel=True, error_model="numpy")
-def tangent_chunk(
-    step,
-    jacobian,
-    params,
-    X,
-    V,
-    SQ,
-    U,
-    t0,
-    t1,
-    transient,
-    steps,
-    every,
-    record_at,
-    logscale,
-    cum,
-    cond,
-    blow,
-):
-    """Advance every member from step t0 to t1, members in parallel; the arguments of the loop of
-    ``lyapkit.backends._numba_loops.tangent_kernel``. Call it with BLAS limited to one thread.
-
-    (The scalar loop's driver is the same but is closed over its member, which LLVM then inlines
-    into the parallel loop: passing the member as an argument instead made a Hénon step 20% slower.)
+@functools.cache
+def tangent_loop(step, jacobian):
+    """The tangent loop of kernels ``step`` and ``jacobian``: ``chunk`` with the arguments of the
+    loop of ``lyapkit.backends._numba_loops.tangent_loop``, advancing every member from step t0 to
+    t1, members in parallel. Call it with BLAS limited to one thread.
 
     Rows of ``V`` are orthonormal after every re-orthonormalisation, so ``SQ`` stays 1 and
     ``logscale`` holds ``Σ log R_ii`` since the end of the transient; ``cond`` holds the largest
     ``max R_ii / min R_ii`` seen.
     """
-    for e in prange(X.shape[0]):
-        if blow[e] < 0:
-            blow[e] = _advance_member(
-                step,
-                jacobian,
-                params,
-                X[e],
-                V[e],
-                logscale[e],
-                U[min(np.int64(e), U.shape[0] - 1)],
-                t0,
-                t1,
-                transient,
-                steps,
-                every,
-                record_at,
-                cum[e],
-                cond[e : e + 1],
-            )
+
+    @njit(error_model="numpy")
+    def member(params, x, V, ls, U, t0, t1, transient, steps, every, record_at, cum, cond):
+        """Advance one member in place (state ``x``, rows ``V``, ``Σ log R_ii`` in ``ls``);
+        return the step after which it blew up, or −1."""
+        k, n = V.shape
+        xn, u, J = np.empty(n), np.empty(U.shape[1]), np.empty((n, n))
+        G, r, v, vn = np.empty((k, k)), np.empty(k), V.copy(), np.empty((k, n))
+        worst, blown = cond[0], -1
+        ri = _first_record(record_at, max(t0 - transient, 0))
+        for t in range(t0, t1):
+            u[:] = U[t]
+            jacobian(x, u, params, J)
+            step(x, u, params, xn)
+            x[:] = xn
+            tangent_product(J, v, vn)
+            v, vn = vn, v
+            if not _renormalise_after(t, transient, steps, every):
+                continue
+            orthonormalise(v, G, r)
+            if not (_all_finite(x, n) and _all_finite(r, k) and r.min() > 0.0):
+                blown = t + 1
+                break
+            worst = max(worst, r.max() / r.min())
+            if t + 1 == transient:  # start averaging from here
+                ls[:] = 0.0
+            elif t + 1 > transient:
+                for i in range(k):
+                    ls[i] += math.log(r[i])
+                if ri < record_at.shape[0] and t + 1 - transient == record_at[ri]:
+                    cum[ri] = ls
+                    ri += 1
+        V[:] = v
+        cond[0] = worst
+        return blown
+
+    @cached_njit(loop_key("tangent_blas", (step, jacobian)), parallel=True, error_model="numpy")
+    def chunk(
+        params, X, V, SQ, U, t0, t1, transient, steps, every, record_at, logscale, cum, cond, blow
+    ):
+        for e in prange(X.shape[0]):
+            if blow[e] < 0:
+                blow[e] = member(
+                    params,
+                    X[e],
+                    V[e],
+                    logscale[e],
+                    U[min(np.int64(e), U.shape[0] - 1)],
+                    t0,
+                    t1,
+                    transient,
+                    steps,
+                    every,
+                    record_at,
+                    cum[e],
+                    cond[e : e + 1],
+                )
+
+    return chunk

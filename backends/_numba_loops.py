@@ -1,8 +1,9 @@
 """Nopython tangent, twin and trajectory loops of the numba backend (``prange`` over members).
 
-The map's kernels are passed as arguments, so a loop compiles once per map type and is reused for
-every parameter value. The tangent loop is also specialised on ``(n, k)`` so that LLVM unrolls
-the small loops of low-dimensional maps. Tangent vectors are rows of ``V`` (k, n), contiguous;
+Each factory returns its loop as a closure over the map's kernels, so a loop compiles once per
+kernel set (and is then reused for every parameter value, which the loop takes as an argument)
+and is cached on disk (``lyapkit.backends._numba_cache``). The tangent loop is also specialised
+on ``(n, k)`` so that LLVM unrolls the small loops of low-dimensional maps. Tangent vectors are rows of ``V`` (k, n), contiguous;
 ``V ← V Jᵀ`` is ``Q ← J Q``.
 
 Re-orthonormalisation is modified Gram–Schmidt *without normalisation*: row ``i`` is made
@@ -19,6 +20,8 @@ import math
 
 import numpy as np
 from numba import njit, prange
+
+from lyapkit.backends._numba_cache import cached_njit, loop_key
 
 # |v_i|² is kept in [2⁻¹⁰⁰, 2¹⁰⁰], so a renormalisation interval may stretch a vector by up to
 # ~2^±460 (1e±139) before its squared length over- or underflows.
@@ -109,11 +112,12 @@ def _all_finite(a, n):
 
 
 @functools.cache
-def tangent_kernel(n, k):
-    """The tangent loop specialised on state dimension ``n`` and number of vectors ``k``.
+def tangent_loop(step, jacobian, n, k):
+    """The tangent loop of kernels ``step`` and ``jacobian``, specialised on state dimension ``n``
+    and number of vectors ``k``.
 
-    Returns ``chunk(step, jacobian, params, X, V, SQ, U, t0, t1, transient, steps, every,
-    record_at, logscale, cum, cond, blow)``, which advances every member from step t0 to t1 in
+    Returns ``chunk(params, X, V, SQ, U, t0, t1, transient, steps, every, record_at, logscale,
+    cum, cond, blow)``, which advances every member from step t0 to t1 in
     parallel. State: X (E, n), unnormalised rows V (E, k, n), their squared lengths SQ (E, k) and
     the logs of their rescalings ``logscale`` (E, k); ``Σ log R_ii = logscale + ½ log SQ`` since the
     end of the transient, recorded into ``cum`` (E, R, k) at ``record_at``.
@@ -121,8 +125,6 @@ def tangent_kernel(n, k):
 
     @njit(error_model="numpy", fastmath={"contract"}, inline="always")
     def member(
-        step,
-        jacobian,
         params,
         x_io,
         v_io,
@@ -178,10 +180,8 @@ def tangent_kernel(n, k):
         cond[0] = math.sqrt(worst)
         return blown
 
-    @njit(parallel=True)
+    @cached_njit(loop_key("tangent", (step, jacobian), n, k), parallel=True)
     def chunk(
-        step,
-        jacobian,
         params,
         X,
         V,
@@ -201,8 +201,6 @@ def tangent_kernel(n, k):
         for e in prange(X.shape[0]):
             if blow[e] < 0:
                 blow[e] = member(
-                    step,
-                    jacobian,
                     params,
                     X[e],
                     V[e],
@@ -222,74 +220,74 @@ def tangent_kernel(n, k):
     return chunk
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
-def twin_chunk(
-    step,
-    params,
-    X,
-    Y,
-    U,
-    t0,
-    t1,
-    transient,
-    steps,
-    every,
-    separation,
-    period,
-    record_at,
-    acc,
-    cum,
-    blow,
-):
-    """Advance reference X and perturbed Y, renormalising ``|Y − X|`` to ``separation``."""
-    E, n = X.shape
-    for e in prange(E):
-        if blow[e] >= 0:
-            continue
-        ue = np.int64(0) if U.shape[0] == 1 else np.int64(e)
-        x, xn, y, yn, d = X[e].copy(), np.empty(n), Y[e].copy(), np.empty(n), np.empty(n)
-        u, a = np.empty(U.shape[2]), acc[e, 0]
-        ri = _first_record(record_at, max(t0 - transient, 0))
-        for t in range(t0, t1):
-            for i in range(U.shape[2]):
-                u[i] = U[ue, t, i]
-            step(x, u, params, xn)
-            step(y, u, params, yn)
-            x[:] = xn
-            y[:] = yn
-            if not _renormalise_after(t, transient, steps, every):
+@functools.cache
+def twin_loop(step):
+    """The twin loop of kernel ``step``: ``chunk(params, X, Y, U, t0, t1, transient, steps, every,
+    separation, period, record_at, acc, cum, blow)`` advances reference X and perturbed Y,
+    renormalising ``|Y − X|`` to ``separation``."""
+
+    @cached_njit(loop_key("twin", (step,)), parallel=True, error_model="numpy")
+    def chunk(
+        params, X, Y, U, t0, t1, transient, steps, every, separation, period, record_at, acc, cum,
+        blow,
+    ):  # fmt: skip
+        E, n = X.shape
+        for e in prange(E):
+            if blow[e] >= 0:
                 continue
-            dist2 = 0.0
-            for i in range(n):
-                d[i] = y[i] - x[i]
-                if period > 0.0:
-                    d[i] = (d[i] + 0.5 * period) % period - 0.5 * period
-                dist2 += d[i] * d[i]
-            dist = math.sqrt(dist2)
-            if not (_all_finite(x, n) and math.isfinite(dist) and dist > 0.0):
-                blow[e] = t + 1
-                break
-            for i in range(n):
-                y[i] = x[i] + d[i] * (separation / dist)
-            s = t + 1 - transient
-            if s > 0:
-                a += math.log(dist / separation)
-                if ri < record_at.shape[0] and s == record_at[ri]:
-                    cum[e, ri, 0] = a
-                    ri += 1
-        X[e], Y[e], acc[e, 0] = x, y, a
+            ue = np.int64(0) if U.shape[0] == 1 else np.int64(e)
+            x, xn, y, yn, d = X[e].copy(), np.empty(n), Y[e].copy(), np.empty(n), np.empty(n)
+            u, a = np.empty(U.shape[2]), acc[e, 0]
+            ri = _first_record(record_at, max(t0 - transient, 0))
+            for t in range(t0, t1):
+                for i in range(U.shape[2]):
+                    u[i] = U[ue, t, i]
+                step(x, u, params, xn)
+                step(y, u, params, yn)
+                x[:] = xn
+                y[:] = yn
+                if not _renormalise_after(t, transient, steps, every):
+                    continue
+                dist2 = 0.0
+                for i in range(n):
+                    d[i] = y[i] - x[i]
+                    if period > 0.0:
+                        d[i] = (d[i] + 0.5 * period) % period - 0.5 * period
+                    dist2 += d[i] * d[i]
+                dist = math.sqrt(dist2)
+                if not (_all_finite(x, n) and math.isfinite(dist) and dist > 0.0):
+                    blow[e] = t + 1
+                    break
+                for i in range(n):
+                    y[i] = x[i] + d[i] * (separation / dist)
+                s = t + 1 - transient
+                if s > 0:
+                    a += math.log(dist / separation)
+                    if ri < record_at.shape[0] and s == record_at[ri]:
+                        cum[e, ri, 0] = a
+                        ri += 1
+            X[e], Y[e], acc[e, 0] = x, y, a
+
+    return chunk
 
 
-@njit(parallel=True, error_model="numpy")
-def trajectory_chunk(step, jacobian, params, U, t0, t1, first_jacobian, states, jacobians):
-    """Steps ``t0 ≤ t < t1`` of every member: ``states[e, t+1] = f(states[e, t], u_t)`` and, for
-    ``t ≥ first_jacobian``, ``jacobians[e, t − first_jacobian] = ∂f/∂x (states[e, t], u_t)``."""
-    for e in prange(states.shape[0]):
-        ue = np.int64(0) if U.shape[0] == 1 else np.int64(e)
-        u = np.empty(U.shape[2])
-        for t in range(t0, t1):
-            for i in range(U.shape[2]):
-                u[i] = U[ue, t, i]
-            if t >= first_jacobian:
-                jacobian(states[e, t], u, params, jacobians[e, t - first_jacobian])
-            step(states[e, t], u, params, states[e, t + 1])
+@functools.cache
+def trajectory_loop(step, jacobian):
+    """The trajectory loop of kernels ``step`` and ``jacobian``: ``chunk(params, U, t0, t1,
+    first_jacobian, states, jacobians)`` runs steps ``t0 ≤ t < t1`` of every member,
+    ``states[e, t+1] = f(states[e, t], u_t)`` and, for ``t ≥ first_jacobian``,
+    ``jacobians[e, t − first_jacobian] = ∂f/∂x (states[e, t], u_t)``."""
+
+    @cached_njit(loop_key("trajectory", (step, jacobian)), parallel=True, error_model="numpy")
+    def chunk(params, U, t0, t1, first_jacobian, states, jacobians):
+        for e in prange(states.shape[0]):
+            ue = np.int64(0) if U.shape[0] == 1 else np.int64(e)
+            u = np.empty(U.shape[2])
+            for t in range(t0, t1):
+                for i in range(U.shape[2]):
+                    u[i] = U[ue, t, i]
+                if t >= first_jacobian:
+                    jacobian(states[e, t], u, params, jacobians[e, t - first_jacobian])
+                step(states[e, t], u, params, states[e, t + 1])
+
+    return chunk

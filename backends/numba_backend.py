@@ -26,13 +26,17 @@ from lyapkit.backend import (
     TrajectoryPlan,
     TrajectoryRecord,
 )
-from lyapkit.maps.base import Map
+from lyapkit.maps.base import Map, NumbaKernels
 
 #: ``n² k`` (state dimension n, k exponents) from which BLAS calls beat the scalar loop: one
 #: trajectory of a tanh network, 2 cores, µs per step scalar / BLAS: n = 16, k = 16: 4.9 / 5.6;
 #: n = 24, k = 16: 7.2 / 6.2; n = 32, k = 8: 4.5 / 4.7; n = 64, k = 4: 8.9 / 6.5; n = 128, k = 1:
 #: 15 / 12. A full spectrum goes to BLAS from 21 dimensions on, one exponent from 91.
 BLAS_MIN_WORK = 2**13
+#: Start-up of a loop, in seconds on 2 cores: loading it from numba's disk cache (numba's import
+#: included), or compiling it (scalar loop, BLAS loop); and the run's speed-up over the numpy
+#: backend's cost model, which is ≥ 20 for every map measured (benchmarks/).
+LOAD_SECONDS, COMPILE_SECONDS, NUMPY_SPEED_UP = 0.5, {False: 8.0, True: 12.0}, 20.0
 _CHUNKS = 100  # progress granularity when a progress bar is shown
 _DENSE_BLOCK = 2**22  # float64 entries of output Jacobians held at once by the dense GGN (32 MiB)
 
@@ -42,18 +46,17 @@ def _chunks(total: int, progress: Progress) -> list[tuple[int, int]]:
     return [(t, min(t + size, total)) for t in range(0, total, size)]
 
 
-def _tangent_loop(n: int, k: int):
-    """The tangent loop for ``k`` vectors in ``n`` dimensions and a factory of the context to run
-    it in: scalar
-    Gram–Schmidt specialised on ``(n, k)`` for small bases; from ``n² k ≥ BLAS_MIN_WORK`` on,
-    BLAS-3 products and CholeskyQR with BLAS on one thread."""
+def _tangent_loop(kernels: NumbaKernels, n: int, k: int):
+    """The tangent loop of ``kernels`` for ``k`` vectors in ``n`` dimensions and a factory of the
+    context to run it in: scalar Gram–Schmidt specialised on ``(n, k)`` for small bases; from
+    ``n² k ≥ BLAS_MIN_WORK`` on, BLAS-3 products and CholeskyQR with BLAS on one thread."""
     if n * n * k >= BLAS_MIN_WORK:
-        from lyapkit.backends._numba_blas import single_threaded_blas, tangent_chunk
+        from lyapkit.backends._numba_blas import single_threaded_blas, tangent_loop
 
-        return tangent_chunk, single_threaded_blas
-    from lyapkit.backends._numba_loops import tangent_kernel
+        return tangent_loop(kernels.step, kernels.jacobian), single_threaded_blas
+    from lyapkit.backends._numba_loops import tangent_loop
 
-    return tangent_kernel(n, k), contextlib.nullcontext
+    return tangent_loop(kernels.step, kernels.jacobian, n, k), contextlib.nullcontext
 
 
 class NumbaBackend(Backend):
@@ -69,6 +72,20 @@ class NumbaBackend(Backend):
 
     def priority(self, system: Map) -> int:
         return 1
+
+    def estimated_seconds(self, system: Map, plan: TangentPlan) -> float:
+        """Compilation (unless the loop is compiled in this process or cached on disk) plus the
+        run, about ``NUMPY_SPEED_UP`` times faster than the numpy backend's cost model."""
+        from lyapkit.backends._numba_cache import is_ready
+        from lyapkit.backends._numba_loops import twin_loop
+        from lyapkit.backends.numpy_backend import numpy_seconds
+
+        kernels, (n, k) = system.numba_kernels(), plan.basis0.shape[1:]
+        twin = plan.separation > 0
+        loop = twin_loop(kernels.step) if twin else _tangent_loop(kernels, n, k)[0]
+        blas = n * n * k >= BLAS_MIN_WORK and not twin
+        start = LOAD_SECONDS if is_ready(loop) else COMPILE_SECONDS[blas]
+        return start + numpy_seconds(system, plan) / NUMPY_SPEED_UP
 
     @staticmethod
     def _check(plan: TangentPlan | TrajectoryPlan) -> None:
@@ -98,12 +115,10 @@ class NumbaBackend(Backend):
         U = np.ascontiguousarray(plan.inputs, dtype=np.float64)
         record_at = np.asarray(plan.record_at, dtype=np.int64)
         logscale, cum, cond, blow = self._outputs(plan, V.shape[1])
-        chunk, context = _tangent_loop(system.dim, V.shape[1])
+        chunk, context = _tangent_loop(kernels, system.dim, V.shape[1])
         with context():
             for t0, t1 in _chunks(plan.total, progress):
                 chunk(
-                    kernels.step,
-                    kernels.jacobian,
                     kernels.params,
                     X,
                     V,
@@ -126,10 +141,11 @@ class NumbaBackend(Backend):
         return TangentRecord(cum, cond, blow, X, basis)
 
     def twin(self, system: Map, plan: TangentPlan, progress: Progress) -> TangentRecord:
-        from lyapkit.backends._numba_loops import twin_chunk
+        from lyapkit.backends._numba_loops import twin_loop
 
         self._check(plan)
         kernels = system.numba_kernels()
+        twin_chunk = twin_loop(kernels.step)
         X = np.array(plan.x0, dtype=np.float64)
         Y = X + plan.separation * plan.basis0[..., 0]
         U = np.ascontiguousarray(plan.inputs, dtype=np.float64)
@@ -139,7 +155,6 @@ class NumbaBackend(Backend):
         cond = np.ones(len(X))  # one vector: perfectly conditioned
         for t0, t1 in _chunks(plan.total, progress):
             twin_chunk(
-                kernels.step,
                 kernels.params,
                 X,
                 Y,
@@ -164,10 +179,11 @@ class NumbaBackend(Backend):
         return TangentRecord(cum, cond, blow, X, basis)
 
     def trajectory(self, system: Map, plan: TrajectoryPlan, progress: Progress) -> TrajectoryRecord:
-        from lyapkit.backends._numba_loops import trajectory_chunk
+        from lyapkit.backends._numba_loops import trajectory_loop
 
         self._check(plan)
         kernels = system.numba_kernels()
+        trajectory_chunk = trajectory_loop(kernels.step, kernels.jacobian)
         E, n = plan.x0.shape
         states = np.empty((E, plan.steps + 1, n))
         states[:, 0] = plan.x0
@@ -175,8 +191,6 @@ class NumbaBackend(Backend):
         U = np.ascontiguousarray(plan.inputs, dtype=np.float64)
         for t0, t1 in _chunks(plan.steps, progress):
             trajectory_chunk(
-                kernels.step,
-                kernels.jacobian,
                 kernels.params,
                 U,
                 t0,
@@ -189,7 +203,7 @@ class NumbaBackend(Backend):
         return TrajectoryRecord(states=states, jacobians=jacobians)
 
     def ggn(self, system: Map, plan: GGNPlan, vectors: np.ndarray | None = None) -> np.ndarray:
-        from lyapkit.backends._numba_sensitivity import ggn_products, sensitivity_chunk
+        from lyapkit.backends._numba_sensitivity import products_loop, sensitivity_loop
 
         kernels = system.numba_kernels()
         if not kernels.has_parameter_kernels:
@@ -203,11 +217,9 @@ class NumbaBackend(Backend):
         if vectors is not None:
             Vt = np.ascontiguousarray(vectors.T)
             out = np.zeros((E,) + Vt.shape)
-            ggn_products(
-                kernels.step,
-                kernels.jacobian,
-                kernels.parameter_jvp,
-                kernels.parameter_vjp,
+            products_loop(
+                kernels.step, kernels.jacobian, kernels.parameter_jvp, kernels.parameter_vjp
+            )(
                 kernels.params,
                 codes,
                 X,
@@ -229,10 +241,7 @@ class NumbaBackend(Backend):
             t1 = min(t0 + window, T)
             r = t1 - t0 if plan.all_outputs else int(t1 == T)
             A, Y = np.empty((E, r, o, P)), np.empty((E, r, o))
-            sensitivity_chunk(
-                kernels.step,
-                kernels.jacobian,
-                kernels.parameter_jacobian,
+            sensitivity_loop(kernels.step, kernels.jacobian, kernels.parameter_jacobian)(
                 kernels.params,
                 codes,
                 X,

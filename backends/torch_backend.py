@@ -11,6 +11,15 @@ from typing import Any
 
 import numpy as np
 
+from lyapkit.backend import (
+    Backend,
+    BackendError,
+    Progress,
+    TangentPlan,
+    TangentRecord,
+    TrajectoryPlan,
+    TrajectoryRecord,
+)
 from lyapkit.backends._array_loop import ArrayOps, tangent_loop, trajectory_loop, twin_loop
 from lyapkit.backends._cholesky_qr import (
     CHOLESKY_QR_MIN_DIM,
@@ -20,15 +29,6 @@ from lyapkit.backends._cholesky_qr import (
     max_norm_deviation,
     one_pass_min_sine2,
     two_pass_min_sine2,
-)
-from lyapkit.backend import (
-    Backend,
-    BackendError,
-    Progress,
-    TangentPlan,
-    TangentRecord,
-    TrajectoryPlan,
-    TrajectoryRecord,
 )
 from lyapkit.maps.base import Map
 

@@ -19,7 +19,6 @@ import importlib.util
 import logging
 import warnings
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import ClassVar
 
 import numpy as np
@@ -255,6 +254,15 @@ class Backend(abc.ABC):
         """Preference for ``backend="auto"`` among backends that support ``system`` (higher wins)."""
         return 0
 
+    def estimated_seconds(self, system: Map, plan: TangentPlan) -> float | None:
+        """Expected wall time of :meth:`tangent` or :meth:`twin` for ``plan``, start-up costs
+        (compilation) included, or None without a cost model.
+
+        ``backend="auto"`` runs the highest-priority backend unless another one expects to finish
+        sooner (both must have a cost model): a short run is not worth a long compilation.
+        """
+        return None
+
     @abc.abstractmethod
     def tangent(self, system: Map, plan: TangentPlan, progress: Progress) -> TangentRecord:
         """Integrate the state and tangent basis; QR re-orthonormalisation (Benettin 1980)."""
@@ -297,6 +305,10 @@ GGN_AUTODIFF_HINT = (
 
 @functools.lru_cache(maxsize=1)
 def _registry() -> dict[str, str | type[Backend]]:
+    # importlib.metadata is imported here, on the first lookup, not with lyapkit: it costs about a
+    # tenth of `import lyapkit`, which every `lyapkit` command (even `--help`) pays
+    from importlib.metadata import entry_points
+
     found: dict[str, str | type[Backend]] = dict(_BUILTIN)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in found:
@@ -356,22 +368,58 @@ def _incapable(backend: Backend, system: Map | None, method: str) -> str:
 
 
 def get_backend(
-    name: str | Backend, system: Map | None = None, method: str | None = None
+    name: str | Backend,
+    system: Map | None = None,
+    method: str | None = None,
+    plan: TangentPlan | None = None,
 ) -> Backend:
     """Resolve a backend by name (or ``"auto"``) for ``system``.
 
     ``"auto"`` picks the installed backend that supports ``system`` (and implements the optional
-    protocol method ``method``, e.g. ``"trajectory"``, when given) with the highest priority.
-    Raises :class:`BackendError` naming the installed backends, or the extra to install.
+    protocol method ``method``, e.g. ``"trajectory"``, when given) with the highest priority,
+    unless, for a ``plan``, another one expects to finish sooner
+    (:meth:`Backend.estimated_seconds`). Raises :class:`BackendError` naming the installed
+    backends, or the extra to install.
     """
+    return choose_backend(name, system, method, plan)[0]
+
+
+def _auto(system: Map | None, method: str | None, plan: TangentPlan | None) -> tuple[Backend, str]:
+    candidates = [_load(n)() for n in _able(system, method)]
+    if not candidates:
+        needs = f" with {method!r}" if method else ""
+        raise BackendError(f"no installed backend can run {system!r}{needs}")
+    ranked = sorted(candidates, key=lambda b: -b.priority(system) if system is not None else 0)
+    first = ranked[0]
+    others = ", ".join(b.name for b in ranked[1:]) or "none"
+    reason = f"auto: {first.name}, the preferred backend for this map (others able: {others})"
+    if plan is None or system is None:
+        return first, reason
+    costs = {b.name: b.estimated_seconds(system, plan) for b in ranked}
+    known = [b for b in ranked if costs[b.name] is not None]
+    if costs[first.name] is None or len(known) < 2:
+        return first, reason
+    fastest = min(known, key=lambda b: costs[b.name])
+    summary = ", ".join(f"{b.name} ~{costs[b.name]:.2g} s" for b in known)
+    if fastest is first:
+        return first, f"auto: {first.name}, expected to finish first ({summary})"
+    return fastest, (
+        f"auto: {fastest.name} instead of the preferred {first.name}, expected to finish first "
+        f"({summary}; {first.name}'s estimate includes its start-up, e.g. compilation)"
+    )
+
+
+def choose_backend(
+    name: str | Backend,
+    system: Map | None = None,
+    method: str | None = None,
+    plan: TangentPlan | None = None,
+) -> tuple[Backend, str]:
+    """:func:`get_backend`, with the reason for the choice (recorded in results)."""
+    if isinstance(name, str) and name == "auto":
+        return _auto(system, method, plan)
     if isinstance(name, Backend):
         backend = name
-    elif name == "auto":
-        candidates = [_load(n)() for n in _able(system, method)]
-        if not candidates:
-            needs = f" with {method!r}" if method else ""
-            raise BackendError(f"no installed backend can run {system!r}{needs}")
-        return max(candidates, key=lambda b: b.priority(system) if system is not None else 0)
     elif not isinstance(name, str) or name not in _registry():
         raise BackendError(f"backend must be 'auto' or one of {backend_names()}, got {name!r}")
     else:
@@ -387,4 +435,4 @@ def get_backend(
         )
     if not _implements(backend, method):
         raise BackendError(_incapable(backend, system, method))
-    return backend
+    return backend, "requested"

@@ -1,8 +1,19 @@
-"""The ``lyapkit`` command line of the analysis core: ``lyapkit spectrum``.
+"""The lyapkit command line.
 
-The installed ``lyapkit`` command (:mod:`lyapkit.trainers.cli`) adds ``train``, ``report`` and ``demo``
-through the ``extend`` hook of :func:`main`, so the core never imports the trainers.
+    lyapkit spectrum MAP [-p NAME=VALUE] [-o OUT.nc]  Lyapunov spectrum of a built-in map
+    lyapkit spectrum RUN.nc                           ... of the model saved in a run file
+    lyapkit train CONFIG.toml [--resume]              train with diagnostics into a run file
+    lyapkit report RUN.nc [-o SHEET.png]              the report sheet of a run
+    lyapkit demo [--dir DIR]                          analyse and train a small WCRNN (~25 s)
+
+Exit codes: 0 success, 1 a run that failed (non-finite result or loss), 2 a usage or configuration
+error, or a missing optional dependency (the message names the extra to install).
 """
+
+# The parser of every command is built here, in the core, without importing the trainers or any
+# optional dependency: `lyapkit --help` loads neither torch, h5netcdf, matplotlib nor numba. Each
+# handler imports what its command needs when it runs: the training commands (and the spectrum of a
+# run file) are implemented in `lyapkit.trainers.cli`, which the core reaches only from them.
 
 from __future__ import annotations
 
@@ -12,12 +23,13 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from types import ModuleType
 
 import numpy as np
 
 import lyapkit as lk
+from lyapkit._array import import_optional
 
 log = logging.getLogger("lyapkit")
 
@@ -101,8 +113,35 @@ def format_spectrum(res: lk.LyapunovSpectrum) -> str:
     return "\n".join(lines)
 
 
+def _require(*needs: tuple[str, str]) -> None:
+    """Import each ``(module, extra)`` of a command before it starts, so that a missing optional
+    dependency stops it at once with the ImportError of :func:`lyapkit._array.import_optional`
+    (which names the extra), not after minutes of work."""
+    for module, extra in needs:
+        import_optional(module, extra)
+
+
+# (module, extra) of the optional dependencies that commands need
+_TORCH = ("torch", "torch")
+_STORE = ("h5netcdf", "store")
+_PLOT = ("matplotlib", "plot")
+_TASKS = ("sklearn", "tasks")
+
+
+def _trainers_cli(*needs: tuple[str, str]) -> ModuleType:
+    """:mod:`lyapkit.trainers.cli` (imported on first use: it imports torch), after ``needs``."""
+    _require(_TORCH, *needs)
+    from lyapkit.trainers import cli
+
+    return cli
+
+
 def cmd_spectrum(args: argparse.Namespace) -> int:
+    if args.map.endswith(".nc"):  # a saved run: its model, driven by its task's test sequences
+        return _trainers_cli(_STORE).cmd_run_spectrum(args)
     system = build_map(args.map, _parse_params(args.param))
+    if args.output:
+        _require(_STORE)  # before the computation, not after it
     res = lk.lyapunov_spectrum(
         system,
         steps=args.steps,
@@ -121,10 +160,20 @@ def cmd_spectrum(args: argparse.Namespace) -> int:
     return EXIT_OK if np.isfinite(res.exponents).all() else EXIT_FAILURE
 
 
-def make_parser(
-    extend: Callable[[Any, argparse.ArgumentParser], None] | None = None,
-) -> argparse.ArgumentParser:
-    """The parser; ``extend(subparsers, verbosity_parent)`` adds commands (the trainers do)."""
+def cmd_train(args: argparse.Namespace) -> int:
+    return _trainers_cli(_STORE).cmd_train(args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    return _trainers_cli(_STORE, _PLOT).cmd_report(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return _trainers_cli(_STORE, _PLOT, _TASKS).cmd_demo(args)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The parser of every command (built without importing any optional dependency)."""
     # -q/-v are accepted before and after the subcommand; their defaults are suppressed so that the
     # subcommand's copy does not reset what was given before it.
     verbosity = argparse.ArgumentParser(add_help=False)
@@ -135,17 +184,22 @@ def make_parser(
     verbosity.add_argument(
         "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more logging"
     )
-    parser = argparse.ArgumentParser(prog="lyapkit", description=__doc__, parents=[verbosity])
+    parser = argparse.ArgumentParser(
+        prog="lyapkit",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[verbosity],
+    )
     parser.add_argument("--version", action="version", version=f"lyapkit {lk.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     spectrum = sub.add_parser(
-        "spectrum", help="Lyapunov spectrum of a built-in map", parents=[verbosity]
+        "spectrum", help="Lyapunov spectrum of a built-in map or a saved run", parents=[verbosity]
     )
     spectrum.add_argument(
         "map",
-        help=f"one of {sorted(lk.BUILTIN_MAPS)}, or (with the trainers installed) a run file "
-        "RUN.nc: the model of its checkpoint, driven by its task's test sequences",
+        help=f"one of {sorted(lk.BUILTIN_MAPS)}, or a run file RUN.nc (needs lyapkit[torch]): "
+        "the model of its checkpoint, driven by its task's test sequences",
     )
     spectrum.add_argument(
         "--param",
@@ -162,31 +216,52 @@ def make_parser(
     spectrum.add_argument("--ensemble", type=int, default=None)
     spectrum.add_argument("--seed", type=int, default=0)
     spectrum.add_argument("--backend", default="auto")
-    spectrum.add_argument("--output", "-o", help="write the result as netCDF4/HDF5 (.nc)")
+    spectrum.add_argument(
+        "--output", "-o", help="write the result as netCDF4/HDF5 (.nc; needs lyapkit[store])"
+    )
     spectrum.set_defaults(func=cmd_spectrum)
 
-    if extend is not None:
-        extend(sub, verbosity)
+    train = sub.add_parser(
+        "train", help="train a model with diagnostics (needs lyapkit[torch,store])",
+        parents=[verbosity],
+    )  # fmt: skip
+    train.add_argument("config", help="TOML configuration (see docs/howto/training.md)")
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    train.set_defaults(func=cmd_train)
+
+    report = sub.add_parser(
+        "report", help="PNG report sheet of a run (needs lyapkit[torch,store,plot])",
+        parents=[verbosity],
+    )  # fmt: skip
+    report.add_argument("run", help="run file (.nc)")
+    report.add_argument("--output", "-o", help="PNG path (default: beside the run)")
+    report.set_defaults(func=cmd_report)
+
+    demo = sub.add_parser(
+        "demo", help="analyse and train a small WCRNN with diagnostics (needs lyapkit[all])",
+        parents=[verbosity],
+    )  # fmt: skip
+    demo.add_argument("--steps", type=int, default=3000, help="training steps")
+    demo.add_argument("--analysis-steps", type=int, default=20_000)
+    demo.add_argument("--dir", help="run directory (default: a new temporary directory)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 
-def main(
-    argv: Sequence[str] | None = None,
-    extend: Callable[[Any, argparse.ArgumentParser], None] | None = None,
-    usage_errors: tuple[type[Exception], ...] = (),
-) -> int:
-    """Run the command line; ``usage_errors`` are further exception types reported with exit 2."""
-    parser = make_parser(extend)
-    args = parser.parse_args(argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``lyapkit`` command line (the console script); returns the exit code."""
+    args = make_parser().parse_args(argv)
     args.quiet, args.verbose = getattr(args, "quiet", False), getattr(args, "verbose", 0)
     level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (UsageError, lk.BackendError, *usage_errors) as err:
-        print(f"lyapkit {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except (ValueError, OSError) as err:
+    # one line on stderr, no traceback (-v logs it): usage and configuration errors (ConfigError is
+    # a ValueError), unreadable or unwritable files, a backend that is missing or cannot run the
+    # map, and a missing optional dependency (an ImportError naming the extra to install)
+    except (UsageError, lk.BackendError, ValueError, OSError, ImportError) as err:
+        log.debug("%s: %s", type(err).__name__, err, exc_info=True)
         print(f"lyapkit {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
 

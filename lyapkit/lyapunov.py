@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from lyapkit._array import to_numpy
-from lyapkit.backend import Backend, TangentPlan, TangentRecord, get_backend
+from lyapkit.backend import Backend, TangentPlan, TangentRecord, choose_backend
 from lyapkit.maps.base import Map
 from lyapkit.progress import Progress, progress_bar
 from lyapkit.results import LyapunovSpectrum
@@ -209,6 +209,7 @@ def _pack(
     method: str,
     system: Map,
     backend: Backend,
+    reason: str,
     plan: TangentPlan,
     times: dict[str, np.ndarray],
     record: TangentRecord,
@@ -273,6 +274,7 @@ def _pack(
         reortho_every=plan.every,
         seed=seed,
         backend=backend.name,
+        backend_reason=reason,
         system=repr(system),
         jacobian_method=system.jacobian_method,
         method="qr" if method == "lyapunov" else "twin",
@@ -374,9 +376,9 @@ def lyapunov_spectrum(
         dtype=dtype,
         device=device,
     )
-    chosen = get_backend(backend, system)
+    chosen, reason = choose_backend(backend, system, plan=plan)
     record = _run("lyapunov", chosen, system, plan, progress)
-    return _pack("lyapunov", system, chosen, plan, times, record, seed)
+    return _pack("lyapunov", system, chosen, reason, plan, times, record, seed)
 
 
 def max_lyapunov_twin(
@@ -434,6 +436,6 @@ def max_lyapunov_twin(
         dtype=dtype,
         device=device,
     )
-    chosen = get_backend(backend, system)
+    chosen, reason = choose_backend(backend, system, plan=plan)
     record = _run("twin", chosen, system, plan, progress)
-    return _pack("twin", system, chosen, plan, times, record, seed)
+    return _pack("twin", system, chosen, reason, plan, times, record, seed)

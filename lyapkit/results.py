@@ -68,9 +68,9 @@ class LyapunovSpectrum:
         Window length (steps) of ``finite_time``.
     dim, steps, transient, reortho_every, seed : int
         State dimension and the run's settings (``seed`` reproduces the run).
-    backend, system, jacobian_method, method : str
-        Backend used, ``repr`` of the map, how its Jacobian was computed, and ``"qr"`` or
-        ``"twin"``.
+    backend, backend_reason, system, jacobian_method, method : str
+        Backend used and why (``"requested"``, or how ``backend="auto"`` chose it), ``repr`` of
+        the map, how its Jacobian was computed, and ``"qr"`` or ``"twin"``.
     """
 
     exponents: np.ndarray
@@ -90,6 +90,7 @@ class LyapunovSpectrum:
     reortho_every: int
     seed: int
     backend: str
+    backend_reason: str
     system: str
     jacobian_method: str
     method: str
@@ -166,6 +167,7 @@ class LyapunovSpectrum:
             "system": self.system,
             "jacobian_method": self.jacobian_method,
             "backend": self.backend,
+            "backend_reason": self.backend_reason,
             "steps": self.steps,
             "transient": self.transient,
             "reortho_every": self.reortho_every,

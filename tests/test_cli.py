@@ -1,9 +1,57 @@
-"""The ``lyapkit`` command line."""
+"""The ``lyapkit`` command line: in process, and as the installed command in real subprocesses,
+also in an environment where the optional dependencies cannot be imported."""
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+import pytest
 import xarray as xr
 
 from lyapkit.cli import main
+
+#: The optional dependencies: `pip install lyapkit` installs none of them.
+OPTIONAL = ("torch", "numba", "h5py", "h5netcdf", "matplotlib", "tqdm", "sklearn")
+#: What of torch, numba, matplotlib, h5py, h5netcdf and the trainers a process has imported.
+LOADED = (
+    "sorted(m for m in sys.modules if m.split('.')[0] in "
+    "('torch','numba','matplotlib','h5py','h5netcdf') or m.startswith('lyapkit.trainers'))"
+)
+
+
+def lyapkit_command() -> list[str]:
+    """The installed console script beside this interpreter, else ``python -m lyapkit.cli``."""
+    script = shutil.which("lyapkit", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-m", "lyapkit.cli"]
+
+
+def without(blocked: Sequence[str], directory: Path) -> dict[str, str]:
+    """An environment in which the modules ``blocked`` cannot be imported, as if not installed: a
+    ``sitecustomize`` on PYTHONPATH sets ``sys.modules[name] = None``, so ``import name`` raises
+    ModuleNotFoundError and ``importlib.util.find_spec(name)`` returns None."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "sitecustomize.py").write_text(
+        f"import sys\nfor name in {tuple(blocked)!r}:\n    sys.modules[name] = None\n"
+    )
+    pythonpath = os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": pythonpath, "OMP_NUM_THREADS": "1"}
+
+
+def run(args: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None):
+    return subprocess.run(
+        [*lyapkit_command(), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def bare(tmp_path_factory) -> dict[str, str]:
+    """The environment of `pip install lyapkit` alone (numpy, scipy, xarray)."""
+    return without(OPTIONAL, tmp_path_factory.mktemp("bare"))
 
 
 def test_spectrum_prints_table_and_writes_netcdf(tmp_path, capsys):
@@ -76,3 +124,101 @@ def test_quiet_and_verbose_work_after_the_subcommand(capsys):
     assert main(["spectrum", "henon", "--steps", "2000", "--backend", "numpy", "-q"]) == 0
     assert "Kaplan-Yorke dimension" in capsys.readouterr().out
     assert main(["-q", "spectrum", "henon", "--steps", "2000", "--backend", "numpy", "-v"]) == 0
+
+
+def test_loading_the_command_line_imports_no_optional_dependency():
+    """`import lyapkit.cli` and building the parser of every command load neither torch, numba,
+    matplotlib, h5py, h5netcdf nor the trainers (which the handlers import when they run), and
+    neither does a numpy spectrum."""
+    code = f"import lyapkit.cli, sys; print({LOADED})"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    code = (
+        "import lyapkit.cli, sys; lyapkit.cli.make_parser(); "
+        "lyapkit.cli.main(['-q', 'spectrum', 'henon', '--steps', '200', '--backend', 'numpy']); "
+        f"print({LOADED})"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_bare_environment_hides_the_optional_dependencies(bare):
+    """The premise of the tests below: in `bare`, the optional dependencies look uninstalled."""
+    code = (
+        "import importlib.util\n"
+        f"for name in {OPTIONAL!r}:\n"
+        "    assert importlib.util.find_spec(name) is None, name\n"
+        "    try:\n"
+        "        __import__(name)\n"
+        "    except ImportError:\n"
+        "        pass\n"
+        "    else:\n"
+        "        raise AssertionError(name)\n"
+        "import lyapkit\n"
+        "print(lyapkit.available_backends())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=bare, check=True
+    )
+    assert out.stdout.split() == ["['numpy']"]
+
+
+def test_installed_command_lists_every_command(bare):
+    for env in (None, bare):
+        out = run(["--help"], env=env)
+        assert out.returncode == 0, out.stderr
+        for command in ("spectrum", "train", "report", "demo"):
+            assert command in out.stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "lyapkit.cli", "--version"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and out.stdout.startswith("lyapkit ")
+
+
+def test_spectrum_without_extras(bare):
+    """`pip install lyapkit` alone runs `lyapkit spectrum` (on the numpy backend)."""
+    out = run(["spectrum", "henon", "--steps", "200"], env=bare)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [r[0] for r in rows] == ["1", "2"]
+    assert float(rows[0][1]) > 0 > float(rows[1][1])
+    assert "backend numpy" in out.stdout and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "extra"),
+    [
+        (["train", "run.toml"], "lyapkit[torch]"),
+        (["demo", "--steps", "5"], "lyapkit[torch]"),
+        (["report", "run.nc"], "lyapkit[torch]"),
+        (["spectrum", "run.nc"], "lyapkit[torch]"),
+        (["spectrum", "henon", "--steps", "200", "-o", "henon.nc"], "lyapkit[store]"),
+        (["spectrum", "henon", "--steps", "200", "--backend", "numba"], "lyapkit[numba]"),
+        (["spectrum", "henon", "--steps", "200", "--backend", "torch"], "lyapkit[torch]"),
+    ],
+)
+def test_a_missing_extra_is_one_line_naming_it(bare, tmp_path, args, extra):
+    out = run(args, env=bare, cwd=tmp_path)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith(f"lyapkit {args[0]}: error: ") and extra in lines[0]
+    assert not list(tmp_path.iterdir())  # stopped before writing anything
+
+
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("torch", "h5netcdf", "sklearn")),
+    reason="needs lyapkit[torch,store,tasks]",
+)
+def test_demo_stops_before_training_when_one_extra_is_missing(tmp_path):
+    """With torch installed but not matplotlib, `lyapkit demo` fails at once (not after training,
+    when it writes its report sheet), naming the extra."""
+    env = without(["matplotlib"], tmp_path / "site")
+    out = run(["demo", "--steps", "5", "--dir", str(tmp_path / "runs")], env=env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "lyapkit demo: error: matplotlib is not installed; install it with "
+        "`pip install lyapkit[plot]`"
+    ]
+    assert not (tmp_path / "runs").exists()

@@ -114,7 +114,7 @@ def test_resume_after_kill_equals_an_uninterrupted_run(tmp_path):
     killed_cfg = write_config(killed_dir, steps=steps)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lyapkit.trainers.cli", "-q", "train", str(killed_cfg)], env=env
+        [sys.executable, "-m", "lyapkit.cli", "-q", "train", str(killed_cfg)], env=env
     )
     checkpoint = killed_dir / "small.ckpt.pt"
     deadline = time.monotonic() + 120
@@ -233,7 +233,7 @@ def test_demo_runs(tmp_path):
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
     out = subprocess.run(
-        [sys.executable, "-m", "lyapkit.trainers.cli", "-q", "demo", "--steps", "12",
+        [sys.executable, "-m", "lyapkit.cli", "-q", "demo", "--steps", "12",
          "--analysis-steps", "1000", "--dir", str(tmp_path)],
         capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
