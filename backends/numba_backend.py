@@ -5,9 +5,9 @@ vectors with explicit loops and re-orthogonalises them with unnormalised modifie
 (``lyapkit.backends._numba_loops``): for the small bases of low-dimensional maps a hand-written kernel
 specialised on the dimension is far cheaper than a LAPACK call, and no logarithm is taken per
 step. For larger ones the loop calls BLAS and LAPACK for the tangent product and
-CholeskyQR (``lyapkit.backends._numba_blas``). A loop compiles once per process for each map's kernels
-(and, for the small-map loop, each ``(n, k)``): a few seconds; the first compilation also loads
-numba.
+CholeskyQR (``lyapkit.backends._numba_blas``). A loop compiles once for each map's kernels
+(and, for the small-map loop, each ``(n, k)``), several seconds, and is then loaded from numba's
+disk cache by later processes (``lyapkit.backends._numba_cache``).
 """
 
 from __future__ import annotations
