@@ -4,7 +4,7 @@
     lyapkit spectrum RUN.nc                           ... of the model saved in a run file
     lyapkit train CONFIG.toml [--resume]              train with diagnostics into a run file
     lyapkit report RUN.nc [-o SHEET.png]              the report sheet of a run
-    lyapkit demo [--dir DIR]                          analyse and train a small WCRNN (~25 s)
+    lyapkit demo [--dir DIR]                          analyse and train a small WCRNN (~20 s)
 
 Exit codes: 0 success, 1 a run that failed (non-finite result or loss), 2 a usage or configuration
 error, or a missing optional dependency (the message names the extra to install).

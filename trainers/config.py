@@ -32,7 +32,14 @@ __all__ = [
 #: Defaults of every key. ``task`` and ``model`` take further keys: the options of the task
 #: factory and of the model class.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "run": {"name": "run", "dir": "runs", "seed": 0, "device": "cpu", "dtype": "float32"},
+    "run": {
+        "name": "run",
+        "dir": "runs",
+        "seed": 0,
+        "device": "cpu",
+        "dtype": "float32",
+        "threads": 0,  # intra-op CPU threads while training; 0: one for a small model
+    },
     "task": {"name": "adding"},
     "model": {"name": "WCRNN"},
     "optimizer": {
@@ -129,6 +136,7 @@ def _check_run(run: dict) -> None:
             raise ConfigError(f"run.{key} must be a non-empty string, got {run[key]!r}")
     _positive(run["seed"], "run.seed", integer=True, zero=True)
     _choice(run["dtype"], "run.dtype", ("float32", "float64"))
+    _positive(run["threads"], "run.threads", integer=True, zero=True)
 
 
 def _check_optimizer(opt: dict) -> None:

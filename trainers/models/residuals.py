@@ -7,7 +7,6 @@ couplings). The eigenvalues of ``R`` set the predicted Lyapunov exponents ``log|
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import ortho_group
 
 from lyapkit.trainers.models.base import positive_int
 
@@ -88,6 +87,8 @@ def informed(
 
 def random_orthogonal(n: int, seed: int | np.random.Generator | None = None) -> np.ndarray:
     """A Haar-random orthogonal ``R`` (``scipy.stats.ortho_group``): all ``|eig| = 1``, uniformly spread angles."""
+    from scipy.stats import ortho_group  # scipy.stats takes most of a second to import
+
     n = positive_int(n, "n")
     rng = np.random.default_rng(seed)
     if n == 1:  # Haar measure on O(1) = {−1, +1}
