@@ -1,5 +1,6 @@
 """Shared test configuration: deterministic hypothesis profiles and common fixtures."""
 
+import importlib.util
 import os
 
 import numpy as np
@@ -16,6 +17,21 @@ settings.register_profile(
 settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Deterministic by default; HYPOTHESIS_PROFILE=dev explores new examples on every run.
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One intra-op torch thread in every test (where torch is installed).
+
+    The tests' tensors are small: their products take microseconds, less than handing them to
+    OpenMP workers, and while another process (or numba's and OpenBLAS's spinning workers) holds
+    one of two cores, every parallel region waits for a time slice: a torch loop of 3000 small
+    steps measured 0.35 s with one thread and 5–12 s with two. Tests that set their own thread
+    count restore it to this one."""
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import lyapkit as lk
 BACKENDS = ["numpy", "numba", "torch"]
 
 
-def _wcrnn(variant, n=5, m=2, seed=0):
+def _wcrnn(variant, n=8, m=2, seed=0):
     rng = np.random.default_rng(seed)
     R = 0.9 * np.linalg.qr(rng.standard_normal((n, n)))[0]
     return lk.WCRNNMap(
@@ -25,17 +25,22 @@ def _wcrnn(variant, n=5, m=2, seed=0):
     )
 
 
+# The numba backend compiles a loop once per process for each map's kernels (and, for the scalar
+# loop, each dimension and number of exponents): several seconds each. So the systems share those
+# of other tests where they can: WCRNNs of 8 (docs/models/wcrnn.md, test_models_common,
+# test_properties), a tanh network and a linear map of 4 (test_models_common, test_models_gated,
+# test_models_linear), and WCRNN kernels for every test of the BLAS loop (here and test_properties).
 NON_CHAOTIC = {
     "wcrnn-linear": (_wcrnn("linear"), 3000),
     "wcrnn-A": (_wcrnn("A"), 3000),
     "wcrnn-B": (_wcrnn("B"), 3000),
-    "tanh-g0.8": (lk.TanhNetwork(6, g=0.8, input_dim=2, seed=1), 3000),
-    "linear": (lk.LinearMap(np.diag([0.7, 0.4, -0.5]) + 0.05, np.ones((3, 2))), 3000),
+    "tanh-g0.8": (lk.TanhNetwork(4, g=0.8, input_dim=2, seed=1), 3000),
+    "linear": (lk.LinearMap(np.diag([0.7, 0.4, -0.5, 0.2]) + 0.05, np.ones((4, 2))), 3000),
     # Full spectra from 21 dimensions on run the numba backend's BLAS-3 loop with CholeskyQR.
-    "tanh-40-g0.8": (lk.TanhNetwork(40, g=0.8, seed=1), 1000),
-    "wcrnn-B-24": (_wcrnn("B", n=24), 1000),
+    "wcrnn-A-40": (_wcrnn("A", n=40, m=0), 1000),  # autonomous
+    "wcrnn-B-24": (_wcrnn("B", n=24), 1000),  # driven
     "henon-short": (lk.Henon(), 25),  # chaotic: rounding differences grow like e^{0.42 t}
-    "standard-short": (lk.CoupledStandardMaps(2, k=1.1, coupling=0.2), 25),
+    "standard-short": (lk.CoupledStandardMaps(3, k=1.1, coupling=0.2), 25),
 }
 
 
@@ -172,7 +177,10 @@ def test_non_normal_chain_keeps_an_orthonormal_basis(backend):
     like ``a^(1−k)``: CholeskyQR must notice the lost orthonormality, not trust the sines. Every
     window's exponents must sum to ``n log a`` (``det J = aⁿ``)."""
     n, a = 24, 0.5  # numba: the BLAS loop
-    system = lk.TanhNetwork(n, g=1.0, W=a * np.eye(n) + np.eye(n, k=1))  # J = W at x = 0
+    # x → (aI + N) x as a linear-residual WCRNN with γ = 0: J = aI + N exactly, and numba runs the
+    # loop it compiled for the WCRNNs above.
+    J = a * np.eye(n) + np.eye(n, k=1)
+    system = lk.WCRNNMap(J, np.zeros((n, n)), 0.0, variant="linear")
     res = lk.lyapunov_spectrum(
         system, steps=200, x0=np.zeros(n), seed=3, backend=backend, finite_time=20
     )
@@ -182,15 +190,18 @@ def test_non_normal_chain_keeps_an_orthonormal_basis(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dim", [2, 24])  # numba: the scalar loop and the BLAS loop
+@pytest.mark.parametrize("dim", [8, 24])  # numba: the scalar loop and the BLAS loop
 def test_overflow_gives_nan_and_a_warning_naming_the_step(backend, dim):
-    system = lk.LinearMap(np.diag([1e10] + [0.5] * (dim - 1)))
+    # x → A x as a linear-residual WCRNN with γ = 0 (exactly A x, Jacobian exactly A), so that
+    # numba runs the loops it compiled for the WCRNNs above.
+    A = np.diag([1e10] + [0.5] * (dim - 1))
+    system = lk.WCRNNMap(A, np.zeros((dim, dim)), 0.0, variant="linear")
     x0 = np.zeros((2, dim))
     x0[0, 1], x0[1] = 1.0, 1.0
+    # 2000 steps: past the first blow-up check of the array loops (every 1024 steps), with member
+    # 0 still running after member 1 blew up.
     with pytest.warns(lk.NonFiniteTrajectoryWarning, match=r"member 1 by step 31\b"):
-        res = lk.lyapunov_spectrum(
-            system, steps=10_000, transient=5, x0=x0, seed=0, backend=backend
-        )
+        res = lk.lyapunov_spectrum(system, steps=2000, transient=5, x0=x0, seed=0, backend=backend)
     # 1e10**31 = 1e310 overflows float64 at step 31 (counted from the start, transient
     # included); member 0 never leaves the stable axis and keeps its exact exponents.
     assert list(res.blowup_steps) == [-1, 31]

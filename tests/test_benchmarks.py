@@ -9,7 +9,7 @@ import pytest
 SCRIPTS = sorted((Path(__file__).parents[1] / "benchmarks").glob("bench_*.py"))
 
 
-@pytest.mark.slow  # about 2 minutes on 2 cores: five fresh processes, each compiling its numba loops
+@pytest.mark.slow  # minutes on 2 cores: a fresh process per script, each compiling its numba loops
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
 def test_benchmark_runs_quick(script):
     pytest.importorskip("torch")

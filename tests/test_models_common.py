@@ -24,18 +24,21 @@ from lyapkit.trainers.models import (
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
+# State sizes 4 and 8 only (8 for the WCRNNs, 4 for the others): the numba backend compiles its
+# loop once per process for each map's kernels and each (dimension, number of exponents), several
+# seconds each, and test_backends, test_models_gated and test_models_linear use the same ones.
 FACTORIES = {
-    "wcrnn-linear": lambda: WCRNN(2, 4, 3, residual=residuals.rotational(4, 0.4, 0.95)),
-    "wcrnn-A": lambda: WCRNN(2, 4, 3, variant="A", gamma=np.linspace(0.1, 0.4, 4)),
-    "wcrnn-B": lambda: WCRNN(2, 4, 3, variant="B", residual=residuals.random_orthogonal(4, seed=0)),
+    "wcrnn-linear": lambda: WCRNN(2, 8, 3, residual=residuals.rotational(8, 0.4, 0.95)),
+    "wcrnn-A": lambda: WCRNN(2, 8, 3, variant="A", gamma=np.linspace(0.1, 0.4, 8)),
+    "wcrnn-B": lambda: WCRNN(2, 8, 3, variant="B", residual=residuals.random_orthogonal(8, seed=0)),
     "wcrnn-callable": lambda: WCRNN(2, 4, 3, residual=torch.nn.Linear(4, 4), variant="A"),
     "elman": lambda: ElmanRNN(2, 4, 3),
     "elman-wcr": lambda: ElmanRNN(2, 4, 3, residual=residuals.homogeneous(4, 0.9), gamma=0.1),
     "lstm": lambda: LSTM(2, 4, 3),
     "gru": lambda: GRU(2, 4, 3),
-    "lru": lambda: LRU(2, 4, 3, seed=0),
-    "complex-polar": lambda: ComplexDiagonalRNN(2, 4, 3, parametrization="polar", seed=0),
-    "complex-unnormalised": lambda: ComplexDiagonalRNN(2, 4, 3, normalization=False, seed=0),
+    "lru": lambda: LRU(2, 2, 3, seed=0),  # complex units: state 4
+    "complex-polar": lambda: ComplexDiagonalRNN(2, 2, 3, parametrization="polar", seed=0),
+    "complex-unnormalised": lambda: ComplexDiagonalRNN(2, 2, 3, normalization=False, seed=0),
     "real-diagonal": lambda: RealDiagonalRNN(2, 4, 3, seed=0),
     "block-diagonal": lambda: BlockDiagonalRNN(2, 4, 3, seed=0),
     "dense-linear": lambda: DenseLinearRNN(2, 4, 3, seed=0),

@@ -265,14 +265,15 @@ def test_elman_map_is_a_snapshot():
 
 
 def test_elman_spectrum_agrees_across_backends():
-    R, gamma = residuals.informed(HID, (0.2, 0.6), (0.9, 1.05), (0.05, 0.2), seed=14)
+    n = 4  # numba compiles a loop per state size: 4 is that of test_models_common's Elman RNNs
+    R, gamma = residuals.informed(n, (0.2, 0.6), (0.9, 1.05), (0.05, 0.2), seed=14)
     torch.manual_seed(15)
-    m = ElmanRNN(IN, HID, OUT, residual=R, gamma=gamma).as_map()
+    m = ElmanRNN(IN, n, OUT, residual=R, gamma=gamma).as_map()
     inputs = np.random.default_rng(16).standard_normal((60, IN))
-    kw = dict(steps=50, transient=10, inputs=inputs, x0=np.full(HID, 0.1), seed=17)
+    kw = dict(steps=50, transient=10, inputs=inputs, x0=np.full(n, 0.1), seed=17)
     runs = {b: lk.lyapunov_spectrum(m, backend=b, **kw) for b in ("numpy", "numba", "torch")}
     for b, r in runs.items():
-        assert r.backend == b and r.exponents.shape == (HID,)
+        assert r.backend == b and r.exponents.shape == (n,)
         np.testing.assert_allclose(r.exponents, runs["numpy"].exponents, rtol=0, atol=1e-9)
 
 

@@ -123,7 +123,7 @@ def test_scan_real_decay_complex_drive_promotes():
 # The models
 # --------------------------------------------------------------------------------------------
 
-M_IN, H, N_OUT = 3, 6, 2
+M_IN, H, N_OUT = 3, 4, 2
 MODELS = {
     "complex-exponential": lambda **kw: ComplexDiagonalRNN(M_IN, H // 2, N_OUT, **kw),
     "complex-polar-skip": lambda **kw: ComplexDiagonalRNN(
@@ -136,7 +136,7 @@ MODELS = {
     "real-diagonal": lambda **kw: RealDiagonalRNN(M_IN, H, N_OUT, **kw),
     "block-diagonal": lambda **kw: BlockDiagonalRNN(M_IN, H, N_OUT, **kw),
     "dense": lambda **kw: DenseLinearRNN(M_IN, H, N_OUT, **kw),
-}  # every state has dimension H = 6 (one numba compilation for the spectra)
+}  # every state has dimension H = 4: one numba loop for the spectra (as in test_models_common)
 
 
 def _model(name: str, readout: str = "last", **kw):

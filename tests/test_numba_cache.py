@@ -68,6 +68,7 @@ def _run(script: str, cache_dir, *, path=None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # two processes, the first compiling six loops: ~1 min on 2 cores
 def test_every_loop_is_compiled_once_then_loaded_from_disk(tmp_path):
     first = _run(EVERY_LOOP, tmp_path)
     second = _run(EVERY_LOOP, tmp_path)

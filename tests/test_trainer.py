@@ -229,6 +229,7 @@ def test_report_sheet(tmp_path):
     assert main(["spectrum", str(tmp_path / "nothing.nc")]) == 2
 
 
+@pytest.mark.slow  # a smoke test of `lyapkit demo` in a fresh process (~10 s on 2 cores)
 def test_demo_runs(tmp_path):
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
