@@ -2,7 +2,7 @@
 
     lyapkit spectrum MAP [-p NAME=VALUE] [-o OUT.nc]  Lyapunov spectrum of a built-in map
     lyapkit spectrum RUN.nc                           ... of the model saved in a run file
-    lyapkit train CONFIG.toml [--resume]              train with diagnostics into a run file
+    lyapkit train CONFIG.toml [--resume|--overwrite]  train with diagnostics into a run file
     lyapkit report RUN.nc [-o SHEET.png]              the report sheet of a run
     lyapkit demo [--dir DIR]                          analyse and train a small WCRNN (~20 s)
 
@@ -226,7 +226,16 @@ def make_parser() -> argparse.ArgumentParser:
         parents=[verbosity],
     )  # fmt: skip
     train.add_argument("config", help="TOML configuration (see docs/howto/training.md)")
-    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    existing = train.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--resume", action="store_true",
+        help="continue the run from its last checkpoint (the config must match the stored one in "
+        "every key that changes the result); a finished run is left as it is",
+    )  # fmt: skip
+    existing.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an existing run (its run file and checkpoint) by a new one",
+    )  # fmt: skip
     train.set_defaults(func=cmd_train)
 
     report = sub.add_parser(

@@ -5,8 +5,10 @@ The trainer records diagnostics with :meth:`RunStore.append` and persists them w
 
 Layout of a run file (netCDF4/HDF5, written through h5netcdf)::
 
-    /                 attributes: config (JSON string), seed (decimal string), lyapkit_version,
-                      created (ISO 8601, UTC), format_version
+    /                 attributes: config (JSON string), seed (decimal string), run_id (hex),
+                      lyapkit_version, created (ISO 8601, UTC), format_version, and
+                      config_changes (JSON list) once a resume changed a key that does not
+                      change the result
     /<diagnostic>     one group per diagnostic, with its own ``step`` coordinate
                       (int64, units "iteration", long_name "training step") and its variables
                       stacked along it, e.g. ``exponent_value (step, exponent)``
@@ -17,10 +19,15 @@ the store keeps every record in memory and each flush rewrites the whole file: i
 therefore leaves either the previous file or the new one, never a torn one. The cost of a flush is
 that of writing everything recorded so far (linear in the file size; see
 ``docs/howto/run-store.md``); flushes happen on the trainer's schedule.
+
+A run directory has one writer: :func:`lock_run` takes the lock file ``<name>.lock`` (holding
+the owner's pid and host) atomically, recovers a stale one left by a dead process on this host,
+and refuses with :class:`RunLockedError` while another process holds it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
@@ -28,7 +35,9 @@ import math
 import numbers
 import os
 import re
+import socket
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -104,6 +113,133 @@ def _config_json(config: Any) -> str:
         raise type(err)(
             f"config must be JSON-serialisable (strict JSON: no NaN or infinity): {err}"
         ) from err
+
+
+class RunLockedError(OSError):
+    """Another live process holds the lock of a run (see :func:`lock_run`)."""
+
+
+def _lock_owner(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """The parsed content of a lock file (None when empty or unreadable) and its raw text."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise
+    except OSError:
+        return None, ""
+    try:
+        owner = json.loads(text)
+    except ValueError:
+        return None, text
+    if not (isinstance(owner, dict) and isinstance(owner.get("pid"), int)):
+        return None, text
+    return owner, text
+
+
+def _stale(path: Path, owner: dict[str, Any] | None) -> bool:
+    """Whether the lock ``path`` of ``owner`` is stale: its process is dead on this host, or it
+    has stayed empty or unreadable for a minute (a writer killed while taking it)."""
+    if owner is None:
+        try:
+            return time.time() - path.stat().st_mtime > 60
+        except FileNotFoundError:
+            return True
+    return owner.get("host") == socket.gethostname() and not _pid_alive(owner["pid"])
+
+
+class RunLock:
+    """The lock of a run, held by this process until :meth:`release` (or the ``with`` block's
+    end). Made by :func:`lock_run`."""
+
+    def __init__(self, path: Path, content: str):
+        self.path = path
+        self._content = content
+
+    def release(self) -> None:
+        """Remove the lock file, if it is still this process's."""
+        if self._content is None:
+            return
+        try:
+            if self.path.read_text() == self._content:
+                self.path.unlink()
+        except FileNotFoundError:
+            pass
+        self._content = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def lock_run(path: str | os.PathLike) -> RunLock:
+    """Take the lock file ``path`` (e.g. ``<run.dir>/<run.name>.lock``) for this process.
+
+    The file is created atomically (``O_CREAT | O_EXCL``) and holds ``{"pid", "host", "since"}``
+    as JSON. A lock left by a process that is no longer running on this host is stale: it is
+    removed (with a log line) and taken. Missing parent directories are created.
+
+    Raises
+    ------
+    RunLockedError
+        Another live process (or a process on another host) holds the lock.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = json.dumps(
+        {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
+    for _ in range(10):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            pass
+        else:
+            try:
+                os.write(fd, content.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return RunLock(path, content)
+        try:
+            owner, text = _lock_owner(path)
+        except FileNotFoundError:
+            continue  # released meanwhile: try again
+        if not _stale(path, owner):
+            if owner is None:
+                raise RunLockedError(f"{path} is being taken by another process; try again")
+            where = "" if owner.get("host") == socket.gethostname() else f" on {owner.get('host')}"
+            raise RunLockedError(
+                f"the run is in use: {path} is held by pid {owner['pid']}{where} since "
+                f"{owner.get('since', '?')}; wait for it, or delete the lock if that process is gone"
+            )
+        # Break the stale lock: move it aside atomically (one taker wins), then check that what
+        # was moved is the stale lock that was read and not a fresh one taken meanwhile.
+        aside = path.with_name(f"{path.name}.stale-{os.getpid()}")
+        try:
+            os.replace(path, aside)
+        except FileNotFoundError:
+            continue
+        try:
+            moved = aside.read_text()
+        except OSError:
+            moved = text
+        if moved != text:  # a fresh lock: put it back unless another was taken since
+            with contextlib.suppress(OSError):
+                os.link(aside, path)
+            aside.unlink(missing_ok=True)
+            continue
+        aside.unlink(missing_ok=True)
+        who = (
+            f"pid {owner['pid']}, no longer running" if owner else "empty, left by a killed writer"
+        )
+        log.warning("removed the stale lock %s (%s)", path, who)
+    raise RunLockedError(f"could not take the lock {path}: it keeps changing hands")
 
 
 class _Group:
@@ -423,6 +559,7 @@ class RunStore:
         config: Mapping[str, Any],
         seed: int,
         overwrite: bool = False,
+        run_id: str | None = None,
     ) -> RunStore:
         """Start the store of a new run and write its (empty) file at once.
 
@@ -436,6 +573,9 @@ class RunStore:
             The run's seed (any size; stored as a decimal string).
         overwrite : bool
             Replace an existing file at ``path``; otherwise an existing file is an error.
+        run_id : str, optional
+            The run's identity (root attribute ``run_id``), which its checkpoints carry too;
+            default: a new ``uuid4().hex``.
 
         Raises
         ------
@@ -459,9 +599,14 @@ class RunStore:
             raise IsADirectoryError(f"{path} exists and is not a file")
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(path)
+        if run_id is None:
+            run_id = uuid.uuid4().hex
+        if not isinstance(run_id, str) or not run_id:
+            raise TypeError(f"run_id must be a non-empty string, got {run_id!r}")
         root_attrs = {
             "config": config_json,
             "seed": str(seed),
+            "run_id": run_id,
             "lyapkit_version": __version__,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "format_version": FORMAT_VERSION,
@@ -504,6 +649,28 @@ class RunStore:
     def seed(self) -> int:
         """The run's seed."""
         return int(self._root_attrs["seed"])
+
+    @property
+    def run_id(self) -> str | None:
+        """The run's identity (None for a store written before run ids existed)."""
+        run_id = self._root_attrs.get("run_id")
+        return None if run_id is None else str(run_id)
+
+    @property
+    def config_changes(self) -> list[dict[str, Any]]:
+        """The notes of :meth:`update_config`, oldest first."""
+        return json.loads(self._root_attrs.get("config_changes", "[]"))
+
+    def update_config(self, config: Mapping[str, Any], note: Mapping[str, Any]) -> None:
+        """Replace the stored configuration and append ``note`` (e.g. the step and the changed
+        keys) to the root attribute ``config_changes``, a JSON list. For changes of keys that do
+        not change the result, made when a run is resumed. Persisted by the next flush."""
+        config_json = _config_json(config)
+        notes = self.config_changes
+        notes.append(json.loads(_config_json(note)))
+        self._root_attrs["config"] = config_json
+        self._root_attrs["config_changes"] = json.dumps(notes, allow_nan=False)
+        self._dirty = True
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -647,7 +814,8 @@ def open_run(path: str | os.PathLike) -> xr.DataTree:
     """Read a run file into memory as an ``xarray.DataTree`` (the file is not kept open).
 
     The root holds the attributes ``config`` (a JSON string; :func:`run_config` parses it),
-    ``seed`` (a decimal string), ``lyapkit_version``, ``created`` and ``format_version``; each
+    ``seed`` (a decimal string), ``run_id``, ``lyapkit_version``, ``created`` and
+    ``format_version`` (and ``config_changes`` after a resume that changed a free key); each
     child is one diagnostic with its own ``step`` coordinate.
 
     Raises

@@ -30,10 +30,12 @@ log = logging.getLogger("lyapkit")
 def cmd_train(args: argparse.Namespace) -> int:
     trainer = Trainer(load_config(args.config), progress=not args.quiet)
     try:
-        result = trainer.train(resume=args.resume)
+        result = trainer.train(resume=args.resume, overwrite=getattr(args, "overwrite", False))
     except FloatingPointError as err:
         log.error("%s", err)
         return core_cli.EXIT_FAILURE
+    if result.already_finished:
+        print(f"{result.path}: the run is finished; nothing to do")
     print(
         f"{result.path}: best test {result.metric} {result.best_metric:.4g}, "
         f"minimal performance reached at step {result.steps_to_threshold}"
@@ -119,7 +121,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"   sequences, {args.steps} SGD steps with diagnostics, recorded into {directory}/demo.nc"
     )
     trainer = Trainer(config, progress=not args.quiet)
-    result = trainer.train()
+    result = trainer.train(overwrite=True)  # the demo's own run: a rerun replaces it
     run = open_run(result.path)
     lyap = run["lyapunov"].to_dataset()
     measured, theory = np.asarray(lyap["exponents"][-1]), np.asarray(lyap["theory"][-1])

@@ -12,13 +12,21 @@ Every ``training.checkpoint_every`` steps the store is flushed and then a checkp
 ``resume=True`` loads the checkpoint, truncates the store's records past its step and continues;
 since the data order is a function of the seed and the epoch only, the resumed run equals an
 uninterrupted one.
+
+A run is never lost, mixed or silently wrong: the whole run holds the lock ``<run.name>.lock``
+(:func:`lyapkit.store.lock_run`); everything is validated before anything is written; an existing
+run is continued only with ``resume`` and replaced only with ``overwrite``; the store and the
+checkpoint carry the same run id; and a resume whose configuration differs in a key that changes
+the result (all but :data:`FREE_KEYS`) is refused with the differences listed (:class:`RunError`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import datetime
 import inspect
+import json
 import logging
 import math
 import os
@@ -33,16 +41,69 @@ import numpy as np
 import torch
 
 import lyapkit
+from lyapkit.backend import BackendError, get_backend
 from lyapkit.losses import mean_loss
 from lyapkit.progress import progress_bar
-from lyapkit.store import RunStore, open_run, run_config
+from lyapkit.store import RunStore, lock_run, open_run, run_config
 from lyapkit.trainers import models
 from lyapkit.trainers.config import ConfigError, build_residual, schedule_steps, validate_config
 from lyapkit.trainers.tasks import Task, make_task
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MODELS", "DIAGNOSTICS", "TrainResult", "Trainer", "build_model"]
+__all__ = [
+    "MODELS",
+    "DIAGNOSTICS",
+    "FREE_KEYS",
+    "RunError",
+    "TrainResult",
+    "Trainer",
+    "build_model",
+    "config_differences",
+]
+
+#: The configuration keys that may change when a run is resumed, because they cannot change its
+#: result: where the run lives, CPU threads (up to floating-point rounding of parallel sums) and
+#: how often it is checkpointed. Every other key (model, task, seed, device, dtype, optimizer,
+#: schedule, training steps, batch size and evaluation schedule, diagnostics) must equal the
+#: stored one. A change of a free key is logged and noted in the store (``config_changes``).
+FREE_KEYS = frozenset({"run.name", "run.dir", "run.threads", "training.checkpoint_every"})
+
+
+class RunError(ValueError):
+    """A run cannot start or resume as asked: it exists already, its checkpoint belongs to
+    another run, or its configuration differs from the stored one (exit code 2 on the command
+    line)."""
+
+
+_ABSENT = "(absent)"
+
+
+def _leaves(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    leaves: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            leaves.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            leaves[f"{prefix}{key}"] = value
+    return leaves
+
+
+def config_differences(
+    stored: dict[str, Any], new: dict[str, Any]
+) -> tuple[dict[str, tuple[Any, Any]], dict[str, tuple[Any, Any]]]:
+    """The keys (dotted, e.g. ``optimizer.lr``) whose values differ between two configurations,
+    as ``key: (stored, new)`` (``"(absent)"`` for a missing key): those that change the result,
+    and those of :data:`FREE_KEYS`."""
+    old, now = _leaves(stored), _leaves(json.loads(json.dumps(new)))
+    result: dict[str, tuple[Any, Any]] = {}
+    free: dict[str, tuple[Any, Any]] = {}
+    for key in sorted(set(old) | set(now)):
+        a, b = old.get(key, _ABSENT), now.get(key, _ABSENT)
+        if a != b or isinstance(a, bool) != isinstance(b, bool):
+            (free if key in FREE_KEYS else result)[key] = (a, b)
+    return result, free
+
 
 #: The model classes a ``[model]`` table may name: every concrete recurrent model of
 #: :mod:`lyapkit.trainers.models`.
@@ -75,6 +136,8 @@ class TrainResult:
     seconds : dict
         Wall-clock seconds spent in training steps (``"training"``), evaluation and each
         diagnostic, in this process.
+    already_finished : bool
+        The run was finished before this call (a resume of a finished run does nothing).
     """
 
     path: Path
@@ -83,6 +146,7 @@ class TrainResult:
     steps_to_threshold: int
     final_loss: float
     seconds: dict[str, float]
+    already_finished: bool = False
 
 
 def build_model(options: dict[str, Any], task: Task, seed: int) -> torch.nn.Module:
@@ -229,6 +293,8 @@ class Trainer:
         run = self.config["run"]
         self.path = Path(run["dir"]) / f"{run['name']}.nc"
         self.checkpoint_path = Path(run["dir"]) / f"{run['name']}.ckpt.pt"
+        self.lock_path = Path(run["dir"]) / f"{run['name']}.lock"
+        self.run_id: str | None = None
         self.progress = progress
         self.dtype = getattr(torch, run["dtype"])
         self.device = torch.device(run["device"])
@@ -251,6 +317,7 @@ class Trainer:
         self._probe = (test_inputs.to(self.device, self.dtype), self._target(test_targets))
         self._best = math.nan
         self._reached = -1
+        self._last_loss = math.nan
         self.seconds: dict[str, float] = {"training": 0.0, "evaluation": 0.0}
 
     # --- data --------------------------------------------------------------------------------------
@@ -285,10 +352,42 @@ class Trainer:
 
     # --- training ----------------------------------------------------------------------------------
 
-    def train(self, *, resume: bool = False) -> TrainResult:
-        """Run (or, with ``resume``, continue) the training; return its summary."""
-        with _cpu_settings(self.device, self._threads()):
-            return self._train(resume)
+    def train(self, *, resume: bool = False, overwrite: bool = False) -> TrainResult:
+        """Run (or, with ``resume``, continue) the training; return its summary.
+
+        The run holds its lock file ``<run.name>.lock`` throughout. Without ``resume`` or
+        ``overwrite`` an existing run (run file or checkpoint) is refused; ``overwrite`` replaces
+        it. ``resume`` continues from the checkpoint after checking that it belongs to the run
+        file (same run id) and that the configuration equals the stored one in every key that
+        changes the result (all but :data:`FREE_KEYS`); a finished run is left as it is.
+
+        Raises
+        ------
+        ConfigError
+            An option that cannot work (checked before anything is written).
+        RunError
+            The run exists (without ``resume``/``overwrite``), its checkpoint is another run's,
+            or its configuration differs from the stored one.
+        lyapkit.store.RunLockedError
+            Another process is writing the run.
+        """
+        if resume and overwrite:
+            raise ValueError("resume and overwrite exclude each other: pick one")
+        self._validate()
+        with lock_run(self.lock_path), _cpu_settings(self.device, self._threads()):
+            return self._train(resume, overwrite)
+
+    def _validate(self) -> None:
+        """Check what the configuration checks cannot: options that need the task or the model."""
+        n, size = self.task.data("train")[0].shape[0], self.config["training"]["batch_size"]
+        if n // size == 0:
+            raise ConfigError(f"training.batch_size ({size}) exceeds the training set ({n})")
+        if "lyapunov" in self.diagnostics:
+            options = self.diagnostics["lyapunov"][1]
+            try:
+                get_backend(options["backend"], self.model.as_map())
+            except BackendError as err:
+                raise ConfigError(f"diagnostics.lyapunov.backend: {err}") from None
 
     def _threads(self) -> int:
         """Intra-op CPU threads while training: ``run.threads``, or for 0 (auto) one thread for
@@ -299,21 +398,97 @@ class Trainer:
         state = self.model.state_size
         return 1 if self.config["training"]["batch_size"] * state**2 <= _SMALL_MODEL else 0
 
-    def _train(self, resume: bool) -> TrainResult:
-        training = self.config["training"]
-        total = training["steps"]
-        if resume and self.checkpoint_path.exists():
-            start = self._load_checkpoint()
-            store = RunStore.open(self.path)
+    def _new_store(self) -> RunStore:
+        store = RunStore.create(
+            self.path, config=self.config, seed=self.config["run"]["seed"], overwrite=True
+        )
+        self.run_id = store.run_id
+        return store
+
+    def _open_for_resume(self) -> tuple[RunStore, int] | TrainResult:
+        """The store of the run to resume and the step to continue from, or the result of a
+        finished run."""
+        name, store = self.config["run"]["name"], RunStore.open(self.path)
+        changed, free = config_differences(store.config, self.config)
+        if changed:
+            diffs = "; ".join(
+                f"{key}: {json.dumps(a)} → {json.dumps(b)}" for key, (a, b) in changed.items()
+            )
+            raise RunError(
+                f"cannot resume run {name!r}: the config differs from the stored one in keys "
+                f"that change the result ({diffs}); undo the change, or start a new run "
+                "(another run.name, or --overwrite)"
+            )
+        self.run_id = store.run_id
+        if "summary" in store.groups:
+            log.info("run %s is finished (step %d): nothing to do", self.path, store.last_step())
+            return self._finished_result(store)
+        if self.checkpoint_path.exists():
+            start = self._load_checkpoint(expect_run_id=store.run_id)
             store.truncate(start)
+            if math.isnan(self._last_loss) and "metrics" in store.groups:  # an older checkpoint
+                losses = store.to_datatree()["metrics"]["test_loss"].values
+                self._last_loss = float(losses[-1]) if len(losses) else math.nan
             log.info("resuming %s from step %d", self.path, start)
         else:
-            if resume:
-                log.info("no checkpoint at %s: starting from scratch", self.checkpoint_path)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            store = RunStore.create(
-                self.path, config=self.config, seed=self.config["run"]["seed"], overwrite=True
+            start = -1
+            store.truncate(start)
+            log.info(
+                "no checkpoint at %s yet: restarting the run from step 0", self.checkpoint_path
             )
+        for key, (a, b) in free.items():
+            log.info("resuming with %s changed: %s → %s", key, json.dumps(a), json.dumps(b))
+        if free:
+            note = {
+                "step": max(start, 0),
+                "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "changed": {key: list(pair) for key, pair in free.items()},
+            }
+            store.update_config(self.config, note)
+        return store, start
+
+    def _finished_result(self, store: RunStore) -> TrainResult:
+        tree = store.to_datatree()
+        summary = tree["summary"].to_dataset()
+        losses = tree["metrics"]["test_loss"].values if "metrics" in tree.children else []
+        return TrainResult(
+            self.path,
+            float(summary["best_metric"].values[-1]),
+            self.task.metric,
+            int(summary["steps_to_threshold"].values[-1]),
+            float(losses[-1]) if len(losses) else math.nan,
+            dict(self.seconds),
+            already_finished=True,
+        )
+
+    def _train(self, resume: bool, overwrite: bool) -> TrainResult:
+        training = self.config["training"]
+        total = training["steps"]
+        name, directory = self.config["run"]["name"], self.path.parent
+        present = [p.name for p in (self.path, self.checkpoint_path) if p.exists()]
+        if resume and self.path.exists():
+            opened = self._open_for_resume()
+            if isinstance(opened, TrainResult):
+                return opened
+            store, start = opened
+        elif resume and present:
+            raise RunError(
+                f"cannot resume run {name!r}: its checkpoint {str(self.checkpoint_path)!r} has no "
+                f"run file {self.path.name!r} beside it; pass --overwrite to start it afresh"
+            )
+        elif present and not overwrite:
+            raise RunError(
+                f"run {name!r} exists in {str(directory)!r} ({', '.join(present)}); pass --resume "
+                "to continue it or --overwrite to replace it"
+            )
+        else:
+            if resume:
+                log.info("no run %s yet: starting it", self.path)
+            if present:
+                log.info("replacing the run %s (%s)", name, ", ".join(present))
+            self.checkpoint_path.unlink(missing_ok=True)
+            store, start = self._new_store(), -1
+        if start < 0:
             start = 0
             self._evaluate(store, 0, math.nan)
             self._run_diagnostics(store, 0)
@@ -386,16 +561,33 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(),
                 "best": self._best,
                 "reached": self._reached,
+                "last_loss": self._last_loss,
+                "run_id": self.run_id,
             },
             self.checkpoint_path,
         )
 
-    def _load_checkpoint(self) -> int:
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+    def _load_checkpoint(self, *, expect_run_id: str | None | bool = False) -> int:
+        """Restore the checkpoint; return its step. With ``expect_run_id`` (not False), a
+        checkpoint of another run id is refused (:class:`RunError`)."""
+        try:
+            state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        except Exception as err:  # a torn or foreign file: any unpickling error
+            raise RunError(
+                f"cannot read the checkpoint {str(self.checkpoint_path)!r}: {err}"
+            ) from err
+        if expect_run_id is not False and state.get("run_id") != expect_run_id:
+            raise RunError(
+                f"cannot resume: the checkpoint {str(self.checkpoint_path)!r} belongs to another "
+                f"run (run id {state.get('run_id')}) than the run file {str(self.path)!r} (run id "
+                f"{expect_run_id}); pass --overwrite to start the run afresh"
+            )
+        self.run_id = state.get("run_id")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self._best, self._reached = state["best"], state["reached"]
+        self._last_loss = state.get("last_loss", math.nan)
         return int(state["step"])
 
     # --- evaluation and diagnostics ------------------------------------------------------------------

@@ -21,7 +21,12 @@ ADD(T); half the standard deviation of the training targets for the teacher–st
 """
 
 from lyapkit.trainers.tasks.base import Task, data_root
-from lyapkit.trainers.tasks.images import read_idx, sequential_cifar10, sequential_digits, sequential_mnist
+from lyapkit.trainers.tasks.images import (
+    read_idx,
+    sequential_cifar10,
+    sequential_digits,
+    sequential_mnist,
+)
 from lyapkit.trainers.tasks.registry import TASKS, make_task
 from lyapkit.trainers.tasks.synthetic import adding_problem, teacher_student
 

@@ -25,7 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lyapkit.trainers.tasks.base import Task, check_seed, data_root, min_performance_or, optional_count
+from lyapkit.trainers.tasks.base import (
+    Task,
+    check_seed,
+    data_root,
+    min_performance_or,
+    optional_count,
+)
 
 log = logging.getLogger(__name__)
 
