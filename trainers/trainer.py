@@ -67,7 +67,7 @@ __all__ = [
 #: how often it is checkpointed. Every other key (model, task, seed, device, dtype, optimizer,
 #: schedule, training steps, batch size and evaluation schedule, diagnostics) must equal the
 #: stored one. A change of a free key is logged and noted in the store (``config_changes``).
-FREE_KEYS = frozenset({"run.name", "run.dir", "run.threads", "training.checkpoint_every"})
+FREE_KEYS = ("run.dir", "run.name", "run.threads", "training.checkpoint_every")
 
 
 class RunError(ValueError):
