@@ -7,6 +7,7 @@ together (batched), one vectorised step per time step.
 from __future__ import annotations
 
 import abc
+import math
 from typing import Any
 
 import numpy as np
@@ -49,8 +50,11 @@ class _Recorder:
     """Cumulative sums, worst conditioning and blow-up steps, shared by the tangent and twin loops.
 
     Per renormalisation it spends a handful of array operations and no host synchronisation: a
-    check value per member (``Σ log r + Σ state``, non-finite once anything overflowed, or when an
-    ``r`` is zero) goes into a buffer that is inspected on the host every ``_CHECK_EVERY`` steps.
+    check value per member (``max r + Σ state``, non-finite once anything overflowed) goes into a
+    buffer that is inspected on the host every ``_CHECK_EVERY`` steps. An ``r`` of zero (a
+    collapsed direction) is not a blow-up: it adds ``log 0 = −inf`` to its sum, and that
+    renormalisation is left out of the condition estimate. The records are written into one
+    preallocated ``(E, R, k)`` array on the backend's device.
     """
 
     def __init__(self, ops: ArrayOps, plan: TangentPlan, k: int):
@@ -61,14 +65,17 @@ class _Recorder:
         self.checks = ops.accumulator(np.zeros((E, _CHECK_EVERY)))
         self.check_steps: list[int] = []
         self.blow = np.full(E, -1, dtype=np.int64)
-        self.records: list[Any] = []
+        self.cumulative = ops.accumulator(np.full((E, len(plan.record_at), k), np.nan))
+        self.recorded = 0
 
     def renormalised(self, t: int, r: Any, *states: Any) -> None:
         """Book the stretching factors ``r`` (E, k) of the renormalisation after step ``t``."""
         xp, plan = self.xp, self.plan
         log_r = xp.log(r)
-        self.log_cond = xp.maximum(self.log_cond, xp.amax(log_r, -1) - xp.amin(log_r, -1))
-        check = log_r.sum(-1)
+        low = xp.amin(log_r, -1)
+        gap = xp.where(low > -math.inf, xp.amax(log_r, -1) - low, 0.0)
+        self.log_cond = xp.maximum(self.log_cond, gap)
+        check = xp.amax(r, -1)
         for state in states:
             check = check + state.sum(-1)
         self.checks[:, len(self.check_steps)] = check
@@ -78,8 +85,9 @@ class _Recorder:
         s = t + 1 - plan.transient
         if s > 0:
             self.acc = self.acc + log_r
-            if len(self.records) < len(plan.record_at) and s == plan.record_at[len(self.records)]:
-                self.records.append(self.acc)
+            if self.recorded < len(plan.record_at) and s == plan.record_at[self.recorded]:
+                self.cumulative[:, self.recorded] = self.acc
+                self.recorded += 1
 
     def _inspect(self) -> None:
         """Find the first non-finite check of each member in the buffer; empty the buffer."""
@@ -95,18 +103,16 @@ class _Recorder:
         self._inspect()
         return bool((self.blow >= 0).all())
 
-    def finish(self, x: Any, basis: Any) -> TangentRecord:
-        ops, plan = self.ops, self.plan
+    def finish(self, x: Any, basis: Any, max_separation: Any = None) -> TangentRecord:
+        ops = self.ops
         self._inspect()
-        cum = np.full((plan.x0.shape[0], len(plan.record_at), self.acc.shape[-1]), np.nan)
-        for i, rec in enumerate(self.records):
-            cum[:, i] = ops.to_numpy(rec)
         return TangentRecord(
-            cumulative=cum,
+            cumulative=ops.to_numpy(self.cumulative),
             max_condition=np.exp(ops.to_numpy(self.log_cond)),
             blowup_step=self.blow,
             final_state=ops.to_numpy(x),
             final_basis=ops.to_numpy(basis),
+            max_separation=None if max_separation is None else ops.to_numpy(max_separation),
         )
 
 
@@ -154,18 +160,22 @@ def twin_loop(system: Map, plan: TangentPlan, ops: ArrayOps, progress: Progress)
     x, U = ops.asarray(plan.x0), _inputs(ops, plan)
     y = x + sep * ops.asarray(plan.basis0[..., 0])
     rec = _Recorder(ops, plan, 1)
+    widest = ops.accumulator(np.zeros(plan.x0.shape[0]))  # max d / max(1, |x|∞) after transient
     for t in range(plan.total):
         u = None if U is None else U[:, t]
         x, y = system.step(x, u), system.step(y, u)
         if plan.renormalise_after(t):
             d, dist = separation(x, y)
+            if t + 1 > plan.transient:
+                size = xp.amax(xp.abs(x), -1)
+                widest = xp.fmax(widest, dist[..., 0] / xp.where(size > 1, size, 1.0))
             y = x + d * (sep / dist)
             rec.renormalised(t, dist / sep, x, y)
         if _checkpoint(t, rec, progress):
             break
     progress.update((t + 1) % _CHECK_EVERY)  # the steps since the last checkpoint
     d, dist = separation(x, y)
-    return rec.finish(x, (d / dist)[..., None])
+    return rec.finish(x, (d / dist)[..., None], widest)
 
 
 def trajectory_loop(

@@ -301,7 +301,9 @@ def tangent_loop(step, jacobian):
 
     Rows of ``V`` are orthonormal after every re-orthonormalisation, so ``SQ`` stays 1 and
     ``logscale`` holds ``Σ log R_ii`` since the end of the transient; ``cond`` holds the largest
-    ``max R_ii / min R_ii`` seen.
+    ``max R_ii / min R_ii`` seen. A collapsed direction (``R_ii = 0``: CholeskyQR fails on a
+    rank-deficient basis and Householder QR completes it) adds ``−inf`` to its sum and is no
+    blow-up.
     """
 
     @njit(error_model="numpy")
@@ -324,14 +326,18 @@ def tangent_loop(step, jacobian):
                 continue
             orthonormalise(v, G, r)
             if not (_all_finite(x, n) and _all_finite(r, k) and r.min() > 0.0):
-                blown = t + 1
-                break
-            worst = max(worst, r.max() / r.min())
+                if not (_all_finite(x, n) and _all_finite(r, k)):
+                    blown = t + 1
+                    break
+                # Rare: some R_ii = 0, a direction collapsed (Householder completed the basis);
+                # its log R_ii is −inf and this step is left out of the condition estimate.
+            else:
+                worst = max(worst, r.max() / r.min())
             if t + 1 == transient:  # start averaging from here
                 ls[:] = 0.0
             elif t + 1 > transient:
                 for i in range(k):
-                    ls[i] += math.log(r[i])
+                    ls[i] += math.log(r[i])  # log 0 = −inf (error_model="numpy")
                 if ri < record_at.shape[0] and t + 1 - transient == record_at[ri]:
                     cum[ri] = ls
                     ri += 1

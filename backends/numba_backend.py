@@ -114,31 +114,43 @@ class NumbaBackend(Backend):
         SQ = np.ones(V.shape[:2])
         U = np.ascontiguousarray(plan.inputs, dtype=np.float64)
         record_at = np.asarray(plan.record_at, dtype=np.int64)
-        logscale, cum, cond, blow = self._outputs(plan, V.shape[1])
+        logscale, cum, _, blow = self._outputs(plan, V.shape[1])
+        cond = np.ones(len(X))  # max R_ii / min R_ii >= 1 (steps with a collapse are left out)
         chunk, context = _tangent_loop(kernels, system.dim, V.shape[1])
+        scalar = system.dim * system.dim * V.shape[1] < BLAS_MIN_WORK
+        fixed = (plan.transient, plan.steps, plan.every, record_at)
         with context():
             for t0, t1 in _chunks(plan.total, progress):
-                chunk(
-                    kernels.params,
-                    X,
-                    V,
-                    SQ,
-                    U,
-                    t0,
-                    t1,
-                    plan.transient,
-                    plan.steps,
-                    plan.every,
-                    record_at,
-                    logscale,
-                    cum,
-                    cond,
-                    blow,
-                )
+                chunk(kernels.params, X, V, SQ, U, t0, t1, *fixed, logscale, cum, cond, blow)
+                if scalar:
+                    self._suspect_rows(kernels, fixed, X, V, SQ, U, t1, logscale, cum, cond, blow)
                 progress.update(t1 - t0)
         with np.errstate(all="ignore"):  # members that blew up have SQ = 0: NaN basis
             basis = np.swapaxes(V / np.sqrt(SQ)[..., None], -1, -2)
         return TangentRecord(cum, cond, blow, X, basis)
+
+    @staticmethod
+    def _suspect_rows(kernels, fixed, X, V, SQ, U, t1, logscale, cum, cond, blow) -> None:
+        """The rare path of the scalar loop: members that it stopped at a suspect row (a tangent
+        vector that may have collapsed: ``blow`` set, state and ``SQ`` finite, an ``SQ``
+        negative) get that step completed by ``_finish`` and go on to ``t1`` in the robust loop,
+        which checks such rows in place (compiled when first needed)."""
+        from lyapkit.backends._numba_loops import finisher, tangent_loop
+
+        transient, _, _, record_at = fixed
+        k, n = V.shape[1:]
+        stopped = (blow > 0) & np.isfinite(X).all(-1) & np.isfinite(SQ).all(-1)
+        for e in np.flatnonzero(stopped & (SQ < 0).any(-1)):
+            t = int(blow[e]) - 1
+            blow[e] = finisher()(V[e], SQ[e], logscale[e], t, transient, record_at, cum[e])
+            if blow[e] < 0 and t + 1 < t1:
+                robust = tangent_loop(kernels.step, kernels.jacobian, n, k, True)
+                u = min(e, U.shape[0] - 1)
+                robust(
+                    kernels.params, X[e : e + 1], V[e : e + 1], SQ[e : e + 1], U[u : u + 1],
+                    t + 1, t1, *fixed, logscale[e : e + 1], cum[e : e + 1], cond[e : e + 1],
+                    blow[e : e + 1],
+                )  # fmt: skip
 
     def twin(self, system: Map, plan: TangentPlan, progress: Progress) -> TangentRecord:
         from lyapkit.backends._numba_loops import twin_loop
@@ -151,7 +163,7 @@ class NumbaBackend(Backend):
         U = np.ascontiguousarray(plan.inputs, dtype=np.float64)
         record_at = np.asarray(plan.record_at, dtype=np.int64)
         period = float(system.period) if system.period is not None else 0.0
-        acc, cum, _, blow = self._outputs(plan, 1)
+        acc, cum, widest, blow = self._outputs(plan, 1)  # widest: max d / max(1, |x|∞)
         cond = np.ones(len(X))  # one vector: perfectly conditioned
         for t0, t1 in _chunks(plan.total, progress):
             twin_chunk(
@@ -170,13 +182,14 @@ class NumbaBackend(Backend):
                 acc,
                 cum,
                 blow,
+                widest,
             )
             progress.update(t1 - t0)
         d = Y - X
         if system.period is not None:
             d = (d + period / 2) % period - period / 2
         basis = (d / np.linalg.norm(d, axis=-1, keepdims=True))[..., None]
-        return TangentRecord(cum, cond, blow, X, basis)
+        return TangentRecord(cum, cond, blow, X, basis, max_separation=widest)
 
     def trajectory(self, system: Map, plan: TrajectoryPlan, progress: Progress) -> TrajectoryRecord:
         from lyapkit.backends._numba_loops import trajectory_loop

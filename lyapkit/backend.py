@@ -94,14 +94,25 @@ class TangentRecord:
     ----------
     cumulative : (E, R, k) float64
         ``Σ log R_ii`` (twin: ``Σ log(d/δ0)``) over post-transient steps up to each ``record_at``.
+        A direction that collapsed (``R_ii = 0`` exactly: the Jacobian is singular, to working
+        precision, on the span of the basis) adds ``log 0 = −inf`` to its sum and the member goes
+        on, its basis completed by any unit vector orthogonal to the others; this is not a
+        blow-up.
     max_condition : (E,) float64
         Largest ``max_i R_ii / min_i R_ii`` seen at a re-orthonormalisation: a lower bound on the
-        2-norm condition number of the un-normalised tangent basis.
+        2-norm condition number of the un-normalised tangent basis. Re-orthonormalisations at
+        which a direction collapsed are left out (their ratio is infinite whatever
+        ``every``).
     blowup_step : (E,) int64
         The first step (1-based, counted from the start) after which the state or basis was not
-        finite; −1 when it stayed finite.
+        finite (NaN or ±inf, an ``R_ii`` included); −1 when it stayed finite.
     final_state : (E, n) float64
     final_basis : (E, n, k) float64
+    max_separation : (E,) float64 or None
+        Twin method only (None from ``tangent``, and from backends that do not track it): the
+        largest ``d / max(1, ‖x‖∞)`` at a renormalisation after the transient, ``d = |y − x|``
+        measured before ``y`` is pulled back and ``x`` the reference state then. The core warns
+        when it leaves the linear range (``lyapkit.lyapunov.TwinSaturationWarning``).
     """
 
     cumulative: np.ndarray
@@ -109,6 +120,7 @@ class TangentRecord:
     blowup_step: np.ndarray
     final_state: np.ndarray
     final_basis: np.ndarray
+    max_separation: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,47 @@ def _is_batch(data: Any) -> bool:
     )
 
 
+_DATA = (
+    "data must be one (inputs, targets) batch, a tuple or list of two tensors, or a re-iterable "
+    "collection of such batches (a DataLoader or a list of them)"
+)
+
+
+def _check_data(data: Any) -> None:
+    """A TypeError saying what ``data`` must be, for what can be checked without iterating a
+    loader: a bare tensor or array, a one-shot iterator, or a list of things that are not
+    batches."""
+    if _is_batch(data):
+        return
+    if hasattr(data, "shape") and hasattr(data, "dtype"):
+        raise TypeError(
+            f"{_DATA}; got a bare {type(data).__name__} of shape {tuple(data.shape)}: pass "
+            "(inputs, targets)"
+        )
+    try:
+        one_shot = iter(data) is data
+    except TypeError:
+        raise TypeError(f"{_DATA}; got {type(data).__name__}") from None
+    if one_shot:
+        raise TypeError(f"{_DATA}; a one-shot iterator is consumed by the first product")
+    if isinstance(data, (tuple, list)):
+        if not data:
+            raise TypeError(f"{_DATA}; got an empty {type(data).__name__}")
+        bad = [i for i, batch in enumerate(data) if not _is_batch(batch)]
+        if bad:
+            item = data[bad[0]]
+            shape = f" of shape {tuple(item.shape)}" if hasattr(item, "shape") else ""
+            raise TypeError(f"{_DATA}; item {bad[0]} of data is a {type(item).__name__}{shape}")
+
+
+def _batch(batch: Any) -> tuple[Any, Any]:
+    """``(inputs, targets)`` of one item of a collection of batches (checked)."""
+    if not _is_batch(batch):
+        shape = f" of shape {tuple(batch.shape)}" if hasattr(batch, "shape") else ""
+        raise TypeError(f"{_DATA}; a batch of data is a {type(batch).__name__}{shape}")
+    return batch[0], batch[1]
+
+
 class CurvatureOperator:
     """The Hessian or GGN of a model's data-set mean loss, as a linear operator on its parameters.
 
@@ -105,12 +146,7 @@ class CurvatureOperator:
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        if not _is_batch(data) and iter(data) is data:
-            raise TypeError(
-                "data must be one (inputs, targets) batch or a re-iterable collection of "
-                "batches (a DataLoader or a list); a one-shot iterator is consumed by the first "
-                "product"
-            )
+        _check_data(data)
         named = dict(model.named_parameters())
         if parameters is None:
             names = [n for n, p in named.items() if p.requires_grad]
@@ -144,7 +180,7 @@ class CurvatureOperator:
         """The ``(inputs, targets)`` batches, moved to the model's device."""
         batches = [self.data] if _is_batch(self.data) else self.data
         for batch in batches:
-            inputs, targets = batch
+            inputs, targets = _batch(batch)
             yield inputs.to(self.device), targets.to(self.device)
 
     def parameters(self) -> dict[str, Any]:

@@ -11,13 +11,26 @@ import numpy as np
 
 from lyapkit._array import to_numpy
 from lyapkit.backend import Backend, TangentPlan, TangentRecord, choose_backend
-from lyapkit.maps.base import Map
+from lyapkit.maps.base import Map, check_period
 from lyapkit.progress import Progress, progress_bar
 from lyapkit.results import LyapunovSpectrum
 
 HISTORY_POINTS = 200  # log-spaced running estimates kept, whatever the number of steps
 BATCHES = 32  # batch means for the standard error of a single trajectory
 ILL_CONDITIONED = 1e8  # warn when the basis is this ill-conditioned between re-orthonormalisations
+#: The twin method's linear range: warn when the separation of the two trajectories reached this
+#: fraction of the state's size, ``d > TWIN_LINEAR_RANGE · max(1, ‖x‖∞)``, between two
+#: renormalisations. At a separation ``d`` the linearisation ``f(x + d) − f(x) ≈ J d`` errs by
+#: about ``d / s`` relative for a map whose Jacobian varies on the scale ``s`` of its coordinates
+#: (lyapkit measures that scale as ``max(1, |x|)``, as for its finite-difference steps), so past
+#: 1 % the growth ``d/δ0`` no longer measures the tangent dynamics; once ``d`` reaches the size of
+#: the attractor it saturates and ``λ1`` is underestimated.
+TWIN_LINEAR_RANGE = 1e-2
+#: Warn before a run whose records (the cumulative sums and finite-time exponents, float64, and
+#: the record steps, int64) would take more memory than this (512 MiB): about the peak of the
+#: run above the map's own memory.
+LARGE_RESULT_BYTES = 2**29
+_WINDOW_BLOCK = 2**17  # float64 entries per block when differencing finite-time windows (1 MiB)
 
 
 class NonFiniteTrajectoryWarning(RuntimeWarning):
@@ -26,6 +39,21 @@ class NonFiniteTrajectoryWarning(RuntimeWarning):
 
 class IllConditionedBasisWarning(RuntimeWarning):
     """The tangent basis became ill-conditioned between re-orthonormalisations."""
+
+
+class SingularJacobianWarning(RuntimeWarning):
+    """A tangent direction collapsed (``R_ii = 0``: the Jacobian is singular along the orbit, to
+    working precision); its exponent is ``−inf`` (``log 0``), the others are unaffected."""
+
+
+class TwinSaturationWarning(RuntimeWarning):
+    """The twin method's separation left its linear range between renormalisations, so ``λ1`` is
+    underestimated; a smaller ``renorm_every`` is the remedy."""
+
+
+class LargeResultWarning(RuntimeWarning):
+    """A run's records will take much memory (more than ``LARGE_RESULT_BYTES``); the warning says
+    how much and which argument reduces it."""
 
 
 def _integer(name: str, value: Any, minimum: int) -> int:
@@ -85,6 +113,47 @@ def _random_bases(rng: np.random.Generator, E: int, n: int, k: int) -> np.ndarra
     return Q * np.where(np.diagonal(R, axis1=-2, axis2=-1) < 0, -1.0, 1.0)[:, None, :]
 
 
+def _size(nbytes: float) -> str:
+    """``nbytes`` in binary units: ``"1.5 GiB"``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes:.3g} {unit}" if unit != "B" else f"{int(nbytes)} B"
+        nbytes /= 1024
+    raise AssertionError  # pragma: no cover
+
+
+def _warn_if_large(
+    E: int, k: int, steps: int, every: int, history: bool, finite_time: int | None
+) -> None:
+    """Warn (``LargeResultWarning``) when the records of a run would exceed
+    ``LARGE_RESULT_BYTES``: the cumulative sums ``(E, R, k)`` float64 that the backend fills, the
+    finite-time exponents ``(E, W, k)`` of the result (derived from them by blocks) and the record
+    steps (int64), about the run's peak memory above the map's own. Counted before anything is
+    allocated (``R`` from above: the windows, the history points, the batch ends and the end)."""
+    W = steps // finite_time if finite_time else 0
+    R = min(W + (HISTORY_POINTS if history else 0) + BATCHES + 1, steps // every + 1)
+    sums, windows, steps_bytes = 8 * E * R * k, 8 * E * W * k, 8 * (R + W)
+    total = sums + windows + steps_bytes
+    if total <= LARGE_RESULT_BYTES:
+        return
+    if W:
+        remedy = (
+            f"finite_time={finite_time} keeps one window per {finite_time} steps: a larger "
+            "finite_time shrinks this in proportion (or omit it)"
+        )
+    else:
+        remedy = "fewer exponents (k) or members (ensemble) shrink it in proportion"
+    warnings.warn(
+        f"this run will take about {_size(total)} of memory for its records: cumulative sums "
+        f"at up to {R} record points x {k} exponents x {E} members ({_size(sums)}, filled by "
+        f"the backend)"
+        + (f", {W} finite-time windows ({_size(windows)}, kept in the result)" if W else "")
+        + f" and the record steps ({_size(steps_bytes)}); {remedy}",
+        LargeResultWarning,
+        stacklevel=4,
+    )
+
+
 def _record_times(
     steps: int, every: int, history: bool, finite_time: int | None
 ) -> dict[str, np.ndarray]:
@@ -108,7 +177,16 @@ def _record_times(
         if finite_time
         else np.array([], dtype=np.int64),
     }
-    times["all"] = np.unique(np.concatenate([*times.values(), [steps]])).astype(np.int64)
+    # The union, by inserting the few other points into the (possibly very many) windows: no
+    # sorted copy of everything.
+    few = np.unique(np.concatenate([times["history"], times["batches"], [steps]])).astype(np.int64)
+    windows = times["windows"]
+    if len(windows):
+        pos = np.searchsorted(windows, few)
+        new = (pos == len(windows)) | (windows[np.minimum(pos, len(windows) - 1)] != few)
+        times["all"] = np.insert(windows, pos[new], few[new])
+    else:
+        times["all"] = few
     return times
 
 
@@ -128,6 +206,7 @@ def _prepare(
     separation: float = 0.0,
     dtype: str | None,
     device: str | None,
+    every_name: str = "reortho_every",
 ) -> tuple[TangentPlan, dict[str, np.ndarray], int]:
     if not isinstance(system, Map):
         raise TypeError(
@@ -140,7 +219,7 @@ def _prepare(
         raise ValueError(f"k must be an integer between 1 and dim={system.dim}, got {k!r}")
     steps = _integer("steps", steps, 1)
     transient = _integer("transient", transient, 0)
-    every = _integer("reortho_every", every, 1)
+    every = _integer(every_name, every, 1)
     if ensemble is not None:
         ensemble = _integer("ensemble", ensemble, 1)
     if finite_time is not None:
@@ -167,6 +246,8 @@ def _prepare(
             UserWarning,
             stacklevel=3,
         )
+    _warn_if_large(E, k, steps, every, history, finite_time)
+    times = _record_times(steps, every, history, finite_time)
     plan = TangentPlan(
         x0=X0,
         basis0=_random_bases(rng, E, system.dim, k),
@@ -174,7 +255,7 @@ def _prepare(
         transient=transient,
         steps=steps,
         every=every,
-        record_at=(times := _record_times(steps, every, history, finite_time))["all"],
+        record_at=times["all"],
         separation=separation,
         dtype=dtype,
         device=device,
@@ -205,6 +286,27 @@ def _batch_stderr(cumulative: np.ndarray, at: np.ndarray, batch_ends: np.ndarray
     return means.std(axis=0, ddof=1) / math.sqrt(len(means))
 
 
+def _windows(cumulative: np.ndarray, at: np.ndarray, ends: np.ndarray, order: Any) -> np.ndarray:
+    """Finite-time exponents ``(S(jw) − S((j−1)w)) / w`` of the windows ending at ``ends``, the
+    exponents in ``order``.
+
+    Differenced by blocks of windows, so that the temporaries stay small next to the result; a
+    window that ends after a direction collapsed (``S = −inf``) has exponent ``−inf``.
+    """
+    E, _, k = cumulative.shape
+    out = np.empty((E, len(ends), k))
+    out[:, 0] = cumulative[:, np.searchsorted(at, ends[0])][..., order]
+    block = max(1, _WINDOW_BLOCK // max(E * k, 1))
+    for j0 in range(1, len(ends), block):
+        j1 = min(j0 + block, len(ends))
+        idx = np.searchsorted(at, ends[j0 - 1 : j1])  # the previous window's end, then these
+        end = cumulative[:, idx[1:]][..., order]
+        np.subtract(end, cumulative[:, idx[:-1]][..., order], out=out[:, j0:j1])
+        out[:, j0:j1][np.isneginf(end)] = -np.inf  # −inf − (−inf): still collapsed
+    out /= ends[0]
+    return out
+
+
 def _pack(
     method: str,
     system: Map,
@@ -215,38 +317,44 @@ def _pack(
     record: TangentRecord,
     seed: int,
 ) -> LyapunovSpectrum:
-    at, cum = plan.record_at, record.cumulative.copy()
+    at, cum = plan.record_at, record.cumulative
     blown = record.blowup_step >= 0
     if blown.any():
+        cum = cum.copy()  # rare: the record may be read-only
         cum[blown] = np.nan
         where = ", ".join(
             f"member {e} by step {s}"
             for e, s in zip(np.flatnonzero(blown), record.blowup_step[blown], strict=True)
         )
+        cause = (
+            "the two trajectories overflowed, or merged (|y − x| = 0)"
+            if method == "twin"
+            else "the state or its tangent basis overflowed (NaN or infinite values)"
+        )
         warnings.warn(
-            f"{system.name}: the trajectory or its tangent basis became non-finite or degenerate "
-            f"({where}; counted from the start, transient={plan.transient}): the state "
-            f"overflowed, or the Jacobian is singular along the orbit so that a tangent direction "
-            f"collapsed (then fewer exponents, k, may still be defined); its exponents are NaN",
+            f"{system.name}: the trajectory became non-finite ({where}; counted from the start, "
+            f"transient={plan.transient}): {cause}; its exponents are NaN",
             NonFiniteTrajectoryWarning,
             stacklevel=3,
         )
     member = cum[:, -1] / plan.steps  # (E, k)
+    collapsed = np.isneginf(member)  # log 0: the Jacobian collapsed these directions
+    if collapsed.any():
+        _warn_collapsed(system, plan, cum, collapsed)
     exponents = member.mean(axis=0)
     E = member.shape[0]
-    if E >= 2:
-        stderr = member.std(axis=0, ddof=1) / math.sqrt(E)
-    else:
-        stderr = _batch_stderr(cum, at, times["batches"])
-    order = np.argsort(-exponents, kind="stable") if np.isfinite(exponents).all() else slice(None)
-    hist_idx = np.searchsorted(at, times["history"])
-    history = cum[:, hist_idx].mean(axis=0) / np.maximum(times["history"], 1)[:, None]
-    finite_time = None
-    if len(times["windows"]):
-        w = times["windows"]
-        sums = cum[:, np.searchsorted(at, w)]
-        finite_time = np.diff(np.concatenate([np.zeros_like(sums[:, :1]), sums], axis=1), axis=1)
-        finite_time = finite_time / w[0]
+    with np.errstate(invalid="ignore"):  # −inf − (−inf) in the spreads of collapsed directions
+        if E >= 2:
+            stderr = member.std(axis=0, ddof=1) / math.sqrt(E)
+        else:
+            stderr = _batch_stderr(cum, at, times["batches"])
+        stderr[collapsed.all(axis=0)] = 0.0  # −inf in every member: exactly −inf
+        order = (
+            np.argsort(-exponents, kind="stable") if not np.isnan(exponents).any() else slice(None)
+        )
+        hist_idx = np.searchsorted(at, times["history"])
+        history = cum[:, hist_idx].mean(axis=0) / np.maximum(times["history"], 1)[:, None]
+        finite_time = _windows(cum, at, times["windows"], order) if len(times["windows"]) else None
     max_condition = float(np.max(record.max_condition))
     if plan.every > 1 and max_condition > ILL_CONDITIONED:
         warnings.warn(
@@ -256,13 +364,15 @@ def _pack(
             IllConditionedBasisWarning,
             stacklevel=3,
         )
+    if method == "twin" and record.max_separation is not None:
+        _warn_if_saturated(system, plan, np.asarray(record.max_separation)[~blown])
     return LyapunovSpectrum(
         exponents=exponents[order],
         stderr=stderr[order],
         member_exponents=member[:, order],
         history_steps=times["history"],
         history=history[:, order],
-        finite_time=None if finite_time is None else finite_time[..., order],
+        finite_time=finite_time,
         finite_time_window=int(times["windows"][0]) if finite_time is not None else None,
         max_condition=max_condition,
         blowup_steps=record.blowup_step,
@@ -278,6 +388,55 @@ def _pack(
         system=repr(system),
         jacobian_method=system.jacobian_method,
         method="qr" if method == "lyapunov" else "twin",
+    )
+
+
+def _warn_collapsed(system: Map, plan: TangentPlan, cum: np.ndarray, collapsed: np.ndarray) -> None:
+    """``SingularJacobianWarning`` naming the members, how many directions collapsed in each,
+    and the record point by which the first one had."""
+    parts = []
+    for e in np.flatnonzero(collapsed.any(axis=1)):
+        first = int(np.flatnonzero(np.isneginf(cum[e]).any(axis=1))[0])
+        parts.append(
+            f"member {e}: {int(collapsed[e].sum())} of {collapsed.shape[1]} by step "
+            f"{int(plan.record_at[first])} after the transient"
+        )
+    warnings.warn(
+        f"{system.name}: the Jacobian is singular (to working precision) along the orbit: "
+        f"tangent directions collapsed (R_ii = 0; {'; '.join(parts)}), so as many of the "
+        f"smallest exponents are -inf (log 0); the others are unaffected. If the Jacobian is "
+        f"only nearly singular (one direction contracted by more than 1/eps^2 against another "
+        f"in a step), a transient lets the basis align first: collapses during the transient "
+        f"are not counted",
+        SingularJacobianWarning,
+        stacklevel=4,
+    )
+
+
+def _warn_if_saturated(system: Map, plan: TangentPlan, widest: np.ndarray) -> None:
+    """``TwinSaturationWarning`` when the separation left the linear range (``widest``: the
+    largest ``d / max(1, ‖x‖∞)`` of each member that did not blow up)."""
+    worst = float(np.nanmax(widest)) if widest.size and not np.isnan(widest).all() else 0.0
+    if not worst > TWIN_LINEAR_RANGE:
+        return
+    if plan.every > 1:
+        remedy = (
+            f"use a smaller renorm_every (the largest separation grew by a factor of at least "
+            f"{worst / plan.separation:.2g} in renorm_every={plan.every} steps; renorm_every=1, "
+            f"the default, renormalises after every step and costs one distance per step)"
+        )
+    else:
+        remedy = (
+            f"it grew that far within one step from separation={plan.separation:.2g}: use a "
+            f"smaller separation"
+        )
+    warnings.warn(
+        f"{system.name}: twin method: the two trajectories separated to d = {worst:.2g} "
+        f"max(1, |x|) between renormalisations, past the linear range d <= "
+        f"{TWIN_LINEAR_RANGE:g} max(1, |x|) in which the growth d/separation measures the "
+        f"tangent dynamics; the separation saturates and lambda_1 is underestimated: {remedy}",
+        TwinSaturationWarning,
+        stacklevel=4,
     )
 
 
@@ -358,8 +517,14 @@ def lyapunov_spectrum(
     -----
     NonFiniteTrajectoryWarning
         When a trajectory overflows (its exponents are NaN; the warning names the step).
+    SingularJacobianWarning
+        When tangent directions collapse (``R_ii = 0``: a Jacobian singular along the orbit, to
+        working precision): their exponents are ``−inf`` (``log 0``), the others are unaffected.
     IllConditionedBasisWarning
         When ``reortho_every > 1`` lets the basis become ill-conditioned (condition > 1e8).
+    LargeResultWarning
+        Before a run whose records would take more than ``LARGE_RESULT_BYTES`` (512 MiB), with
+        their size: e.g. ``finite_time=1`` over many steps.
     """
     plan, times, seed = _prepare(
         system,
@@ -406,7 +571,15 @@ def max_lyapunov_twin(
     accumulated and ``y`` is pulled back to ``x + δ0 (y − x)/d`` (Benettin et al. 1976). The
     estimate is ``λ_1 = (1/T) Σ log(d/δ0)``; it is biased when ``δ0`` is too large (non-linearity)
     or too small (rounding, ``ε/δ0``). Arguments as :func:`lyapunov_spectrum`.
+
+    Between renormalisations ``d`` must stay in the linear range: when it exceeds
+    ``TWIN_LINEAR_RANGE · max(1, ‖x‖∞)`` (1 %) after the transient, a
+    :class:`TwinSaturationWarning` says so (the separation saturates at the size of the
+    attractor and ``λ_1`` is underestimated) and suggests a smaller ``renorm_every``. A map's
+    ``period``, when set, must be a positive number.
     """
+    if isinstance(system, Map):
+        check_period(system.period, f"the period of {system!r}")
     # Backends compute in float32 or float64 (and reject anything else).
     eps = float(np.finfo(np.float32 if dtype == "float32" else np.float64).eps)
     if separation is None:
@@ -435,6 +608,7 @@ def max_lyapunov_twin(
         separation=float(separation),
         dtype=dtype,
         device=device,
+        every_name="renorm_every",
     )
     chosen, reason = choose_backend(backend, system, plan=plan)
     record = _run("twin", chosen, system, plan, progress)

@@ -15,10 +15,12 @@ def kaplan_yorke_dimension(exponents: np.ndarray, dim: int | None = None) -> flo
 
     ``j`` is the largest index with ``Σ_{i≤j} λ_i ≥ 0``. ``D = 0`` when ``λ_1 < 0``; ``D = dim`` when all
     partial sums are non-negative and the full spectrum is given; NaN when they are and only part
-    of the spectrum is (more exponents are needed), or when an exponent is NaN.
+    of the spectrum is (more exponents are needed), or when an exponent is NaN or ``+inf``. An
+    exponent ``−inf`` (a direction collapsed by a singular Jacobian) is a number like any other:
+    ``λ_{j+1} = −inf`` gives ``D = j``.
     """
     lam = np.sort(np.asarray(exponents, dtype=np.float64))[::-1]
-    if not np.isfinite(lam).all():
+    if np.isnan(lam).any() or np.isposinf(lam).any():
         return float("nan")
     sums = np.cumsum(lam)
     nonneg = np.flatnonzero(sums >= 0)
@@ -34,9 +36,11 @@ def ks_entropy(exponents: np.ndarray) -> float:
     """Sum of the positive exponents, ``Σ_{λ_i > 0} λ_i``: the Kolmogorov–Sinai entropy by Pesin's
     identity (Ruelle's inequality makes it an upper bound on ``h_KS`` in general; equality holds
     for SRB measures). When only part of the spectrum was computed and all of it is positive, the
-    sum of all positive exponents is underestimated."""
+    sum of all positive exponents is underestimated. NaN when an exponent is NaN or ``+inf``;
+    ``−inf`` exponents (collapsed directions) do not contribute."""
     lam = np.asarray(exponents, dtype=np.float64)
-    return float(lam[lam > 0].sum()) if np.isfinite(lam).all() else float("nan")
+    bad = np.isnan(lam).any() or np.isposinf(lam).any()
+    return float("nan") if bad else float(lam[lam > 0].sum())
 
 
 @dataclass(frozen=True, repr=False)
@@ -46,9 +50,11 @@ class LyapunovSpectrum:
     Attributes
     ----------
     exponents : (k,) float64
-        Ensemble-mean exponents, descending.
+        Ensemble-mean exponents, descending; NaN for members that blew up, ``−inf`` (``log 0``)
+        for directions that a singular Jacobian collapsed.
     stderr : (k,) float64
-        Standard errors: over ensemble members (``ensemble >= 2``) or from batch means.
+        Standard errors: over ensemble members (``ensemble >= 2``) or from batch means; 0 for an
+        exponent that is ``−inf`` in every member.
     member_exponents : (ensemble, k) float64
         Exponents of each trajectory.
     history_steps : (H,) int64
@@ -59,7 +65,8 @@ class LyapunovSpectrum:
         Finite-time exponents over consecutive windows of ``finite_time_window`` steps.
     max_condition : float
         Largest ``max R_ii / min R_ii`` at a re-orthonormalisation (a lower bound on the condition
-        number of the un-normalised basis).
+        number of the un-normalised basis); re-orthonormalisations at which a direction
+        collapsed are left out.
     blowup_steps : (ensemble,) int64
         Step at which a trajectory was found non-finite, −1 if never.
     final_state, final_basis : arrays

@@ -59,6 +59,15 @@ class WCRNNPrediction(NamedTuple):
 
 
 def _square(R: np.ndarray) -> np.ndarray:
+    """``R`` as a real float64 square matrix; a TypeError for complex values, which would
+    otherwise lose their imaginary part silently."""
+    if np.iscomplexobj(R):
+        raise TypeError(
+            "R must be a real matrix (the residual of a WCRNN acts on its real state), got "
+            f"complex values (dtype {np.asarray(R).dtype}); for a complex residual acting on "
+            "z in C^n pass its real form [[Re R, -Im R], [Im R, Re R]] (2n x 2n), whose exponents "
+            "are log|eig(R)|, each twice"
+        )
     R = np.asarray(R, dtype=np.float64)
     if R.ndim != 2 or R.shape[0] != R.shape[1] or R.shape[0] == 0:
         raise ValueError(f"R must be a non-empty square matrix, got shape {R.shape}")
@@ -68,7 +77,13 @@ def _square(R: np.ndarray) -> np.ndarray:
 
 
 def residual_exponents(R: np.ndarray) -> np.ndarray:
-    """``log|eig(R)|`` sorted in descending order: the WCRNN exponents in the limit ``γ → 0``."""
+    """``log|eig(R)|`` sorted in descending order: the WCRNN exponents in the limit ``γ → 0``.
+
+    ``R`` is the real residual matrix of the state ``x' = R x + γ σ(…)``; complex values are
+    refused (TypeError): a complex residual acting on ``z ∈ ℂⁿ`` is the real map
+    ``[[Re R, −Im R], [Im R, Re R]]`` on ``(Re z, Im z)``, whose ``2n`` exponents are
+    ``log|eig(R)|``, each twice. ``−inf`` for a zero eigenvalue.
+    """
     with np.errstate(divide="ignore"):
         return np.sort(np.log(np.abs(np.linalg.eigvals(_square(R)))))[::-1]
 
@@ -127,7 +142,9 @@ def hidden_second_moment(lam: complex | np.ndarray, rho: float | np.ndarray = 0.
     return (1 - np.abs(z) ** 2) / ((1 - q) * np.abs(1 - z) ** 2)
 
 
-def sensitivity_second_moment(lam: complex | np.ndarray, rho: float | np.ndarray = 0.0) -> np.ndarray:
+def sensitivity_second_moment(
+    lam: complex | np.ndarray, rho: float | np.ndarray = 0.0
+) -> np.ndarray:
     """Stationary ``E|∂_λ h|²`` of ``h_t = λ h_{t−1} + x_t`` (inputs as in :func:`hidden_second_moment`).
 
     With ``∂_λ h_t = Σ_k k λ^{k−1} x_{t−k}``, ``q = |λ|²`` and ``z = ρλ``::

@@ -230,7 +230,7 @@ def test_numba_blowup_emits_only_lyapkit_warning():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         lk.lyapunov_spectrum(lk.LinearMap([[0.0]]), steps=5, x0=[1.0], seed=0, backend="numba")
-    assert [type(w.message) for w in caught] == [lk.NonFiniteTrajectoryWarning]
+    assert [type(w.message) for w in caught] == [lk.lyapunov.SingularJacobianWarning]
 
 
 class _DtypeSpy(lk.LinearMap):
@@ -283,16 +283,17 @@ def test_numpy_unsupported_dtype_is_a_backend_error(dtype):
 
 
 def test_singular_jacobian_is_explained_and_fewer_exponents_still_work():
-    """A zero row in J collapses a tangent direction (R_22 = 0): the full spectrum is NaN with a
+    """A zero row in J collapses a tangent direction (R_22 = 0): λ2 = log 0 = −inf with a
     warning that names the singular Jacobian as a cause, and k = 1 still gives λ1 = log 0.5."""
     system = lk.LinearMap([[0.0, 0.0], [1.0, 0.5]])  # eigenvalues 0.5 and 0
     lead = lk.lyapunov_spectrum(
         system, steps=50, transient=20, k=1, x0=[1.0, 1.0], seed=0, backend="numpy"
     )
     assert lead.exponents[0] == pytest.approx(np.log(0.5), abs=1e-12)
-    with pytest.warns(lk.NonFiniteTrajectoryWarning, match="Jacobian is singular"):
+    with pytest.warns(lk.lyapunov.SingularJacobianWarning, match="Jacobian is singular"):
         res = lk.lyapunov_spectrum(system, steps=50, x0=[1.0, 1.0], seed=0, backend="numpy")
-    assert np.isnan(res.exponents).all()
+    assert res.exponents[0] == pytest.approx(np.log(0.5), abs=0.02)  # no transient: O(1/T)
+    assert res.exponents[1] == -np.inf
 
 
 @pytest.mark.filterwarnings("ignore::lyapkit.NonFiniteTrajectoryWarning")

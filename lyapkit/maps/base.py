@@ -260,6 +260,23 @@ class ArrayMap(Map):
     def _jacobian(self, xp: Any, p: dict, x: Any, u: Any) -> Any: ...
 
 
+def check_period(period: Any, name: str = "period") -> float | None:
+    """``period`` as a float, or None; a ValueError naming ``name`` unless it is None or a
+    positive finite number (the period of the coordinates of a map on a torus)."""
+    if period is None:
+        return None
+    if (
+        isinstance(period, bool)
+        or not isinstance(period, (int, float, np.integer, np.floating))
+        or not 0 < period < math.inf
+    ):
+        raise ValueError(
+            f"{name} must be a positive finite number (the period of the coordinates of a map "
+            f"on a torus) or None, got {period!r}"
+        )
+    return float(period)
+
+
 def matrix(xp: Any, rows: list[list[Any]]) -> Any:
     """Stack a nested list of batched scalars ``rows[i][j]`` into a ``(..., n, m)`` array."""
     return xp.stack([xp.stack(row, -1) for row in rows], -2)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from lyapkit.maps.base import Map, NumbaKernels
+from lyapkit.maps.base import Map, NumbaKernels, check_period
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,11 @@ class CallableMap(Map):
     Without ``jacobian``, the Jacobian is approximated by central finite differences,
     ``J[:, j] ≈ (f(x + h e_j) − f(x − h e_j)) / 2h`` with ``h = ε^(1/3) max(1, |x_j|)``
     (error ``O(h²) ≈ 1e-10`` relative for smooth maps), and ``jacobian_method`` says so.
+
+    What the callables return is checked: real values (complex ones are refused with a
+    TypeError, not cast) of exactly the shape expected, ``(dim,)`` and ``(dim, dim)`` per state
+    (with ``vectorized``, the batch shape in front); a ValueError names the callable, the shape
+    expected and the shape returned. For ``dim = 1`` any shape with one entry per state is taken.
     """
 
     namespaces = frozenset({"numpy"})
@@ -48,34 +54,57 @@ class CallableMap(Map):
             raise TypeError(f"jacobian must be callable or None, got {type(jacobian).__name__}")
         self.dim, self.input_dim = _check_dims(dim, input_dim)
         self._f, self._jac, self.vectorized = step, jacobian, bool(vectorized)
-        self.name, self.period = name, period
+        self.name, self.period = name, check_period(period)
         if jacobian is None:
             self.jacobian_method = "finite-difference"
             log.warning("map %r has no Jacobian: using central finite differences", name)
 
-    def _call(self, fn: Callable[..., Any], x: np.ndarray, u: Any, out_shape: tuple) -> np.ndarray:
+    def _checked(self, role: str, fn: Callable[..., Any], value: Any, shape: tuple) -> np.ndarray:
+        """What ``fn`` (the map's ``role`` callable) returned, as float64 of shape ``shape``; a
+        TypeError for complex values, a ValueError for any other shape."""
+        a = np.asarray(value)
+        what = f"{self.name}: the {role} callable {getattr(fn, '__name__', type(fn).__name__)!r}"
+        if np.iscomplexobj(a):
+            raise TypeError(
+                f"{what} returned complex values (dtype {a.dtype}); lyapkit maps are real: "
+                "write a complex state z as the real state (Re z, Im z), or return the real "
+                "part explicitly if the imaginary part is zero"
+            )
+        if a.shape != shape and not (self.dim == 1 and a.size == math.prod(shape)):
+            raise ValueError(
+                f"{what} returned an array of shape {a.shape}, expected {shape} "
+                f"(dim={self.dim}{', vectorized' if self.vectorized else ''})"
+            )
+        try:
+            return np.asarray(a, dtype=np.float64).reshape(shape)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{what} returned values that are not real numbers: {err}") from err
+
+    def _call(
+        self, role: str, fn: Callable[..., Any], x: np.ndarray, u: Any, out_shape: tuple
+    ) -> np.ndarray:
         """Apply ``fn`` to a batch of states (looping over the batch unless ``vectorized``)."""
         x = np.asarray(x, dtype=np.float64)
         if self.input_dim and u is None:
             u = np.zeros(x.shape[:-1] + (self.input_dim,))
         args = (lambda xi, ui: (xi,)) if self.input_dim == 0 else (lambda xi, ui: (xi, ui))
         if self.vectorized or x.ndim == 1:
-            return np.asarray(fn(*args(x, u)), dtype=np.float64).reshape(x.shape[:-1] + out_shape)
+            return self._checked(role, fn, fn(*args(x, u)), x.shape[:-1] + out_shape)
         flat = x.reshape(-1, self.dim)
         flat_u = None if u is None else np.broadcast_to(u, x.shape[:-1] + (self.input_dim,))
         flat_u = None if flat_u is None else flat_u.reshape(-1, self.input_dim)
         rows = [
-            np.asarray(fn(*args(xi, None if flat_u is None else flat_u[i])), dtype=np.float64)
+            self._checked(role, fn, fn(*args(xi, None if flat_u is None else flat_u[i])), out_shape)
             for i, xi in enumerate(flat)
         ]
         return np.stack(rows).reshape(x.shape[:-1] + out_shape)
 
     def step(self, x: Any, u: Any = None) -> np.ndarray:
-        return self._call(self._f, x, u, (self.dim,))
+        return self._call("step", self._f, x, u, (self.dim,))
 
     def jacobian(self, x: Any, u: Any = None) -> np.ndarray:
         if self._jac is not None:
-            return self._call(self._jac, x, u, (self.dim, self.dim))
+            return self._call("jacobian", self._jac, x, u, (self.dim, self.dim))
         x = np.asarray(x, dtype=np.float64)
         h = np.finfo(np.float64).eps ** (1 / 3) * np.maximum(1.0, np.abs(x))  # (..., n)
         shifts = np.eye(self.dim) * h[..., None, :]  # (..., j, n): row j shifts coordinate j
@@ -112,7 +141,7 @@ class NumbaMap(Map):
                 )
         self.dim, self.input_dim = _check_dims(dim, input_dim)
         self._kernels = NumbaKernels(step, jacobian, tuple(params))
-        self.name, self.period = name, period
+        self.name, self.period = name, check_period(period)
 
     def numba_kernels(self) -> NumbaKernels:
         return self._kernels
@@ -152,8 +181,11 @@ def from_numpy(
     ``step(x)`` (or ``step(x, u)`` when ``input_dim > 0``) returns the next state; ``jacobian`` has the
     same signature and returns ``∂f/∂x``. Without ``vectorized`` the callables see one state of shape
     ``(dim,)``; with it, batches ``(..., dim)``. Without ``jacobian`` a central finite-difference
-    Jacobian is used (labelled ``jacobian_method="finite-difference"``). ``period`` wraps state
-    differences for maps on a torus.
+    Jacobian is used (labelled ``jacobian_method="finite-difference"``). ``period`` (a positive
+    number) wraps state differences for maps on a torus. The callables must return real arrays of
+    exactly the expected shape (``(dim,)``, ``(dim, dim)``; with ``vectorized``, the batch shape
+    in front): complex values are refused with a TypeError and other shapes with a ValueError
+    naming the callable, rather than cast or reshaped.
     """
     return CallableMap(
         step, dim, jacobian, input_dim=input_dim, vectorized=vectorized, name=name, period=period
@@ -178,7 +210,8 @@ def from_numba(
     write every entry. ``x`` has shape ``(dim,)``, ``u`` shape ``(input_dim,)`` (empty when
     ``input_dim = 0``), and ``params`` is the tuple given here (floats and arrays), so one compiled
     loop serves every parameter value. The map runs on the numba backend and, one kernel call per
-    state, on the numpy backend.
+    state, on the numpy backend. ``period`` (a positive number) wraps state differences for maps
+    on a torus.
     """
     return NumbaMap(
         step, jacobian, dim, input_dim=input_dim, params=params, name=name, period=period
