@@ -13,6 +13,7 @@ disk cache by later processes (``lyapkit.backends._numba_cache``).
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import numpy as np
 
@@ -57,6 +58,39 @@ def _tangent_loop(kernels: NumbaKernels, n: int, k: int):
     from lyapkit.backends._numba_loops import tangent_loop
 
     return tangent_loop(kernels.step, kernels.jacobian, n, k), contextlib.nullcontext
+
+
+def _typing_summary(message: str) -> str:
+    """The gist of a numba typing error: what failed, the signature tried and where."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    what = next((line for line in lines if not line.startswith("Failed in")), "typing error")
+    signature = next((line[3:].strip() for line in lines if line.startswith(">>>")), None)
+    where = next((line[8:] for line in lines if line.startswith("During: typing of")), None)
+    return (
+        what.rstrip(":") + (f" {signature}" if signature else "") + (f" ({where})" if where else "")
+    )
+
+
+def _compile_errors(method):
+    """``method`` with numba's typing errors (kernels that do not compile for the types of their
+    parameters or state) raised as a one-paragraph BackendError naming the map; numba's full
+    message stays in the chained exception."""
+
+    @functools.wraps(method)
+    def checked(self, system: Map, *args, **kwargs):
+        from numba.core.errors import TypingError
+
+        try:
+            return method(self, system, *args, **kwargs)
+        except TypingError as err:
+            types = ", ".join(type(p).__name__ for p in system.numba_kernels().params)
+            raise BackendError(
+                f"{system.name}: numba cannot compile the map's kernels with parameters of types "
+                f"({types}): {_typing_summary(str(err))}; check the kernels and their params "
+                "(floats and float64 arrays), or use backend='numpy'"
+            ) from err
+
+    return checked
 
 
 class NumbaBackend(Backend):
@@ -106,6 +140,7 @@ class NumbaBackend(Backend):
             np.full(E, -1, dtype=np.int64),
         )
 
+    @_compile_errors
     def tangent(self, system: Map, plan: TangentPlan, progress: Progress) -> TangentRecord:
         self._check(plan)
         kernels = system.numba_kernels()
@@ -152,6 +187,7 @@ class NumbaBackend(Backend):
                     blow[e : e + 1],
                 )  # fmt: skip
 
+    @_compile_errors
     def twin(self, system: Map, plan: TangentPlan, progress: Progress) -> TangentRecord:
         from lyapkit.backends._numba_loops import twin_loop
 
@@ -191,6 +227,7 @@ class NumbaBackend(Backend):
         basis = (d / np.linalg.norm(d, axis=-1, keepdims=True))[..., None]
         return TangentRecord(cum, cond, blow, X, basis, max_separation=widest)
 
+    @_compile_errors
     def trajectory(self, system: Map, plan: TrajectoryPlan, progress: Progress) -> TrajectoryRecord:
         from lyapkit.backends._numba_loops import trajectory_loop
 
@@ -215,6 +252,7 @@ class NumbaBackend(Backend):
             progress.update(t1 - t0)
         return TrajectoryRecord(states=states, jacobians=jacobians)
 
+    @_compile_errors
     def ggn(self, system: Map, plan: GGNPlan, vectors: np.ndarray | None = None) -> np.ndarray:
         from lyapkit.backends._numba_sensitivity import products_loop, sensitivity_loop
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from lyapkit._array import torch_device
 from lyapkit.backend import (
     Backend,
     BackendError,
@@ -38,18 +39,17 @@ class TorchOps(ArrayOps):
         import torch
 
         self.xp = torch
-        try:
-            self.dtype = getattr(torch, dtype) if dtype else torch.float64
-            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        except (AttributeError, RuntimeError, TypeError) as err:
-            raise BackendError(
-                f"invalid torch dtype {dtype!r} or device {device!r}: {err}"
-            ) from err
+        named = getattr(torch, dtype, None) if isinstance(dtype, str) else None
+        self.dtype = torch.float64 if dtype is None else named
         if self.dtype not in (torch.float32, torch.float64):
             raise BackendError(
-                f"the torch backend computes in float32 or float64 (torch has no QR or Cholesky "
-                f"in half precision), got dtype={dtype!r}"
+                f"the torch backend computes in 'float32' or 'float64' (torch has no QR or "
+                f"Cholesky in half precision), got dtype={dtype!r}"
             )
+        try:
+            self.device = torch_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        except ValueError as err:
+            raise BackendError(str(err)) from err
         self.eps = float(torch.finfo(self.dtype).eps)
 
     def asarray(self, a: np.ndarray) -> Any:

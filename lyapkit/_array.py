@@ -43,3 +43,31 @@ def import_optional(module: str, extra: str) -> ModuleType:
         raise ImportError(
             f"{module} is not installed; install it with `pip install lyapkit[{extra}]`"
         ) from err
+
+
+def torch_device(device: Any, name: str = "device") -> Any:
+    """``device`` as a ``torch.device`` that this machine has; a ValueError naming the argument
+    ``name`` for a device string torch does not know, or a device that is not there (a CUDA
+    device on a CPU-only torch or machine, an index past the device count, MPS off Apple
+    silicon)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"{name} must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}"
+        ) from err
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise ValueError(
+                f"{name}={device!r}: no CUDA device is available (torch {torch.__version__}, "
+                f"{build}); use 'cpu'"
+            )
+        if (dev.index or 0) >= count:
+            raise ValueError(f"{name}={device!r}: this machine has {count} CUDA device(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name}={device!r}: MPS is not available on this machine; use 'cpu'")
+    return dev

@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import logging
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from types import ModuleType
 
@@ -30,6 +28,7 @@ import numpy as np
 
 import lyapkit as lk
 from lyapkit._array import import_optional
+from lyapkit._files import atomic_write, check_writable, netcdf_bytes
 
 log = logging.getLogger("lyapkit")
 
@@ -87,16 +86,8 @@ def build_map(name: str, params: dict) -> lk.Map:
 
 
 def save_dataset(dataset, path: str) -> None:
-    """Write an xarray Dataset to netCDF4/HDF5 atomically (temporary file, then ``os.replace``)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".nc.tmp", dir=directory)
-    os.close(fd)
-    try:
-        dataset.to_netcdf(tmp, engine="h5netcdf")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write an xarray Dataset to netCDF4/HDF5 atomically (:func:`lyapkit._files.atomic_write`)."""
+    atomic_write(path, netcdf_bytes(dataset))
 
 
 def format_spectrum(res: lk.LyapunovSpectrum) -> str:
@@ -140,8 +131,9 @@ def cmd_spectrum(args: argparse.Namespace) -> int:
     if args.map.endswith(".nc"):  # a saved run: its model, driven by its task's test sequences
         return _trainers_cli(_STORE).cmd_run_spectrum(args)
     system = build_map(args.map, _parse_params(args.param))
-    if args.output:
-        _require(_STORE)  # before the computation, not after it
+    if args.output:  # before the computation, not after it
+        _require(_STORE)
+        check_writable(args.output, "--output")
     res = lk.lyapunov_spectrum(
         system,
         steps=args.steps,

@@ -54,7 +54,14 @@ def _cross_entropy_terms(outputs: Any, targets: Any) -> Any:
             f"cross_entropy loss (outputs {tuple(outputs.shape)}), got {targets.dtype} of shape "
             f"{tuple(targets.shape)}"
         )
-    scores = outputs.reshape(-1, outputs.shape[-1])
+    classes = outputs.shape[-1]
+    if targets.numel() and not (0 <= int(targets.min()) and int(targets.max()) < classes):
+        raise ValueError(
+            f"targets must be class labels in [0, {classes}) for the cross_entropy loss over "
+            f"{classes} output scores, got labels from {int(targets.min())} to "
+            f"{int(targets.max())}"
+        )
+    scores = outputs.reshape(-1, classes)
     return F.cross_entropy(scores, targets.reshape(-1), reduction="none").reshape(targets.shape)
 
 

@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from lyapkit._files import atomic_write, netcdf_bytes, reason
+
 if TYPE_CHECKING:
     import xarray as xr
 
@@ -203,8 +205,11 @@ def lock_run(path: str | os.PathLike) -> RunLock:
             try:
                 os.write(fd, content.encode())
                 os.fsync(fd)
-            finally:
+            except OSError as err:  # a full disk: take nothing, leave no empty lock behind
                 os.close(fd)
+                path.unlink(missing_ok=True)
+                raise type(err)(err.errno, f"cannot write the lock {path}: {reason(err)}") from err
+            os.close(fd)
             return RunLock(path, content)
         try:
             owner, text = _lock_owner(path)
@@ -497,28 +502,19 @@ def _remove_stale_temporaries(path: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write(tree: xr.DataTree, tmp: Path) -> None:
-    """Write the tree to the temporary file and push it to disk."""
-    tree.to_netcdf(tmp, engine="h5netcdf", mode="w")
-    _fsync(tmp)
-
-
 def _read_tree(path: str | os.PathLike) -> xr.DataTree:
     xr = _xarray()
     _require_h5netcdf()
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no run store at {path}")
-    with xr.open_datatree(path, engine="h5netcdf") as tree:
-        tree = tree.load()
+    try:
+        with xr.open_datatree(path, engine="h5netcdf") as tree:
+            tree = tree.load()
+    except OSError as err:  # not HDF5 (h5py: "file signature not found"), or torn
+        raise ValueError(
+            f"{path} is not a lyapkit run store: it cannot be read as netCDF4/HDF5 ({reason(err)})"
+        ) from err
     if "format_version" not in tree.attrs or "config" not in tree.attrs:
         raise ValueError(f"{path} is not a lyapkit run store (no format_version/config attributes)")
     version = int(tree.attrs["format_version"])
@@ -778,19 +774,14 @@ class RunStore:
         """Write the whole store to ``<path>.tmp-<pid>``, then ``os.replace`` it onto ``path``.
 
         Does nothing when nothing changed since the last flush. If writing fails, the previous
-        file is left untouched, the temporary file is removed and the error propagates; the
-        records stay in memory, so a later flush can succeed.
+        file is left untouched, the temporary file is removed and an ``OSError`` of one line
+        names the run file (:func:`lyapkit._files.atomic_write`); the records stay in memory,
+        so a later flush can succeed.
         """
         if not self._dirty:
             return
         start = time.perf_counter()
-        tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
-        try:
-            _write(self._tree(), tmp)
-            os.replace(tmp, self.path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write(self.path, netcdf_bytes(self._tree()))
         self._dirty = False
         log.debug(
             "flushed %s (%d bytes) in %.3f s",

@@ -18,6 +18,7 @@ import numpy as np
 
 import lyapkit as lk
 from lyapkit import cli as core_cli
+from lyapkit._files import check_writable
 from lyapkit.store import open_run
 from lyapkit.theory import residual_exponents
 from lyapkit.trainers.config import load_config
@@ -38,7 +39,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{result.path}: the run is finished; nothing to do")
     print(
         f"{result.path}: best test {result.metric} {result.best_metric:.4g}, "
-        f"minimal performance reached at step {result.steps_to_threshold}"
+        f"{result.describe_threshold()}"
     )
     return core_cli.EXIT_OK
 
@@ -128,8 +129,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     curvature = run["curvature"].to_dataset()
     diagnostics = sum(v for k, v in result.seconds.items() if k not in ("training", "evaluation"))
     print(
-        f"   best test accuracy {result.best_metric:.3f} (chance 0.1); minimal performance "
-        f"reached at step {result.steps_to_threshold}"
+        f"   best test accuracy {result.best_metric:.3f} (chance 0.1); "
+        f"{result.describe_threshold()}"
     )
     print(
         f"   Lyapunov exponents after training: {measured[0]:+.4f} … {measured[-1]:+.4f} per step;"
@@ -152,6 +153,8 @@ def cmd_run_spectrum(args: argparse.Namespace) -> int:
     beside it), driven by the run's test sequences."""
     if not Path(args.map).exists():
         raise FileNotFoundError(f"run file {args.map!r} does not exist")
+    if args.output:  # before the computation, not after it
+        check_writable(args.output, "--output")
     trainer = Trainer.from_run(args.map)
     res = trainer.spectrum(
         args.steps,

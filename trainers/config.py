@@ -116,7 +116,7 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def _positive(value: Any, key: str, *, integer: bool = False, zero: bool = False) -> None:
+def check_number(value: Any, key: str, *, integer: bool = False, zero: bool = False) -> None:
     kinds = (int,) if integer else (int, float)
     ok = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (value == 0 and not zero):
@@ -134,17 +134,17 @@ def _check_run(run: dict) -> None:
     for key in ("name", "dir", "device"):
         if not isinstance(run[key], str) or not run[key]:
             raise ConfigError(f"run.{key} must be a non-empty string, got {run[key]!r}")
-    _positive(run["seed"], "run.seed", integer=True, zero=True)
+    check_number(run["seed"], "run.seed", integer=True, zero=True)
     _choice(run["dtype"], "run.dtype", ("float32", "float64"))
-    _positive(run["threads"], "run.threads", integer=True, zero=True)
+    check_number(run["threads"], "run.threads", integer=True, zero=True)
 
 
 def _check_optimizer(opt: dict) -> None:
     _choice(opt["name"], "optimizer.name", OPTIMIZERS)
-    _positive(opt["lr"], "optimizer.lr")
-    _positive(opt["weight_decay"], "optimizer.weight_decay", zero=True)
-    _positive(opt["eps"], "optimizer.eps")
-    _positive(opt["clip_grad_norm"], "optimizer.clip_grad_norm", zero=True)
+    check_number(opt["lr"], "optimizer.lr")
+    check_number(opt["weight_decay"], "optimizer.weight_decay", zero=True)
+    check_number(opt["eps"], "optimizer.eps")
+    check_number(opt["clip_grad_norm"], "optimizer.clip_grad_norm", zero=True)
     if not (isinstance(opt["momentum"], (int, float)) and 0 <= opt["momentum"] < 1):
         raise ConfigError(f"optimizer.momentum must be in [0, 1), got {opt['momentum']!r}")
     betas = opt["betas"]
@@ -158,13 +158,13 @@ def _check_optimizer(opt: dict) -> None:
 
 def _check_schedule(schedule: dict) -> None:
     _choice(schedule["name"], "schedule.name", SCHEDULES)
-    _positive(schedule["step_size"], "schedule.step_size", integer=True)
-    _positive(schedule["factor"], "schedule.factor")
+    check_number(schedule["step_size"], "schedule.step_size", integer=True)
+    check_number(schedule["factor"], "schedule.factor")
 
 
 def _check_training(training: dict) -> None:
     for key in training:
-        _positive(training[key], f"training.{key}", integer=True)
+        check_number(training[key], f"training.{key}", integer=True)
 
 
 def _check_diagnostic(name: str, options: Any) -> dict[str, Any]:
@@ -190,7 +190,7 @@ def _check_diagnostic(name: str, options: Any) -> dict[str, Any]:
             raise ConfigError(f"diagnostics.{name}.at must be a list of steps ≥ 0, got {at!r}")
     else:
         key = given[0]
-        _positive(full[key], f"diagnostics.{name}.{key}", integer=True)
+        check_number(full[key], f"diagnostics.{name}.{key}", integer=True)
     if name == "curvature":
         _choice(full["kind"], "diagnostics.curvature.kind", ("ggn", "hessian"))
     return full

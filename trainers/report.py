@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lyapkit._files import atomic_write, check_writable
 from lyapkit.store import open_run, run_config
 
 
@@ -90,6 +92,7 @@ def make_report(run_path: str | Path, png_path: str | Path | None = None) -> Pat
 
     run_path = Path(run_path)
     png_path = run_path.with_suffix(".png") if png_path is None else Path(png_path)
+    check_writable(png_path, "png_path")
     run = open_run(run_path)
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
     for plot, ax in zip(
@@ -100,6 +103,9 @@ def make_report(run_path: str | Path, png_path: str | Path | None = None) -> Pat
         f"{run_path.name}: {run_config(run)['model']['name']} on {run_config(run)['task']['name']}"
     )
     fig.tight_layout()
-    fig.savefig(png_path, dpi=110)
+    # PNG whatever the suffix, at exactly png_path (savefig would append ".png" to a bare name)
+    sheet = io.BytesIO()
+    fig.savefig(sheet, dpi=110, format="png")
     plt.close(fig)
+    atomic_write(png_path, sheet.getbuffer())
     return png_path

@@ -26,10 +26,10 @@ import contextlib
 import ctypes
 import datetime
 import inspect
+import io
 import json
 import logging
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,12 +41,20 @@ import numpy as np
 import torch
 
 import lyapkit
+from lyapkit._array import torch_device
+from lyapkit._files import atomic_write, reason
 from lyapkit.backend import BackendError, get_backend
 from lyapkit.losses import mean_loss
 from lyapkit.progress import progress_bar
 from lyapkit.store import RunStore, lock_run, open_run, run_config
 from lyapkit.trainers import models
-from lyapkit.trainers.config import ConfigError, build_residual, schedule_steps, validate_config
+from lyapkit.trainers.config import (
+    ConfigError,
+    build_residual,
+    check_number,
+    schedule_steps,
+    validate_config,
+)
 from lyapkit.trainers.tasks import Task, make_task
 
 log = logging.getLogger(__name__)
@@ -148,6 +156,12 @@ class TrainResult:
     seconds: dict[str, float]
     already_finished: bool = False
 
+    def describe_threshold(self) -> str:
+        """``"minimal performance reached at step N"``, or that it was never reached."""
+        if self.steps_to_threshold < 0:
+            return "minimal performance not reached"
+        return f"minimal performance reached at step {self.steps_to_threshold}"
+
 
 def build_model(options: dict[str, Any], task: Task, seed: int) -> torch.nn.Module:
     """The model of a ``[model]`` table for ``task``: sizes and readout come from the task."""
@@ -157,18 +171,17 @@ def build_model(options: dict[str, Any], task: Task, seed: int) -> torch.nn.Modu
         raise ConfigError(f"model.name must be one of {list(MODELS)}, got {name!r}")
     cls = getattr(models, name)
     accepted = set(inspect.signature(cls).parameters)
+    if "hidden_size" not in options:
+        raise ConfigError(f"model.hidden_size is required for model {name!r}")
+    check_number(options["hidden_size"], "model.hidden_size", integer=True)  # before the residual
     if "residual" in options:
-        options["residual"] = build_residual(
-            options["residual"], options.get("hidden_size", 0), seed
-        )
+        options["residual"] = build_residual(options["residual"], options["hidden_size"], seed)
     unknown = sorted(set(options) - (accepted - {"input_size", "output_size", "readout"}))
     if unknown:
         raise ConfigError(
             f"unknown key(s) {['model.' + k for k in unknown]} for model {name!r}; it takes "
             f"{sorted(accepted - {'input_size', 'output_size', 'readout'})}"
         )
-    if "hidden_size" not in options:
-        raise ConfigError(f"model.hidden_size is required for model {name!r}")
     if "seed" in accepted:
         options.setdefault("seed", seed)
     try:
@@ -252,9 +265,11 @@ def _cpu_settings(device: torch.device, threads: int) -> Iterator[None]:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` atomically, serialised in memory first (torch's own file writer reports a
+    full disk as a RuntimeError)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, buffer.getbuffer())
 
 
 def _epoch_order(n: int, seed: int) -> torch.Tensor:
@@ -297,7 +312,7 @@ class Trainer:
         self.run_id: str | None = None
         self.progress = progress
         self.dtype = getattr(torch, run["dtype"])
-        self.device = torch.device(run["device"])
+        self.device = torch_device(run["device"], "run.device")
         seed = run["seed"]
         torch.manual_seed(seed)
         task_options = {k: v for k, v in self.config["task"].items() if k != "name"}
@@ -574,7 +589,8 @@ class Trainer:
             state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
         except Exception as err:  # a torn or foreign file: any unpickling error
             raise RunError(
-                f"cannot read the checkpoint {str(self.checkpoint_path)!r}: {err}"
+                f"cannot read the checkpoint {str(self.checkpoint_path)!r} (torn, or not a torch "
+                f"checkpoint): {reason(err)}"
             ) from err
         if expect_run_id is not False and state.get("run_id") != expect_run_id:
             raise RunError(

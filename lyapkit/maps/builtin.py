@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from lyapkit.maps.base import ArrayMap, NumbaKernels, matrix
+from lyapkit.maps.base import ArrayMap, NumbaKernels, matrix, real
 
 
 def _kernels(step: str, jacobian: str, params: tuple) -> NumbaKernels:
@@ -26,7 +26,7 @@ class Henon(ArrayMap):
     dim = 2
 
     def __init__(self, a: float = 1.4, b: float = 0.3):
-        self._set_params(a=a, b=b)
+        self._set_params(a=real("a", a), b=real("b", b))
 
     def initial_state(self, rng: np.random.Generator) -> np.ndarray:
         return rng.uniform(-0.1, 0.1, 2)
@@ -49,7 +49,7 @@ class Logistic(ArrayMap):
     dim = 1
 
     def __init__(self, r: float = 4.0):
-        self._set_params(r=r)
+        self._set_params(r=real("r", r))
 
     def initial_state(self, rng: np.random.Generator) -> np.ndarray:
         return rng.uniform(0.05, 0.95, 1)
@@ -76,7 +76,7 @@ class Tent(ArrayMap):
     dim = 1
 
     def __init__(self, mu: float = 2.0):
-        self._set_params(mu=mu)
+        self._set_params(mu=real("mu", mu))
 
     def initial_state(self, rng: np.random.Generator) -> np.ndarray:
         return rng.uniform(0.0, 1.0, 1)
@@ -141,7 +141,7 @@ class CoupledStandardMaps(ArrayMap):
         eye = np.eye(self.M)
         self._set_params(
             k=k,
-            coupling=coupling,
+            coupling=real("coupling", coupling),
             eye=eye,
             right=np.roll(eye, 1, axis=1),  # right[i, i+1] = 1
             left=np.roll(eye, -1, axis=1),  # left[i, i-1] = 1
@@ -243,8 +243,8 @@ class TanhNetwork(ArrayMap):
                 f"expected W ({n}, {n}), U ({n}, {input_dim}), b ({n},); "
                 f"got {W.shape}, {U.shape}, {b.shape}"
             )
-        self.g = float(g)
-        self._set_params(gW=g * W, U=U, b=b)
+        self.g = real("g", g)
+        self._set_params(gW=self.g * W, U=U, b=b)
 
     def _step(self, xp, p, x, u):
         pre = x @ p["gW"].T + p["b"]
