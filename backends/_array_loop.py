@@ -1,4 +1,5 @@
-"""The tangent, twin and trajectory loops shared by the array backends (numpy and torch).
+"""The tangent, twin, trajectory and covariant-vector loops shared by the array backends (numpy
+and torch).
 
 The loops are written once against an :class:`ArrayOps` strategy; they advance all ensemble members
 together (batched), one vectorised step per time step.
@@ -13,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from lyapkit.backend import (
+    CovariantPlan,
+    CovariantRecord,
     Progress,
     TangentPlan,
     TangentRecord,
@@ -44,6 +47,14 @@ class ArrayOps(abc.ABC):
     @abc.abstractmethod
     def qr(self, Q: Any) -> tuple[Any, Any]:
         """Batched thin QR of ``(E, n, k)``: return ``(Q, diag(R))`` with ``diag(R) ≥ 0``."""
+
+    @abc.abstractmethod
+    def qr_factors(self, Q: Any) -> tuple[Any, Any, Any]:
+        """Batched Householder thin QR of ``(E, n, k)``: ``(Q, R, diag(R))`` with ``diag(R) ≥ 0``."""
+
+    @abc.abstractmethod
+    def solve_upper(self, R: Any, C: Any) -> Any:
+        """``R⁻¹ C`` for batched upper-triangular ``R`` (E, k, k) and ``C`` (E, k, k)."""
 
 
 class _Recorder:
@@ -209,3 +220,54 @@ def trajectory_loop(
             jacobians[:, t1 - first - len(Js) : t1 - first] = ops.to_numpy(ops.xp.stack(Js, 1))
         progress.update(t1 - t0)
     return TrajectoryRecord(states=states, jacobians=jacobians)
+
+
+def covariant_loop(
+    system: Map, plan: CovariantPlan, ops: ArrayOps, progress: Progress
+) -> CovariantRecord:
+    """Ginelli's method, all members at once: a forward pass ``J_s Q_s = Q_{s+1} R_s`` that keeps
+    every post-transient ``R_s`` (``k²`` numbers a step) and the bases ``Q_s`` at the kept steps,
+    then a backward pass ``C_s = R_s⁻¹ C_{s+1}`` (unit columns), ``V_s = Q_s C_s``.
+
+    The factors stay on the backend's device; a kept basis is replaced by its CLVs, which are
+    copied to the host once, at the end.
+    """
+    xp, E = ops.xp, plan.x0.shape[0]
+    x, Q, U = ops.asarray(plan.x0), ops.asarray(plan.basis0), _inputs(ops, plan)
+    keep = [int(s) for s in plan.keep]
+    factors: list[Any] = []
+    kept_bases: list[Any] = []
+    kept_states: list[Any] = []
+    log_stretch = ops.accumulator(np.zeros((E, plan.basis0.shape[2])))
+    blow = ops.accumulator(np.full(E, -1.0))
+    for t in range(plan.total):
+        s = t - plan.transient
+        if len(kept_bases) < len(keep) and s == keep[len(kept_bases)]:
+            kept_bases.append(Q)
+            kept_states.append(x)
+        x, J = system.step_and_jacobian(x, None if U is None else U[:, t])
+        Q, R, r = ops.qr_factors(J @ Q)
+        if s >= 0:
+            factors.append(R)
+            if s < plan.steps:
+                log_stretch = log_stretch + xp.log(r)
+        ok = xp.isfinite(x).all(-1) & (xp.isfinite(r) & (r > 0)).all(-1)
+        blow = xp.where((blow < 0) & ~ok, float(t + 1), blow)
+        if (t + 1) % _CHECK_EVERY == 0:
+            progress.update(_CHECK_EVERY)
+    progress.update(plan.total % _CHECK_EVERY)
+    C, i = ops.asarray(plan.coefficients0), len(keep) - 1
+    for s in range(len(factors) - 1, -1, -1):
+        C = ops.solve_upper(factors[s], C)
+        C = C / xp.sqrt((C * C).sum(-2))[..., None, :]
+        factors[s] = None  # freed as the pass goes
+        if i >= 0 and keep[i] == s:
+            V = kept_bases[i] @ C
+            kept_bases[i] = V / xp.sqrt((V * V).sum(-2))[..., None, :]
+            i -= 1
+    return CovariantRecord(
+        vectors=ops.to_numpy(xp.stack(kept_bases, 1)),
+        states=ops.to_numpy(xp.stack(kept_states, 1)),
+        log_stretch=ops.to_numpy(log_stretch),
+        blowup_step=ops.to_numpy(blow).astype(np.int64),
+    )

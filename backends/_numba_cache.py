@@ -38,7 +38,14 @@ from numba.core.caching import FunctionCache
 log = logging.getLogger(__name__)
 
 #: The modules whose source compiled loops depend on (this package's numba code).
-LOOP_MODULES = ("_cholesky_qr", "_numba_cache", "_numba_loops", "_numba_blas", "_numba_sensitivity")
+LOOP_MODULES = (
+    "_cholesky_qr",
+    "_numba_cache",
+    "_numba_clv",
+    "_numba_loops",
+    "_numba_blas",
+    "_numba_sensitivity",
+)
 
 
 class _KeyedCache(FunctionCache):

@@ -20,6 +20,8 @@ import numpy as np
 from lyapkit.backend import (
     Backend,
     BackendError,
+    CovariantPlan,
+    CovariantRecord,
     GGNPlan,
     Progress,
     TangentPlan,
@@ -251,6 +253,36 @@ class NumbaBackend(Backend):
             )
             progress.update(t1 - t0)
         return TrajectoryRecord(states=states, jacobians=jacobians)
+
+    @_compile_errors
+    def covariant(self, system: Map, plan: CovariantPlan, progress: Progress) -> CovariantRecord:
+        """Ginelli's method in two nopython loops (``lyapkit.backends._numba_clv``): the forward
+        pass in chunks (for the progress bar), then the backward pass."""
+        from lyapkit.backends._numba_clv import backward_loop, forward_loop
+
+        self._check(plan)
+        kernels = system.numba_kernels()
+        (E, n, k), K = plan.basis0.shape, len(plan.keep)
+        forward = forward_loop(kernels.step, kernels.jacobian, n, k)
+        X = np.array(plan.x0, dtype=np.float64)
+        Q = np.ascontiguousarray(np.swapaxes(plan.basis0, -1, -2), dtype=np.float64)
+        U = np.ascontiguousarray(plan.inputs, dtype=np.float64)
+        keep = np.asarray(plan.keep, dtype=np.int64)
+        factors = np.zeros((E, plan.steps + plan.tail, k, k))
+        # a member that blows up leaves later entries unwritten: its bases are NaN-ed backwards
+        bases, states = np.empty((E, K, k, n)), np.full((E, K, n), np.nan)
+        blow = np.full(E, -1, dtype=np.int64)
+        for t0, t1 in _chunks(plan.total, progress):
+            forward(
+                kernels.params, X, Q, U, t0, t1, plan.transient, keep, factors, bases, states, blow
+            )
+            progress.update(t1 - t0)
+        C = np.ascontiguousarray(plan.coefficients0, dtype=np.float64)
+        backward_loop(n, k)(factors, C, keep, bases, blow)
+        diagonal = np.diagonal(factors[:, : plan.steps], axis1=-2, axis2=-1)
+        with np.errstate(divide="ignore", invalid="ignore"):  # members that blew up: NaN-ed
+            log_stretch = np.log(diagonal).sum(axis=1)
+        return CovariantRecord(np.swapaxes(bases, -1, -2), states, log_stretch, blow)
 
     @_compile_errors
     def ggn(self, system: Map, plan: GGNPlan, vectors: np.ndarray | None = None) -> np.ndarray:

@@ -9,6 +9,8 @@ import numpy as np
 from lyapkit.backend import (
     Backend,
     BackendError,
+    CovariantPlan,
+    CovariantRecord,
     GGNPlan,
     Progress,
     TangentPlan,
@@ -16,7 +18,13 @@ from lyapkit.backend import (
     TrajectoryPlan,
     TrajectoryRecord,
 )
-from lyapkit.backends._array_loop import ArrayOps, tangent_loop, trajectory_loop, twin_loop
+from lyapkit.backends._array_loop import (
+    ArrayOps,
+    covariant_loop,
+    tangent_loop,
+    trajectory_loop,
+    twin_loop,
+)
 from lyapkit.maps.base import Map
 
 
@@ -45,6 +53,22 @@ class NumpyOps(ArrayOps):
         d = np.diagonal(R, axis1=-2, axis2=-1)
         sign = np.where(d < 0, -1.0, 1.0).astype(Q.dtype)
         return Q * sign[..., None, :], np.abs(d)
+
+    def qr_factors(self, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        Q, R = np.linalg.qr(Q)
+        d = np.diagonal(R, axis1=-2, axis2=-1)
+        sign = np.where(d < 0, -1.0, 1.0).astype(Q.dtype)
+        return Q * sign[..., None, :], R * sign[..., :, None], np.abs(d)
+
+    def solve_upper(self, R: np.ndarray, C: np.ndarray) -> np.ndarray:
+        # LU with partial pivoting of a triangular matrix pivots nothing: back substitution.
+        try:
+            return np.linalg.solve(R, C)
+        except np.linalg.LinAlgError:  # a collapsed direction (R_ii = 0): that member gets NaN
+            singular = (np.diagonal(R, axis1=-2, axis2=-1) == 0).any(-1)
+            out = np.full_like(C, np.nan)
+            out[~singular] = np.linalg.solve(R[~singular], C[~singular])
+            return out
 
 
 #: Cost model of a tangent step on this backend: a fixed cost (interpreter and small LAPACK calls)
@@ -91,6 +115,9 @@ class NumpyBackend(Backend):
 
     def trajectory(self, system: Map, plan: TrajectoryPlan, progress: Progress) -> TrajectoryRecord:
         return self._run(trajectory_loop, system, plan, progress)
+
+    def covariant(self, system: Map, plan: CovariantPlan, progress: Progress) -> CovariantRecord:
+        return self._run(covariant_loop, system, plan, progress)
 
     def ggn(self, system: Map, plan: GGNPlan, vectors: np.ndarray | None = None) -> np.ndarray:
         with np.errstate(all="ignore"):  # an overflow is reported once, by lyapkit.sensitivity

@@ -15,13 +15,21 @@ from lyapkit._array import torch_device
 from lyapkit.backend import (
     Backend,
     BackendError,
+    CovariantPlan,
+    CovariantRecord,
     Progress,
     TangentPlan,
     TangentRecord,
     TrajectoryPlan,
     TrajectoryRecord,
 )
-from lyapkit.backends._array_loop import ArrayOps, tangent_loop, trajectory_loop, twin_loop
+from lyapkit.backends._array_loop import (
+    ArrayOps,
+    covariant_loop,
+    tangent_loop,
+    trajectory_loop,
+    twin_loop,
+)
 from lyapkit.backends._cholesky_qr import (
     CHOLESKY_QR_MIN_DIM,
     HOUSEHOLDER,
@@ -72,6 +80,15 @@ class TorchOps(ArrayOps):
         d = R.diagonal(dim1=-2, dim2=-1)
         sign = self.xp.where(d < 0, -1.0, 1.0).to(Q.dtype)
         return Q * sign[..., None, :], d.abs()
+
+    def qr_factors(self, Q: Any) -> tuple[Any, Any, Any]:
+        Q, R = self.xp.linalg.qr(Q)
+        d = R.diagonal(dim1=-2, dim2=-1)
+        sign = self.xp.where(d < 0, -1.0, 1.0).to(Q.dtype)
+        return Q * sign[..., None, :], R * sign[..., :, None], d.abs()
+
+    def solve_upper(self, R: Any, C: Any) -> Any:
+        return self.xp.linalg.solve_triangular(R, C, upper=True)
 
     def _cholesky_pass(self, Q: Any) -> tuple[Any, Any, int]:
         """One CholeskyQR pass on every member: ``(Q, diag R, first)``, ``first`` the first column
@@ -145,3 +162,6 @@ class TorchBackend(Backend):
 
     def trajectory(self, system: Map, plan: TrajectoryPlan, progress: Progress) -> TrajectoryRecord:
         return self._run(trajectory_loop, system, plan, progress)
+
+    def covariant(self, system: Map, plan: CovariantPlan, progress: Progress) -> CovariantRecord:
+        return self._run(covariant_loop, system, plan, progress)

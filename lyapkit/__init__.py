@@ -6,6 +6,8 @@
 from lyapkit.backend import (
     Backend,
     BackendError,
+    CovariantPlan,
+    CovariantRecord,
     GGNPlan,
     TangentPlan,
     TangentRecord,
@@ -15,6 +17,7 @@ from lyapkit.backend import (
     backend_names,
     get_backend,
 )
+from lyapkit.clv import CovariantVectors, covariant_vectors
 from lyapkit.curvature import (
     CurvatureOperator,
     Eigenpairs,
@@ -52,6 +55,7 @@ from lyapkit.maps import (
     Logistic,
     Map,
     NumbaKernels,
+    StackedRNNMap,
     TanhNetwork,
     Tent,
     WCRNNMap,
@@ -60,6 +64,7 @@ from lyapkit.maps import (
     from_torch,
 )
 from lyapkit.progress import Progress
+from lyapkit.recurrent import RecurrentNetwork, adapt
 from lyapkit.results import LyapunovSpectrum, kaplan_yorke_dimension, ks_entropy
 from lyapkit.sensitivity import MapGGN, map_ggn
 from lyapkit.store import RunStore, open_run, run_config
@@ -79,6 +84,9 @@ __all__ = [
     "BackendError",
     "CatMap",
     "CoupledStandardMaps",
+    "CovariantPlan",
+    "CovariantRecord",
+    "CovariantVectors",
     "CurvatureOperator",
     "EffectiveRates",
     "Eigenpairs",
@@ -96,8 +104,10 @@ __all__ = [
     "NumbaKernels",
     "PreconditionedSharpness",
     "Progress",
+    "RecurrentNetwork",
     "RunStore",
     "SpectralDensity",
+    "StackedRNNMap",
     "TangentPlan",
     "TangentRecord",
     "TanhNetwork",
@@ -110,8 +120,10 @@ __all__ = [
     "WCRNNMap",
     "adam_effective_rates",
     "adam_preconditioner",
+    "adapt",
     "available_backends",
     "backend_names",
+    "covariant_vectors",
     "edge_of_stability",
     "from_numba",
     "from_numpy",

@@ -4,8 +4,9 @@ A backend owns the hot loops. The core validates arguments and packs results; a 
 tangent dynamics ``Q ← J_t Q`` with periodic QR re-orthonormalisation (or the two-trajectory twin
 integration) over all ensemble members, and records the cumulative sums of ``log R_ii`` at the
 requested post-transient step counts. Optional capabilities (``Backend.trajectory``: states and
-Jacobians along a trajectory; ``Backend.ggn``: GGN products from parameter Jacobians) are methods
-with a default that raises :class:`BackendError`; a backend offers one by overriding it. Built-in
+Jacobians along a trajectory; ``Backend.ggn``: GGN products from parameter Jacobians;
+``Backend.covariant``: covariant Lyapunov vectors by Ginelli's method) are methods with a default
+that raises :class:`BackendError`; a backend offers one by overriding it. Built-in
 backends live in the top-level ``backends`` package; third parties register a :class:`Backend`
 subclass under the entry-point group ``lyapkit.backends``.
 """
@@ -226,6 +227,77 @@ class GGNPlan:
         return p * (z - (p * z).sum(-2, keepdims=True)) / self.terms
 
 
+@dataclass(frozen=True)
+class CovariantPlan:
+    """Covariant Lyapunov vectors to compute by Ginelli's method (:meth:`Backend.covariant`).
+
+    Every member runs ``transient + steps + tail`` steps forward, ``J_s Q_s = Q_{s+1} R_s`` (thin
+    QR with ``diag R_s > 0`` after every step). Post-transient step ``s`` counts from the end of
+    the transient: ``x_s`` is the state then and ``Q_s`` the basis at it (before ``J_s``). The
+    backward pass starts from ``C_{steps+tail} = coefficients0`` and iterates
+    ``C_s = R_s⁻¹ C_{s+1}``, columns scaled to unit length, down to ``s = 0``; the CLVs are
+    ``V_s = Q_s C_s`` (unit columns) at the kept steps.
+
+    Attributes
+    ----------
+    x0 : (E, n) float64
+        Initial states.
+    basis0 : (E, n, k) float64
+        Initial orthonormal tangent bases.
+    coefficients0 : (E, k, k) float64
+        Upper-triangular start of the backward pass: unit columns, non-zero diagonal.
+    inputs : (E or 1, transient + steps + tail, m) float64
+        Inputs ``u_t`` (``m = 0`` for autonomous maps).
+    transient, steps, tail : int
+        Steps that align the forward basis; steps whose CLVs may be kept (``0 <= s < steps``);
+        steps after them that align the backward coefficients (their ``R_s`` are kept too).
+    keep : (K,) int64
+        Ascending post-transient steps ``s < steps`` whose states and CLVs are returned.
+    dtype, device : str or None
+        Requested floating dtype and device (backends that cannot honour them raise).
+    """
+
+    x0: np.ndarray
+    basis0: np.ndarray
+    coefficients0: np.ndarray
+    inputs: np.ndarray
+    transient: int
+    steps: int
+    tail: int
+    keep: np.ndarray
+    dtype: str | None = None
+    device: str | None = None
+
+    @property
+    def total(self) -> int:
+        """All forward steps: ``transient + steps + tail``."""
+        return self.transient + self.steps + self.tail
+
+
+@dataclass(frozen=True)
+class CovariantRecord:
+    """What :meth:`Backend.covariant` returns, float64 whatever the dtype computed in.
+
+    Attributes
+    ----------
+    vectors : (E, K, n, k) float64
+        ``V_s`` at the kept steps: column ``i`` is the unit CLV ``v_i(x_s)`` (sign arbitrary).
+    states : (E, K, n) float64
+        ``x_s`` at the kept steps.
+    log_stretch : (E, k) float64
+        ``Σ_{0 <= s < steps} log (R_s)_ii``: the exponents times ``steps``.
+    blowup_step : (E,) int64
+        The first step (1-based, counted from the start) after which the state or an ``(R_s)_ii``
+        was not finite, or an ``(R_s)_ii`` was 0 (a collapsed direction leaves ``R_s``
+        singular); −1 when none. Such a member's vectors are NaN.
+    """
+
+    vectors: np.ndarray
+    states: np.ndarray
+    log_stretch: np.ndarray
+    blowup_step: np.ndarray
+
+
 class Progress:
     """A do-nothing progress meter; see :func:`lyapkit.progress.progress_bar`."""
 
@@ -244,7 +316,7 @@ class Backend(abc.ABC):
     Subclasses set ``name`` and ``description``, optionally ``requires`` (modules that must be
     importable, checked by :meth:`available` without importing them) and ``extra`` (the lyapkit
     extra that installs them, named in errors), and implement ``supports``, ``tangent`` and
-    ``twin``, and optionally ``trajectory`` and ``ggn``; ``priority`` ranks them for
+    ``twin``, and optionally ``trajectory``, ``ggn`` and ``covariant``; ``priority`` ranks them for
     ``backend="auto"``.
     """
 
@@ -302,6 +374,19 @@ class Backend(abc.ABC):
         installed backends that can.
         """
         raise BackendError(f"{_incapable(self, system, 'ggn')}. {GGN_AUTODIFF_HINT}")
+
+    def covariant(self, system: Map, plan: CovariantPlan, progress: Progress) -> CovariantRecord:
+        """Covariant Lyapunov vectors by Ginelli's method (an optional capability; see
+        :class:`CovariantPlan` for what to compute and :class:`CovariantRecord` for what to return).
+
+        A backend runs the forward pass (the state and ``J_s Q_s = Q_{s+1} R_s``, keeping every
+        post-transient ``R_s`` and the bases ``Q_s`` at ``plan.keep``) and the backward pass
+        (``C_s = R_s⁻¹ C_{s+1}``, unit columns; ``V_s = Q_s C_s``) without returning to Python
+        per step where it can (Ginelli et al. 2007, PRL 99, 130601); ``progress`` counts the
+        forward steps. Backends that can override it; this default raises :class:`BackendError`
+        naming the installed backends that can.
+        """
+        raise BackendError(_incapable(self, system, "covariant"))
 
 
 class BackendError(RuntimeError):

@@ -34,6 +34,7 @@ import numpy as np
 
 from lyapkit._array import import_optional
 from lyapkit.losses import LossTerms, loss_terms_fn
+from lyapkit.recurrent import check_recurrent, reference_path
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +105,11 @@ class CurvatureOperator:
     ----------
     model : torch.nn.Module
         Called as ``model(inputs)``. A model with a ``reference_path()`` context (lyapkit's
-        recurrent models) is evaluated inside it, since fused fast paths are not twice
-        differentiable; on CUDA, cuDNN is disabled for the passes (cuDNN RNNs support neither
-        double backward nor forward-mode AD).
+        recurrent models, PyTorch RNNs wrapped by :func:`lyapkit.adapt`) is evaluated inside it,
+        since fused fast paths are not twice differentiable; on CUDA, cuDNN is disabled for the
+        passes (cuDNN RNNs support neither double backward nor forward-mode AD). The per-time
+        decompositions (:meth:`layer_contributions`, :meth:`block_matrix`) need a
+        :class:`lyapkit.RecurrentNetwork`.
     data : (inputs, targets) or iterable of them
         One batch, or a re-iterable collection of batches (a ``DataLoader`` or a list).
     loss : {"cross_entropy", "mse"} or callable
@@ -215,8 +218,7 @@ class CurvatureOperator:
         torch = self._torch
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.no_grad())
-            if hasattr(self.model, "reference_path"):
-                stack.enter_context(self.model.reference_path())
+            stack.enter_context(reference_path(self.model))
             if self.device.type == "cuda":
                 stack.enter_context(torch.backends.cudnn.flags(enabled=False))
             try:
@@ -501,7 +503,9 @@ class CurvatureOperator:
         ``c_s = vᵀ (Σ_t C_{st}) v`` with ``C_{st}`` the blocks of the curvature of the model with its
         parameters untied into one copy per bin of unrolled steps and one for the readout;
         ``Σ_s c_s + c_readout = vᵀCv``. For the GGN, ``c_s = (J_s v)ᵀ H_ℓ (J v)``. Needs a recurrent
-        model (``initial_state``, ``step``, ``output``, inputs ``(batch, T, input)``).
+        model (:class:`lyapkit.RecurrentNetwork`: ``initial_state``, ``step``, ``output``; a
+        PyTorch RNN through :func:`lyapkit.adapt`) and inputs ``(batch, T, input)``; a TypeError
+        names what the model lacks.
 
         Parameters
         ----------
@@ -629,12 +633,7 @@ class _Unrolled:
 
     def __init__(self, op: CurvatureOperator, bins: int | None):
         model = op.model
-        missing = [m for m in ("initial_state", "step", "output") if not hasattr(model, m)]
-        if missing:
-            raise TypeError(
-                f"the per-time decomposition needs a recurrent model with initial_state(inputs), "
-                f"step(state, u) and output(states, inputs); {type(model).__name__} lacks {missing}"
-            )
+        check_recurrent(model, "the per-time decomposition")
         inputs, _ = next(iter(op.batches()))
         if inputs.ndim != 3:
             raise ValueError(

@@ -13,17 +13,15 @@ network dynamics sets how gradients fade or grow over the lag ``T − t`` (Dubin
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from lyapkit.losses import LossTerms, mean_loss
+from lyapkit.recurrent import RecurrentNetwork, check_recurrent, reference_path
 
 __all__ = ["GradientPropagation", "fit_rate", "gradient_propagation"]
-
-PROTOCOL = ("initial_state", "step", "output")
 
 
 def fit_rate(log_values: np.ndarray, lags: np.ndarray) -> tuple[float, float]:
@@ -159,17 +157,8 @@ def _mean_log(norms: np.ndarray) -> np.ndarray:
         return np.log(norms).mean(axis=0)
 
 
-def _check_model(model: Any) -> None:
-    missing = [name for name in PROTOCOL if not callable(getattr(model, name, None))]
-    if missing:
-        raise TypeError(
-            "model must follow the recurrent protocol initial_state(inputs), step(state, u), "
-            f"output(states, inputs); {type(model).__name__} lacks {', '.join(missing)}"
-        )
-
-
 def gradient_propagation(
-    model: Any,
+    model: RecurrentNetwork,
     inputs: Any,
     targets: Any,
     loss: str | LossTerms = "cross_entropy",
@@ -186,10 +175,11 @@ def gradient_propagation(
 
     Parameters
     ----------
-    model : torch model
+    model : RecurrentNetwork
         Any object with ``initial_state(inputs)``, ``step(state, u)`` and ``output(states,
-        inputs)`` (states ``(batch, T, n)``), such as the models of ``lyapkit.trainers.models``. When it
-        has a ``reference_path()`` context manager it runs inside it.
+        inputs)`` (states ``(batch, T, n)``; :class:`lyapkit.RecurrentNetwork`), such as the
+        models of ``lyapkit.trainers.models`` or a PyTorch RNN wrapped by :func:`lyapkit.adapt`.
+        When it has a ``reference_path()`` context manager it runs inside it.
     inputs : (batch, T, input_size) tensor
         Input sequences, in the dtype and device of the model's (first) parameter.
     targets : tensor
@@ -203,10 +193,19 @@ def gradient_propagation(
     -------
     GradientPropagation
         Norms ``(batch, T)`` and the fitted rate over the lag ``T − t``.
+
+    Raises
+    ------
+    TypeError
+        For a model without the protocol's methods, naming those it lacks (and pointing a plain
+        PyTorch RNN module to :func:`lyapkit.adapt`).
+    ValueError
+        For inputs that are not ``(batch, T ≥ 1, input_size)`` in the model's dtype and device,
+        or a ``state`` of the wrong shape.
     """
     import torch
 
-    _check_model(model)
+    check_recurrent(model, "gradient_propagation")
     if not isinstance(inputs, torch.Tensor) or inputs.ndim != 3 or inputs.shape[1] < 1:
         shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
         raise ValueError(f"inputs must be a tensor (batch, T ≥ 1, input_size), got {shape}")
@@ -220,8 +219,7 @@ def gradient_propagation(
             f"inputs must have the model's dtype {weight.dtype} and device {weight.device}, "
             f"got {inputs.dtype} on {inputs.device}"
         )
-    reference = getattr(model, "reference_path", None)
-    with reference() if callable(reference) else contextlib.nullcontext(), torch.enable_grad():
+    with reference_path(model), torch.enable_grad():
         x0 = model.initial_state(inputs)
         if state is not None:
             if not isinstance(state, torch.Tensor) or state.shape != x0.shape:

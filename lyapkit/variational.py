@@ -35,6 +35,7 @@ from lyapkit.lyapunov import (
 )
 from lyapkit.maps.base import Map
 from lyapkit.progress import Progress, progress_bar
+from lyapkit.recurrent import RecurrentNetwork, as_system
 
 log = logging.getLogger(__name__)
 
@@ -489,7 +490,7 @@ def _record(
 
 
 def variational_term(
-    system: Map,
+    system: Map | RecurrentNetwork,
     x0: Any,
     inputs: Any = None,
     start: int = 0,
@@ -524,8 +525,9 @@ def variational_term(
 
     Parameters
     ----------
-    system : Map
-        A built-in map or a wrapped user map.
+    system : Map or RecurrentNetwork
+        A built-in map, a wrapped user map, or a recurrent network with ``as_map()`` (lyapkit's
+        models, a PyTorch RNN wrapped by :func:`lyapkit.adapt`), whose map is used.
     x0 : array (n,) or (ensemble, n)
         Initial state ``x_0`` (per member for an ensemble).
     inputs : array (T, m) or (ensemble, T, m), optional
@@ -564,6 +566,7 @@ def variational_term(
     NonFiniteTrajectoryWarning
         When a member's trajectory or Jacobian becomes non-finite (its results are NaN).
     """
+    system = as_system(system)
     chosen, jacobians, blown, batched, stop = _record(
         system,
         x0,
@@ -629,7 +632,7 @@ def _backward_log_norms(jacobians: np.ndarray) -> np.ndarray:
 
 
 def variational_profile(
-    system: Map,
+    system: Map | RecurrentNetwork,
     x0: Any,
     inputs: Any = None,
     *,
@@ -671,6 +674,7 @@ def variational_profile(
     TypeError, ValueError, lyapkit.BackendError
         As in :func:`variational_term`.
     """
+    system = as_system(system)
     chosen, jacobians, blown, batched, stop = _record(
         system,
         x0,

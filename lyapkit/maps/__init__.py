@@ -10,6 +10,7 @@ from lyapkit.maps.builtin import (
     TanhNetwork,
     Tent,
 )
+from lyapkit.maps.rnn import StackedRNNMap
 from lyapkit.maps.torch_map import TorchMap, from_torch
 from lyapkit.maps.user import CallableMap, NumbaMap, from_numba, from_numpy
 from lyapkit.maps.wcrnn import WCRNNMap
@@ -40,6 +41,7 @@ __all__ = [
     "Map",
     "NumbaKernels",
     "NumbaMap",
+    "StackedRNNMap",
     "TanhNetwork",
     "Tent",
     "TorchMap",

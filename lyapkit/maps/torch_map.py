@@ -8,6 +8,7 @@ from typing import Any
 
 from lyapkit._array import import_optional
 from lyapkit.maps.base import Map
+from lyapkit.maps.rnn import StackedRNNMap
 
 
 class TorchMap(Map):
@@ -137,18 +138,37 @@ def _cell_map(cell: Any) -> TorchMap:
 
 def from_torch(
     fn: Any, dim: int | None = None, input_dim: int = 0, *, name: str | None = None
-) -> TorchMap:
-    """Wrap a torch callable or module as a map; Jacobians by autodiff.
+) -> TorchMap | StackedRNNMap:
+    """Wrap a torch callable or module as a map.
 
     ``nn.RNNCell`` and ``nn.GRUCell`` become maps of their hidden state (``dim = hidden_size``),
-    ``nn.LSTMCell`` a map of the full state ``(h, c)`` (``dim = 2 hidden_size``); their input dimension
-    is the cell's ``input_size``. Any other callable ``fn(x)`` or ``fn(x, u)`` (when ``input_dim > 0``)
-    acting on a single state of shape ``(dim,)`` needs ``dim``; it must be composable with
-    ``torch.func`` transforms (no in-place updates of captured tensors, no ``.item()``).
+    ``nn.LSTMCell`` a map of the full state ``(h, c)`` (``dim = 2 hidden_size``), with Jacobians by
+    autodiff; their input dimension is the cell's ``input_size``. A stacked ``nn.RNN``,
+    ``nn.GRU`` or ``nn.LSTM`` (any ``num_layers``, ``proj_size``, with or without biases; not
+    bidirectional), or a module holding exactly one of them (and given no ``dim``), becomes a
+    :class:`~lyapkit.maps.rnn.StackedRNNMap` of its full stacked state with analytic Jacobians,
+    which runs on the numpy and torch backends (:func:`lyapkit.adapt` gives the same map, and the
+    learning-dynamics protocol, as ``adapt(module).as_map()``). Any other callable ``fn(x)`` or
+    ``fn(x, u)`` (when ``input_dim > 0``) acting on a single state of shape ``(dim,)`` needs
+    ``dim``; it must be composable with ``torch.func`` transforms (no in-place updates of
+    captured tensors, no ``.item()``); its Jacobians come by autodiff.
     """
     torch = import_optional("torch", "torch")
-    if isinstance(fn, (torch.nn.RNNCell, torch.nn.GRUCell, torch.nn.LSTMCell)):
+    nn = torch.nn
+    if isinstance(fn, (nn.RNNCell, nn.GRUCell, nn.LSTMCell)):
         return _cell_map(fn)
+    if isinstance(fn, nn.RNNBase):
+        return StackedRNNMap(fn)
     if dim is None:
-        raise ValueError("dim is required for a torch callable that is not an RNN/GRU/LSTM cell")
+        held = (
+            [m for m in fn.modules() if isinstance(m, nn.RNNBase)]
+            if isinstance(fn, nn.Module)
+            else []
+        )
+        if len(held) == 1:
+            return StackedRNNMap(held[0])
+        raise ValueError(
+            "dim is required for a torch callable that is not (and holds not exactly one) "
+            f"nn.RNN/GRU/LSTM or RNN/GRU/LSTM cell; {type(fn).__name__} holds {len(held)}"
+        )
     return TorchMap(fn, dim, input_dim, name=name)

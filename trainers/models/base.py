@@ -52,6 +52,12 @@ class RecurrentModel(nn.Module, abc.ABC):
     Subclasses implement :meth:`step` (one batched step in the real state coordinates) and may
     override :meth:`fast_states` (a fast path equal to the loop over :meth:`step`),
     :meth:`features`, :meth:`output` and :meth:`as_map`.
+
+    Every model follows lyapkit's recurrent protocol, :class:`lyapkit.RecurrentNetwork`
+    (:meth:`initial_state`, :meth:`step`, :meth:`output`, with the optional
+    :meth:`reference_path` and :meth:`as_map`), so the learning-dynamics functions of the core
+    (gradient propagation, curvature and its per-time decomposition, variational terms) take it
+    as it is.
     """
 
     def __init__(

@@ -1,0 +1,472 @@
+"""Covariant Lyapunov vectors (CLVs) by Ginelli's method, and the angles between them."""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lyapkit.backend import Backend, CovariantPlan, CovariantRecord, choose_backend
+from lyapkit.lyapunov import (
+    LARGE_RESULT_BYTES,
+    LargeResultWarning,
+    NonFiniteTrajectoryWarning,
+    _initial_states,
+    _input_sequence,
+    _integer,
+    _random_bases,
+    _size,
+)
+from lyapkit.maps.base import Map
+from lyapkit.progress import Progress, progress_bar
+from lyapkit.results import UNIT
+
+ANGLE_UNIT = "rad"
+
+
+def covariant_vectors(
+    system: Map,
+    *,
+    steps: int,
+    x0: Any = None,
+    inputs: Any = None,
+    k: int | None = None,
+    transient: int = 1000,
+    tail: int = 1000,
+    keep_every: int = 1,
+    pairs: Sequence[tuple[int, int]] | None = None,
+    split: int | None = None,
+    ensemble: int | None = None,
+    seed: int | None = None,
+    backend: str | Backend = "auto",
+    progress: bool | Progress | None = None,
+    dtype: str | None = None,
+    device: str | None = None,
+) -> CovariantVectors:
+    """The ``k`` leading covariant Lyapunov vectors of ``system`` along its trajectory, by
+    Ginelli's method (Ginelli et al. 2007, PRL 99, 130601).
+
+    Forward pass: the state and a tangent basis evolve as ``J_s Q_s = Q_{s+1} R_s`` (thin QR,
+    ``(R_s)_ii > 0``, every step), ``J_s = ∂f/∂x (x_s, u_s)``; after ``transient`` steps the
+    span of the first ``i`` columns of ``Q_s`` is the ``i``-dimensional Oseledets subspace of the
+    fastest growth. Every ``R_s`` of the next ``steps + tail`` steps is kept, and ``Q_s`` at the
+    kept steps. Backward pass: from a random upper-triangular ``C`` at the end,
+    ``C_s = R_s⁻¹ C_{s+1}`` with columns scaled to unit length; after ``tail`` steps column ``i``
+    of ``C_s`` holds the coordinates in ``Q_s`` of the CLV ``v_i``, the direction that grows at
+    rate ``λ_i`` forward and backward in time, and ``V_s = Q_s C_s`` (unit columns). The CLVs are
+    covariant, ``J_s v_i(x_s) ∝ v_i(x_{s+1})``, and the exponents are
+    ``λ_i = (1/steps) Σ_s log (R_s)_ii`` over the kept window.
+
+    Cost: ``transient + steps + tail`` Jacobians and QR factorisations ``O(n² k)``, then as many
+    triangular solves ``O(k³)`` and ``O(n k²)`` per kept step. Memory: the factors ``R_s``,
+    ``8 (steps + tail) k²`` bytes per member (the bases are stored at the kept steps only,
+    ``8 n k`` bytes each, and replaced by the CLVs); ``keep_every`` thins the kept steps, not the
+    factors, which the backward pass needs at every step. A ``LargeResultWarning`` says when it
+    would all take more than ``LARGE_RESULT_BYTES`` (512 MiB).
+
+    Parameters
+    ----------
+    system : Map
+        A built-in map or a wrapped user map (``from_numpy``, ``from_numba``, ``from_torch``).
+    steps : int
+        Steps whose CLVs may be kept (after the transient, before the tail).
+    x0 : array (dim,) or (ensemble, dim), optional
+        Initial state(s); drawn from ``system.initial_state`` with ``seed`` when omitted.
+    inputs : array (T, input_dim) or (ensemble, T, input_dim), optional
+        Inputs ``u_t`` of a driven map, ``T >= transient + steps + tail``; zero when omitted.
+    k : int, optional
+        Number of vectors (default: all ``dim``).
+    transient : int
+        Forward steps that align the basis (state and basis evolve) before the window.
+    tail : int
+        Forward steps after the window whose factors align the backward coefficients: the CLVs
+        converge like ``exp(−(λ_i − λ_{i+1}) tail)`` (and the basis like
+        ``exp(−(λ_i − λ_{i+1}) transient)``).
+    keep_every : int
+        Keep the state and CLVs at window steps ``0, keep_every, 2 keep_every, …``.
+    pairs : sequence of (i, j), optional
+        Column indices (0-based, ``0 <= i, j < k``) of the vector pairs whose angles are
+        returned; default the neighbours ``(0, 1), (1, 2), …``.
+    split : int, optional
+        Number of leading vectors that span the unstable subspace, whose minimum angle with the
+        span of the others is returned (a measure of hyperbolicity); default the number of
+        positive exponents. None when it leaves either subspace empty.
+    ensemble : int, optional
+        Number of trajectories (as for :func:`lyapkit.lyapunov_spectrum`).
+    seed : int, optional
+        Seed of the initial states, bases and backward coefficients; drawn and recorded when
+        omitted.
+    backend : str or Backend
+        ``"auto"`` or a backend that implements ``covariant`` (numpy, numba, torch).
+    progress : bool or Progress, optional
+        Show a tqdm bar over the forward steps (quiet by default).
+    dtype, device : str, optional
+        Floating dtype and device, as for :func:`lyapkit.lyapunov_spectrum`.
+
+    Returns
+    -------
+    CovariantVectors
+        CLVs, states, exponents and angles at the kept steps.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a wrong system, shapes or values, naming the argument.
+    lyapkit.BackendError
+        For an unknown backend, one that is not installed, or one that cannot run ``system``.
+
+    Warns
+    -----
+    NonFiniteTrajectoryWarning
+        When a trajectory overflows or a tangent direction collapses (a singular Jacobian); its
+        vectors, angles and exponents are NaN.
+    LargeResultWarning
+        Before a run whose factors and kept vectors would take more than 512 MiB.
+    """
+    if not isinstance(system, Map):
+        raise TypeError(
+            f"system must be a lyapkit Map, got {type(system).__name__}; wrap callables with "
+            "lyapkit.from_numpy, lyapkit.from_numba or lyapkit.from_torch"
+        )
+    system.prepare()
+    k = system.dim if k is None else k
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= system.dim:
+        raise ValueError(f"k must be an integer between 1 and dim={system.dim}, got {k!r}")
+    k = int(k)
+    steps = _integer("steps", steps, 1)
+    transient = _integer("transient", transient, 0)
+    tail = _integer("tail", tail, 0)
+    keep_every = _integer("keep_every", keep_every, 1)
+    if ensemble is not None:
+        ensemble = _integer("ensemble", ensemble, 1)
+    pairs = _pairs(pairs, k)
+    if split is not None and (
+        isinstance(split, bool) or not isinstance(split, (int, np.integer)) or not 0 < split < k
+    ):
+        raise ValueError(f"split must be an integer between 1 and k - 1 = {k - 1}, got {split!r}")
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % 2**63)
+    seed = _integer("seed", seed, 0)
+    rng = np.random.default_rng(seed)
+    if ensemble is None and np.ndim(x0) < 2 and np.ndim(inputs) == 3:
+        ensemble = int(np.shape(inputs)[0])
+    X0 = _initial_states(system, x0, ensemble, rng)
+    E = X0.shape[0]
+    U = _input_sequence(system, inputs, E, transient + steps + tail)
+    keep = np.arange(0, steps, keep_every, dtype=np.int64)
+    _warn_if_large(E, system.dim, k, steps + tail, len(keep), len(pairs))
+    C = np.triu(rng.standard_normal((E, k, k)))
+    plan = CovariantPlan(
+        x0=X0,
+        basis0=_random_bases(rng, E, system.dim, k),
+        coefficients0=C / np.linalg.norm(C, axis=-2, keepdims=True),
+        inputs=U,
+        transient=transient,
+        steps=steps,
+        tail=tail,
+        keep=keep,
+        dtype=dtype,
+        device=device,
+    )
+    chosen, reason = choose_backend(backend, system, method="covariant")
+    meter = progress_bar(progress, plan.total, f"covariant vectors {system.name}")
+    try:
+        record = chosen.covariant(system, plan, meter)
+    finally:
+        meter.close()
+    return _pack(system, plan, record, chosen, reason, seed, pairs, split)
+
+
+def _pairs(pairs: Any, k: int) -> tuple[tuple[int, int], ...]:
+    if pairs is None:
+        return tuple((i, i + 1) for i in range(k - 1))
+    out = []
+    for pair in pairs:
+        ok = len(pair) == 2 and all(
+            isinstance(i, (int, np.integer)) and not isinstance(i, bool) and 0 <= i < k
+            for i in pair
+        )
+        if not ok or pair[0] == pair[1]:
+            raise ValueError(
+                f"pairs must hold pairs (i, j) of distinct column indices 0 <= i, j < k = {k}, "
+                f"got {pair!r}"
+            )
+        out.append((int(pair[0]), int(pair[1])))
+    return tuple(out)
+
+
+def _warn_if_large(E: int, n: int, k: int, factors: int, kept: int, pairs: int) -> None:
+    """``LargeResultWarning`` when the factors ``R_s`` and the kept vectors, states and angles
+    would take more than ``LARGE_RESULT_BYTES``."""
+    r_bytes = 8 * E * factors * k * k
+    kept_bytes = 8 * E * kept * (n * k + n + pairs + 1)
+    if r_bytes + kept_bytes <= LARGE_RESULT_BYTES:
+        return
+    warnings.warn(
+        f"this run will take about {_size(r_bytes + kept_bytes)} of memory: the factors R_s of "
+        f"{factors} steps (steps + tail) x {k}x{k} x {E} members ({_size(r_bytes)}), and the "
+        f"vectors, states and angles at {kept} kept steps ({_size(kept_bytes)}); fewer steps, "
+        "vectors (k) or members shrink the factors, a larger keep_every the kept vectors",
+        LargeResultWarning,
+        stacklevel=3,
+    )
+
+
+def pair_angles(vectors: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Angles ``θ_ij = arctan2(|v_i − (v_i·v_j) v_j|, |v_i·v_j|) ∈ [0, π/2]`` between the unit
+    columns ``i`` and ``j`` of ``vectors`` (..., n, k), for each pair: (..., P).
+
+    The angle between directions (a CLV's sign is arbitrary), accurate also when small (unlike
+    ``arccos``)."""
+    out = np.empty(vectors.shape[:-2] + (len(pairs),))
+    for p, (i, j) in enumerate(pairs):
+        vi, vj = vectors[..., i], vectors[..., j]
+        c = (vi * vj).sum(-1)
+        sine = np.linalg.norm(vi - c[..., None] * vj, axis=-1)
+        out[..., p] = np.arctan2(sine, np.abs(c))
+    return out
+
+
+def subspace_angle(vectors: np.ndarray, split: int) -> np.ndarray:
+    """The smallest principal angle between the spans of columns ``:split`` and ``split:`` of
+    ``vectors`` (..., n, k): ``θ_min = arctan2(σ_min((I − P_B) Q_A), σ_max(Q_Bᵀ Q_A))`` with
+    ``Q_A``, ``Q_B`` orthonormal bases of the two spans and ``P_B = Q_B Q_Bᵀ`` (Björck & Golub
+    1973). Zero when the unstable and stable subspaces touch (a homoclinic tangency)."""
+    QA, _ = np.linalg.qr(vectors[..., :split])
+    QB, _ = np.linalg.qr(vectors[..., split:])
+    overlap = np.swapaxes(QB, -1, -2) @ QA
+    cosine = np.linalg.svd(overlap, compute_uv=False)[..., 0]
+    sine = np.linalg.svd(QA - QB @ overlap, compute_uv=False)[..., -1]
+    return np.arctan2(sine, cosine)
+
+
+def _pack(
+    system: Map,
+    plan: CovariantPlan,
+    record: CovariantRecord,
+    backend: Backend,
+    reason: str,
+    seed: int,
+    pairs: tuple[tuple[int, int], ...],
+    split: int | None,
+) -> CovariantVectors:
+    vectors, log_stretch = record.vectors, record.log_stretch
+    blown = record.blowup_step >= 0
+    if blown.any():
+        vectors, log_stretch = vectors.copy(), log_stretch.copy()
+        vectors[blown], log_stretch[blown] = np.nan, np.nan
+        where = ", ".join(
+            f"member {e} by step {s}"
+            for e, s in zip(np.flatnonzero(blown), record.blowup_step[blown], strict=True)
+        )
+        warnings.warn(
+            f"{system.name}: the trajectory became non-finite or a tangent direction collapsed "
+            f"(R_ii = 0, a singular Jacobian) ({where}; counted from the start, "
+            f"transient={plan.transient}); its vectors, angles and exponents are NaN",
+            NonFiniteTrajectoryWarning,
+            stacklevel=3,
+        )
+    member = log_stretch / plan.steps
+    exponents = member.mean(axis=0)
+    k = vectors.shape[-1]
+    if split is None:
+        positive = int((exponents > 0).sum())
+        split = positive if 0 < positive < k else None
+    return CovariantVectors(
+        vectors=vectors,
+        states=record.states,
+        kept_steps=np.asarray(plan.keep),
+        exponents=exponents,
+        member_exponents=member,
+        pairs=pairs,
+        split=split,
+        blowup_steps=record.blowup_step,
+        dim=system.dim,
+        steps=plan.steps,
+        transient=plan.transient,
+        tail=plan.tail,
+        seed=seed,
+        backend=backend.name,
+        backend_reason=reason,
+        system=repr(system),
+        jacobian_method=system.jacobian_method,
+    )
+
+
+@dataclass(frozen=True, repr=False)
+class CovariantVectors:
+    """Covariant Lyapunov vectors along trajectories, with exponents and angles.
+
+    Attributes
+    ----------
+    vectors : (ensemble, K, dim, k) float64
+        Column ``i`` of ``vectors[e, j]`` is the unit CLV ``v_i`` at the state
+        ``states[e, j]`` (sign arbitrary); NaN for members that blew up.
+    states : (ensemble, K, dim) float64
+        The states at the kept steps.
+    kept_steps : (K,) int64
+        The kept steps, counted from the end of the transient.
+    exponents : (k,) float64
+        Ensemble-mean exponents ``(1/steps) Σ log (R_s)_ii`` over the window, in the order of
+        the vectors.
+    member_exponents : (ensemble, k) float64
+        Exponents of each trajectory.
+    pairs : tuple of (i, j)
+        The column pairs of :attr:`pair_angles`.
+    split : int or None
+        Number of leading vectors in the unstable subspace of :attr:`subspace_angles`.
+    blowup_steps : (ensemble,) int64
+        Step after which a trajectory became non-finite or a direction collapsed, −1 if never.
+    dim, steps, transient, tail, seed : int
+        State dimension and the run's settings.
+    backend, backend_reason, system, jacobian_method : str
+        Backend used and why, ``repr`` of the map, how its Jacobian was computed.
+    """
+
+    vectors: np.ndarray
+    states: np.ndarray
+    kept_steps: np.ndarray
+    exponents: np.ndarray
+    member_exponents: np.ndarray
+    pairs: tuple[tuple[int, int], ...]
+    split: int | None
+    blowup_steps: np.ndarray
+    dim: int
+    steps: int
+    transient: int
+    tail: int
+    seed: int
+    backend: str
+    backend_reason: str
+    system: str
+    jacobian_method: str
+
+    @property
+    def ensemble(self) -> int:
+        """Number of trajectories."""
+        return self.vectors.shape[0]
+
+    @functools.cached_property
+    def pair_angles(self) -> np.ndarray:
+        """``(ensemble, K, P)``: angles between the CLVs of each pair of :attr:`pairs`, radians in
+        ``[0, π/2]`` (:func:`pair_angles`; computed on first access)."""
+        with np.errstate(invalid="ignore"):
+            return pair_angles(self.vectors, self.pairs)
+
+    @functools.cached_property
+    def subspace_angles(self) -> np.ndarray | None:
+        """``(ensemble, K)``: smallest principal angle between ``span(v_1 … v_split)`` and the
+        span of the other vectors (radians; :func:`subspace_angle`, computed on first access),
+        None without a split; its distribution away from 0 measures hyperbolicity."""
+        if self.split is None:
+            return None
+        with np.errstate(invalid="ignore"):
+            return subspace_angle(self.vectors, self.split)
+
+    @property
+    def min_subspace_angle(self) -> float:
+        """The smallest angle between the unstable and stable subspaces seen (radians), NaN when
+        there is no split."""
+        if self.subspace_angles is None:
+            return math.nan
+        return float(np.nanmin(self.subspace_angles))
+
+    def __repr__(self) -> str:
+        lam = ", ".join(f"{v:.6g}" for v in self.exponents)
+        return (
+            f"CovariantVectors(exponents=[{lam}], kept={len(self.kept_steps)} steps, "
+            f"ensemble={self.ensemble}, backend={self.backend!r}, system={self.system})"
+        )
+
+    def _pair_labels(self) -> list[str]:
+        return [f"v{i + 1}-v{j + 1}" for i, j in self.pairs]
+
+    def to_xarray(self) -> Any:
+        """An ``xarray.Dataset`` with dims ``member``, ``step``, ``component``, ``vector``,
+        ``pair`` (vectors are numbered from 1, as exponents are)."""
+        import xarray as xr
+
+        from lyapkit import __version__
+
+        def var(dims, data, long_name, units):
+            return xr.Variable(dims, data, {"long_name": long_name, "units": units})
+
+        k = self.vectors.shape[-1]
+        data = {
+            "clv": var(
+                ("member", "step", "component", "vector"),
+                self.vectors,
+                "covariant Lyapunov vector (unit length, sign arbitrary)",
+                "1",
+            ),
+            "state": var(("member", "step", "component"), self.states, "state", "1"),
+            "exponent_value": var(("vector",), self.exponents, "Lyapunov exponent", UNIT),
+            "member_exponent": var(
+                ("member", "vector"), self.member_exponents, "Lyapunov exponent per member", UNIT
+            ),
+            "pair_angle": var(
+                ("member", "step", "pair"),
+                self.pair_angles,
+                "angle between the covariant vectors of a pair",
+                ANGLE_UNIT,
+            ),
+            "blowup_step": var(
+                ("member",),
+                self.blowup_steps,
+                "step after which the trajectory was non-finite or collapsed (-1: never)",
+                "step",
+            ),
+        }
+        if self.subspace_angles is not None:
+            data["subspace_angle"] = var(
+                ("member", "step"),
+                self.subspace_angles,
+                f"smallest angle between span(v1..v{self.split}) and the span of the others",
+                ANGLE_UNIT,
+            )
+        coords = {
+            "member": var(("member",), np.arange(self.ensemble), "ensemble member", "1"),
+            "step": var(("step",), self.kept_steps, "steps after the transient", "step"),
+            "component": var(("component",), np.arange(self.dim), "state component", "1"),
+            "vector": var(("vector",), np.arange(1, k + 1), "CLV index (1: largest)", "1"),
+            "pair": var(("pair",), self._pair_labels(), "vector pair", "1"),
+        }
+        attrs = {
+            "title": "Covariant Lyapunov vectors (Ginelli et al. 2007)",
+            "system": self.system,
+            "jacobian_method": self.jacobian_method,
+            "backend": self.backend,
+            "backend_reason": self.backend_reason,
+            "steps": self.steps,
+            "transient": self.transient,
+            "tail": self.tail,
+            "seed": str(self.seed),
+            "split": -1 if self.split is None else self.split,
+            "lyapkit_version": __version__,
+        }
+        return xr.Dataset(data, coords=coords, attrs=attrs)
+
+    def plot(self, ax: Any = None, bins: int = 50, **kwargs: Any) -> Any:
+        """Histograms (densities) of the pair angles and of the unstable–stable subspace angle,
+        over all members and kept steps; returns the matplotlib Axes."""
+        import matplotlib.pyplot as plt
+
+        ax = plt.gca() if ax is None else ax
+        series = [(label, self.pair_angles[..., p]) for p, label in enumerate(self._pair_labels())]
+        if self.subspace_angles is not None:
+            series.append((f"E^u(v1..v{self.split}) vs E^s", self.subspace_angles))
+        edges = np.linspace(0.0, math.pi / 2, bins + 1)
+        for label, values in series:
+            finite = values[np.isfinite(values)]
+            ax.hist(finite, bins=edges, density=True, histtype="step", label=label, **kwargs)
+        ax.set_xlim(0.0, math.pi / 2)
+        ax.set_xlabel(f"angle ({ANGLE_UNIT})")
+        ax.set_ylabel("density")
+        ax.set_title(f"CLV angles: {self.system}", fontsize="small")
+        ax.legend(fontsize="small")
+        return ax
