@@ -77,6 +77,19 @@ from lyapkit.variational import (
 
 __version__ = "0.1.0"
 
+#: Names served from the trainers on first use (``lyapkit.open_sweep``), so that ``import
+#: lyapkit`` stays free of them.
+_FROM_TRAINERS = {"open_sweep": "lyapkit.trainers.sweep"}
+
+
+def __getattr__(name: str):
+    if name in _FROM_TRAINERS:
+        import importlib
+
+        return getattr(importlib.import_module(_FROM_TRAINERS[name]), name)
+    raise AttributeError(f"module 'lyapkit' has no attribute {name!r}")
+
+
 __all__ = [
     "AdamEffectiveRates",
     "BUILTIN_MAPS",
@@ -139,6 +152,7 @@ __all__ = [
     "map_ggn",
     "max_lyapunov_twin",
     "open_run",
+    "open_sweep",
     "preconditioned_sharpness",
     "run_config",
     "sgd_effective_rates",

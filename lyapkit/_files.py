@@ -9,8 +9,10 @@ an ``OSError`` of one line that names the target (not the temporary file) and th
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,5 +73,11 @@ def atomic_write(path: str | os.PathLike, data: bytes | memoryview) -> None:
 def netcdf_bytes(obj: Any) -> memoryview:
     """An xarray Dataset or DataTree as the bytes of a netCDF4/HDF5 file (written by h5netcdf)."""
     buffer = io.BytesIO()
-    obj.to_netcdf(buffer, engine="h5netcdf")
+    # xarray takes a write lock from the dask scheduler in use; in a Dask worker that is a
+    # cluster-wide lock named after the target, which an in-memory buffer cannot name. Nothing
+    # here is a dask array, so dask's local scheduler (a process-local lock) is right.
+    dask = sys.modules.get("dask")
+    local = dask.config.set(scheduler="synchronous") if dask else contextlib.nullcontext()
+    with local:
+        obj.to_netcdf(buffer, engine="h5netcdf")
     return buffer.getbuffer()

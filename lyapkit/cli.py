@@ -3,7 +3,9 @@
     lyapkit spectrum MAP [-p NAME=VALUE] [-o OUT.nc]  Lyapunov spectrum of a built-in map
     lyapkit spectrum RUN.nc                           ... of the model saved in a run file
     lyapkit train CONFIG.toml [--resume|--overwrite]  train with diagnostics into a run file
+    lyapkit sweep SWEEP.toml [--workers N]            a grid of runs (resumable; --scheduler: Dask)
     lyapkit report RUN.nc [-o SHEET.png]              the report sheet of a run
+    lyapkit report SWEEP_DIR [--x KEY --hue KEY]      a metric of a sweep against a swept key
     lyapkit demo [--dir DIR]                          analyse and train a small WCRNN (~20 s)
 
 Exit codes: 0 success, 1 a run that failed (non-finite result or loss), 2 a usage or configuration
@@ -117,6 +119,7 @@ _TORCH = ("torch", "torch")
 _STORE = ("h5netcdf", "store")
 _PLOT = ("matplotlib", "plot")
 _TASKS = ("sklearn", "tasks")
+_DASK = ("distributed", "dask")
 
 
 def _trainers_cli(*needs: tuple[str, str]) -> ModuleType:
@@ -158,6 +161,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     return _trainers_cli(_STORE, _PLOT).cmd_report(args)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    return _trainers_cli(_STORE, *([_DASK] if args.scheduler else [])).cmd_sweep(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -234,9 +241,33 @@ def make_parser() -> argparse.ArgumentParser:
         "report", help="PNG report sheet of a run (needs lyapkit[torch,store,plot])",
         parents=[verbosity],
     )  # fmt: skip
-    report.add_argument("run", help="run file (.nc)")
-    report.add_argument("--output", "-o", help="PNG path (default: beside the run)")
+    report.add_argument("run", help="run file (.nc), or a sweep directory")
+    report.add_argument(
+        "--output", "-o", help="PNG path (default: beside the run; a sweep: DIR/sweep.png)"
+    )
+    report.add_argument("--metric", default="best_metric", help="sweep: the summary variable")
+    report.add_argument("--x", help="sweep: the swept key on the x axis (default the first)")
+    report.add_argument("--hue", help="sweep: one line per value of this key (default the next)")
+    report.add_argument(
+        "--over", default="seed", help="sweep: mean ± std over this key (default seed)"
+    )
     report.set_defaults(func=cmd_report)
+
+    sweep = sub.add_parser(
+        "sweep", help="run a grid of trainings (needs lyapkit[torch,store]; --scheduler: [dask])",
+        parents=[verbosity],
+    )  # fmt: skip
+    sweep.add_argument("sweep", help="sweep file: a training config with a [sweep] table")
+    sweep.add_argument("--dir", help="sweep directory (default: sweep.dir of the file)")
+    where = sweep.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers", type=int, help="processes of the local pool (default: one per CPU core)"
+    )
+    where.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler, e.g. tcp://h:8786")
+    sweep.add_argument(
+        "--retry-failed", action="store_true", help="run again the runs recorded as failed"
+    )
+    sweep.set_defaults(func=cmd_sweep)
 
     demo = sub.add_parser(
         "demo", help="analyse and train a small WCRNN with diagnostics (needs lyapkit[all])",

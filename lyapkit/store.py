@@ -474,7 +474,7 @@ def _validate_first(record: xr.Dataset, group: str) -> None:
     for name in (*record.variables, *record.dims):
         _check_name(name, f"name in the record for group {group!r}")
     try:
-        record.to_netcdf(engine="h5netcdf")
+        netcdf_bytes(record)
     except Exception as err:  # any refusal of the writer, reported with the group's name
         raise TypeError(
             f"the record for group {group!r} cannot be written to netCDF: {err}"
@@ -482,13 +482,18 @@ def _validate_first(record: xr.Dataset, group: str) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host; a zombie (killed, not yet reaped by its parent,
+    e.g. a pool's worker) is dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, owned by another user
         pass
-    return True
+    try:  # Linux: the state is the field after the parenthesised command name
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _remove_stale_temporaries(path: Path) -> None:

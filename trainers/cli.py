@@ -23,6 +23,7 @@ from lyapkit.store import open_run
 from lyapkit.theory import residual_exponents
 from lyapkit.trainers.config import load_config
 from lyapkit.trainers.report import make_report
+from lyapkit.trainers.sweep import load_sweep, run_sweep, save_sweep_figure
 from lyapkit.trainers.trainer import Trainer
 
 log = logging.getLogger("lyapkit")
@@ -47,8 +48,41 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     if not Path(args.run).exists():
         raise FileNotFoundError(f"run file {args.run!r} does not exist")
+    if Path(args.run).is_dir():
+        figure = save_sweep_figure(
+            args.run, args.output, metric=args.metric, x=args.x, hue=args.hue, over=args.over
+        )
+        print(figure)
+        return core_cli.EXIT_OK
     print(make_report(args.run, args.output))
     return core_cli.EXIT_OK
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``lyapkit sweep SWEEP.toml``: every unfinished run of the grid; exit 1 unless all finished."""
+    spec = load_sweep(args.sweep, args.dir)
+    client = None
+    if args.scheduler:
+        from distributed import Client
+
+        client = Client(args.scheduler)
+    try:
+        result = run_sweep(
+            spec,
+            executor=client.get_executor() if client else None,
+            workers=args.workers,
+            retry_failed=args.retry_failed,
+            progress=not args.quiet,
+        )
+    finally:
+        if client is not None:
+            client.close()
+    counts = ", ".join(f"{n} {s}" for s, n in result.counts().items())
+    print(f"{spec.directory}: {len(result.status)} runs: {counts}")
+    for name, error in result.errors.items():
+        if error:
+            print(f"  {name}: {result.status[name]}: {error}")
+    return core_cli.EXIT_OK if result.ok else core_cli.EXIT_FAILURE
 
 
 def demo_config(directory: str, steps: int, seed: int) -> dict[str, Any]:

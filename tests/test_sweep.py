@@ -1,0 +1,281 @@
+"""Sweeps (lyapkit.trainers.sweep): validation before anything runs, a real spawn process pool and a
+real Dask LocalCluster, a worker killed by pid mid-sweep, re-runs, recorded failures, and the
+combined dataset and figure."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("h5netcdf")
+
+import lyapkit as lk  # noqa: E402
+from lyapkit.store import open_run  # noqa: E402
+from lyapkit.trainers.config import ConfigError  # noqa: E402
+from lyapkit.trainers.sweep import (  # noqa: E402
+    load_sweep,
+    plot_sweep,
+    run_sweep,
+    sweep_spec,
+)
+from lyapkit.trainers.trainer import Trainer  # noqa: E402
+
+
+def base(steps: int = 30, **training) -> dict:
+    return {
+        "task": {"name": "adding", "T": 16},
+        "model": {
+            "name": "WCRNN",
+            "hidden_size": 8,
+            "residual": {"kind": "homogeneous", "r": 1.0},
+        },
+        "training": {
+            "steps": steps,
+            "batch_size": 16,
+            "eval_every": 10,
+            "checkpoint_every": 10,
+            **training,
+        },
+    }
+
+
+def sweep(directory: Path, grid: dict, zips: list | None = None, **config) -> dict:
+    raw = {**base(), **config, "sweep": {"dir": str(directory), "grid": grid}}
+    if zips is not None:
+        raw["sweep"]["zip"] = zips
+    return raw
+
+
+def metrics_steps(path: Path) -> np.ndarray:
+    return open_run(path)["metrics"]["step"].values
+
+
+# --- validation ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        ({"optimizer.lrr": [0.1]}, "optimizer.lrr"),
+        ({"optimizer.lr": [0.1, -1.0]}, "optimizer.lr must be a positive number, got -1.0"),
+        ({"model.residual.rr": [0.9]}, "model.residual.rr"),
+        ({"model.hidden_size": [8, "big"]}, "hidden_size"),
+        ({"run.name": ["a"]}, "run.name cannot be swept"),
+        ({"optimizer.lr": []}, "sweep.grid.optimizer.lr must be a non-empty list"),
+        ({"task.T": [16, 32], "tasks.T": [1]}, "tasks"),
+    ],
+)
+def test_bad_key_or_value_is_refused_before_anything_runs(tmp_path, grid, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        sweep_spec(sweep(tmp_path / "s", grid))
+    assert not (tmp_path / "s").exists()
+
+
+def test_zip_lists_must_have_equal_lengths(tmp_path):
+    with pytest.raises(ConfigError, match=r"sweep\.zip\[0\].*equal lengths"):
+        sweep_spec(sweep(tmp_path, {}, [{"task.T": [8, 16], "training.steps": [10]}]))
+
+
+def test_grid_and_zip_make_the_product_and_names(tmp_path):
+    spec = sweep_spec(
+        sweep(
+            tmp_path,
+            {"model.residual.r": [0.9, 1.0], "run.seed": [0, 1, 2]},
+            [{"task.T": [8, 16], "training.steps": [10, 20]}],
+        )
+    )
+    assert spec.shape == (2, 3, 2)
+    assert [a.dim for a in spec.axes] == ["r", "seed", "T"]
+    name, params, config = spec.runs[5]  # C order: the last axis fastest
+    assert name == "r=0.9_seed=2_T=16"
+    assert params == {
+        "model.residual.r": 0.9,
+        "run.seed": 2,
+        "task.T": 16,
+        "training.steps": 20,
+    }
+    assert config["task"]["T"] == 16 and config["training"]["steps"] == 20
+    assert config["model"]["residual"] == {"kind": "homogeneous", "r": 0.9}
+    assert config["run"]["dir"] == str(tmp_path / "runs") and config["run"]["name"] == name
+
+
+def test_toml_nested_keys_and_default_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rsweep.toml").write_text(
+        '[task]\nname = "adding"\nT = 8\n[model]\nname = "WCRNN"\nhidden_size = 4\n'
+        '[model.residual]\nkind = "homogeneous"\nr = 1.0\n'
+        "[sweep.grid]\nmodel.residual.r = [0.5, 0.75]\n"
+    )
+    spec = load_sweep(tmp_path / "rsweep.toml")
+    assert spec.directory == Path("sweeps/rsweep")
+    assert [name for name, _, _ in spec.runs] == ["r=0.5", "r=0.75"]
+    assert load_sweep(tmp_path / "rsweep.toml", "elsewhere").directory == Path("elsewhere")
+
+
+def test_another_sweep_in_the_same_directory_is_refused(tmp_path):
+    run_sweep(sweep_spec(sweep(tmp_path, {"run.seed": [0]})), workers=1)
+    other = sweep(tmp_path, {"run.seed": [0]})
+    other["optimizer"] = {"lr": 0.5}
+    with pytest.raises(ConfigError, match=r"holds another sweep \(it differs in optimizer\.lr\)"):
+        run_sweep(sweep_spec(other), workers=1)
+
+
+# --- running ---------------------------------------------------------------------------------------
+
+
+def test_process_pool_sweep_rerun_and_combined_dataset(tmp_path):
+    spec = sweep_spec(sweep(tmp_path, {"model.residual.r": [0.9, 1.0], "run.seed": [0, 1]}))
+    result = run_sweep(spec, workers=2)
+    assert result.ok and result.counts() == {"finished": 4}
+    # each run equals the same configuration trained alone, in this process
+    name, _, config = spec.runs[3]
+    alone = {**config, "run": {**config["run"], "dir": str(tmp_path / "alone")}}
+    Trainer(alone).train()
+    swept = open_run(tmp_path / "runs" / f"{name}.nc")["metrics"].to_dataset()
+    single = open_run(tmp_path / "alone" / f"{name}.nc")["metrics"].to_dataset()
+    np.testing.assert_array_equal(swept["test_rms"], single["test_rms"])
+    # a re-run trains nothing: every store is left untouched
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*.nc")}
+    again = run_sweep(spec, workers=2)
+    assert again.ok and {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    # the combined dataset: swept keys as dimensions, one summary per run
+    sw = lk.open_sweep(tmp_path)
+    summary = sw.summary
+    assert summary["best_metric"].dims == ("r", "seed")
+    assert summary["r"].values.tolist() == [0.9, 1.0]
+    assert summary["best_metric"].attrs["long_name"] == "best test rms"
+    assert (summary["status"] == "finished").all()
+    np.testing.assert_array_equal(summary["last_step"], 30)
+    assert float(summary["best_metric"].sel(r=1.0, seed=1)) == pytest.approx(
+        float(single["test_rms"].min())
+    )
+    assert sw.run(r=1.0, seed=1)["metrics"]["test_rms"].values.tolist() == (
+        single["test_rms"].values.tolist()
+    )
+    curves = sw.curves("metrics", "test_loss")
+    assert curves.dims == ("r", "seed", "step") and curves.sizes["step"] == 4
+    np.testing.assert_array_equal(curves.sel(r=1.0, seed=1), single["test_loss"])
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    assert plot_sweep(summary, ax=ax) is ax
+    (line,) = ax.lines
+    np.testing.assert_allclose(line.get_ydata(), summary["best_metric"].mean("seed"))
+    plt.close(fig)
+
+
+def test_a_diverging_run_is_recorded_and_the_others_finish(tmp_path):
+    raw = sweep(tmp_path, {"optimizer.lr": [0.01, 1e9]})
+    spec = sweep_spec(raw)
+    result = run_sweep(spec, workers=1)
+    assert not result.ok
+    assert result.status == {"lr=0.01": "finished", "lr=1000000000.0": "diverged"}
+    record = json.loads((tmp_path / "runs" / "lr=1000000000.0.failed.json").read_text())
+    assert record["status"] == "diverged" and "training loss became" in record["error"]
+    summary = lk.open_sweep(tmp_path).summary
+    assert summary["status"].values.tolist() == ["finished", "diverged"]
+    assert np.isnan(float(summary["steps_to_threshold"][1]))
+    # kept on a re-run, retried on request (and diverges again: the same seed and data)
+    assert run_sweep(spec, workers=1).status["lr=1000000000.0"] == "diverged"
+    assert run_sweep(spec, workers=1, retry_failed=True).status["lr=1000000000.0"] == "diverged"
+
+
+def test_command_line_sweep_and_report(tmp_path):
+    (tmp_path / "s.toml").write_text(
+        '[task]\nname = "adding"\nT = 8\n[model]\nname = "WCRNN"\nhidden_size = 4\n'
+        "[training]\nsteps = 10\nbatch_size = 8\neval_every = 5\ncheckpoint_every = 5\n"
+        f'[sweep]\ndir = "{tmp_path / "out"}"\n'
+        'grid = { "run.seed" = [0, 1], "optimizer.lr" = [0.01, 1e9] }\n'
+    )
+    cli = [sys.executable, "-m", "lyapkit.cli"]
+    done = subprocess.run(
+        [*cli, "sweep", str(tmp_path / "s.toml"), "--workers", "2"], capture_output=True, text=True
+    )
+    assert done.returncode == 1, done.stderr  # two runs diverged
+    assert "4 runs: 2 finished, 2 diverged" in done.stdout
+    drawn = subprocess.run(
+        [*cli, "report", str(tmp_path / "out"), "--x", "lr"], capture_output=True, text=True
+    )
+    assert drawn.returncode == 0, drawn.stderr
+    assert (tmp_path / "out" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    bad = subprocess.run(
+        [*cli, "report", str(tmp_path / "out"), "--x", "gamma"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "x 'gamma' is not a swept dimension" in bad.stderr
+
+
+def _kill_a_worker_mid_run(runs: Path, stop: threading.Event) -> list[int]:
+    """Kill -9 the first worker seen holding a run's lock after that run's first checkpoint."""
+    killed: list[int] = []
+    while not stop.is_set() and not killed:
+        for lock in runs.glob("*.lock"):
+            checkpoint = lock.with_name(lock.name.replace(".lock", ".ckpt.pt"))
+            try:
+                pid = json.loads(lock.read_text())["pid"]
+            except (OSError, ValueError):
+                continue
+            if checkpoint.exists() and pid != os.getpid():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                break
+        time.sleep(0.005)
+    return killed
+
+
+def test_a_worker_killed_mid_sweep(tmp_path):
+    spec = sweep_spec(
+        sweep(tmp_path, {"run.seed": [0, 1, 2]}, training={"steps": 300, "eval_every": 20})
+    )
+    stop, killed = threading.Event(), []
+    watcher = threading.Thread(
+        target=lambda: killed.extend(_kill_a_worker_mid_run(tmp_path / "runs", stop))
+    )
+    watcher.start()
+    try:
+        result = run_sweep(spec, workers=2)
+    finally:
+        stop.set()
+        watcher.join()
+    assert killed, "no worker was killed: the runs were too short to catch"
+    assert result.ok, result.errors
+    for name, _, _ in spec.runs:
+        path = tmp_path / "runs" / f"{name}.nc"
+        steps = metrics_steps(path)
+        assert steps.tolist() == list(range(0, 301, 20)), name  # each step once
+        assert not list((tmp_path / "runs").glob(f"{name}.lock"))
+    # the killed runs resumed from their checkpoints: equal to an uninterrupted run
+    name, _, config = spec.runs[0]
+    Trainer({**config, "run": {**config["run"], "dir": str(tmp_path / "alone")}}).train()
+    np.testing.assert_array_equal(
+        open_run(tmp_path / "runs" / f"{name}.nc")["metrics"]["test_loss"].values,
+        open_run(tmp_path / "alone" / f"{name}.nc")["metrics"]["test_loss"].values,
+    )
+
+
+def test_dask_local_cluster_with_two_worker_processes(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    spec = sweep_spec(sweep(tmp_path, {"run.seed": [0, 1, 2]}))
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        pids = set(client.run(os.getpid).values())
+        result = run_sweep(spec, executor=client.get_executor())
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert result.ok and result.counts() == {"finished": 3}
+    for name, _, _ in spec.runs:
+        assert "summary" in open_run(tmp_path / "runs" / f"{name}.nc").children

@@ -1,0 +1,756 @@
+"""Sweeps: a grid of training runs from one file, on a process pool or a Dask cluster, resumable.
+
+A sweep file is a training configuration (the tables of :mod:`lyapkit.trainers.config`: the base
+run) with a ``[sweep]`` table::
+
+    [sweep]
+    dir = "sweeps/adding-r"                            # optional; default sweeps/<file stem>
+    grid = { "model.residual.r" = [0.9, 0.95, 1.0], "run.seed" = [0, 1, 2] }
+    zip = [{ "task.T" = [100, 200], "training.steps" = [2000, 4000] }]
+
+``grid`` takes the product of its keys' values; each table of ``zip`` is one more axis whose keys
+move together (equal lengths). Any configuration key may be swept, written dotted (TOML's nested
+form ``grid.model.residual.r = [...]`` is the same). The runs are the product of all axes; run
+``i`` is the base with its axis values set, written under ``<dir>/runs`` as
+``<dim>=<value>_…`` (e.g. ``r=0.95_seed=2.nc``, its checkpoint and lock beside it). Every run's
+configuration is validated, and every distinct task and model built, before anything runs.
+
+Each run is :meth:`Trainer.train` with ``resume=True``: a re-run of the sweep skips finished
+runs and continues interrupted ones from their checkpoints (bit-identical to uninterrupted
+runs). A run that raises is recorded in ``<name>.failed.json`` (``"diverged"`` for a non-finite
+loss, else ``"failed"``, with the error) and the others go on; a re-run leaves recorded failures
+alone unless ``retry_failed``. A worker process that dies takes its run with it: the pool is
+replaced and the unfinished runs resubmitted (the dead run's lock is stale and recovered, and its
+store resumes from its checkpoint, so no step is recorded twice), at most ``max_restarts`` times
+per run. ``<dir>/sweep.json`` keeps the sweep's base configuration and axes: another sweep is
+refused in the same directory.
+
+:func:`open_sweep` reads the runs back as one xarray dataset with the swept keys as dimensions.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import copy
+import datetime
+import io
+import itertools
+import json
+import logging
+import math
+import multiprocessing
+import os
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tomllib
+
+from lyapkit._files import atomic_write, check_writable, reason
+from lyapkit.progress import progress_bar
+from lyapkit.store import RunStore, open_run
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Axis",
+    "Sweep",
+    "SweepResult",
+    "SweepSpec",
+    "load_sweep",
+    "open_sweep",
+    "plot_sweep",
+    "run_sweep",
+    "sweep_spec",
+]
+
+MANIFEST = "sweep.json"
+RUNS = "runs"
+FORMAT_VERSION = 1
+#: Outcomes of a run: its store has a summary; its loss became non-finite; it raised; another
+#: process holds its lock; its worker died too often; it has not run (to completion) yet.
+STATUSES = ("finished", "diverged", "failed", "locked", "lost", "pending")
+_RECORDED = ("diverged", "failed", "lost")  # kept in <name>.failed.json
+_NOT_SWEPT = ("run.name", "run.dir")
+
+
+def _config_error(message: str) -> Exception:
+    from lyapkit.trainers.config import ConfigError
+
+    return ConfigError(message)
+
+
+# --- the sweep file ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One dimension of a sweep: config ``keys`` (dotted) that take ``values[j]`` together.
+
+    ``dim`` is the dimension's name in :func:`open_sweep`'s dataset: the last part of the first
+    key (``"model.residual.r"`` → ``"r"``), or the whole key when two axes would share it.
+    """
+
+    keys: tuple[str, ...]
+    values: tuple[tuple[Any, ...], ...]
+    dim: str
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep: the base configuration, the axes and the sweep directory.
+
+    ``runs`` lists ``(name, params, config)`` for every point of the grid, in C order of the axes
+    (the last axis varies fastest); ``params`` maps each swept key to its value.
+    """
+
+    base: dict[str, Any]
+    axes: tuple[Axis, ...]
+    directory: Path
+    runs: tuple[tuple[str, dict[str, Any], dict[str, Any]], ...] = field(repr=False)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(axis) for axis in self.axes)
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "base": self.base,
+            "axes": [
+                {"dim": a.dim, "keys": list(a.keys), "values": [list(v) for v in a.values]}
+                for a in self.axes
+            ],
+            "runs": [name for name, _, _ in self.runs],
+        }
+
+
+def load_sweep(path: str | os.PathLike, directory: str | os.PathLike | None = None) -> SweepSpec:
+    """Read and validate a sweep file (TOML); ``directory`` overrides its ``sweep.dir``."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise _config_error(f"sweep file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as err:
+        raise _config_error(f"sweep file {str(path)!r} is not valid TOML: {err}") from None
+    options = raw.get("sweep", {})
+    if isinstance(options, dict):
+        options.setdefault("dir", str(Path("sweeps") / path.stem))
+    return sweep_spec(raw, directory)
+
+
+def _flatten(table: Any, where: str, prefix: str = "") -> dict[str, list]:
+    """``{"model": {"residual": {"r": [..]}}}`` or ``{"model.residual.r": [..]}`` → dotted keys."""
+    if not isinstance(table, dict):
+        raise _config_error(f"{where} must be a table of config keys and lists, got {table!r}")
+    leaves: dict[str, list] = {}
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            leaves.update(_flatten(value, where, f"{dotted}."))
+        elif isinstance(value, list) and value:
+            leaves[dotted] = value
+        else:
+            raise _config_error(
+                f"{where}.{dotted} must be a non-empty list of values, got {value!r}"
+            )
+    return leaves
+
+
+def _set(config: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = config
+    for i, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise _config_error(
+                f"sweep key {key}: {'.'.join(parents[: i + 1])} is {child!r}, not a table"
+            )
+        node = child
+    node[leaf] = value
+
+
+def _format(value: Any, index: int) -> str:
+    """A value as it appears in a run name: numbers and short words as they are, else its index."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return f"#{index}"
+    text = repr(value) if isinstance(value, float) else str(value)
+    ok = len(text) <= 24 and all(c.isalnum() or c in ".+-" for c in text)
+    return text if ok else f"#{index}"
+
+
+def _axes(options: dict[str, Any]) -> tuple[Axis, ...]:
+    unknown = sorted(set(options) - {"dir", "grid", "zip"})
+    if unknown:
+        raise _config_error(
+            f"unknown key(s) {['sweep.' + k for k in unknown]}; keys are dir, grid, zip"
+        )
+    groups: list[dict[str, list]] = [
+        {k: v} for k, v in _flatten(options.get("grid", {}), "sweep.grid").items()
+    ]
+    zips = options.get("zip", [])
+    if isinstance(zips, dict):
+        zips = [zips]
+    if not isinstance(zips, list):
+        raise _config_error(f"sweep.zip must be a list of tables, got {zips!r}")
+    for i, table in enumerate(zips):
+        group = _flatten(table, f"sweep.zip[{i}]")
+        lengths = {k: len(v) for k, v in group.items()}
+        if len(set(lengths.values())) > 1:
+            raise _config_error(f"sweep.zip[{i}]: the lists must have equal lengths, got {lengths}")
+        groups.append(group)
+    if not groups:
+        raise _config_error("sweep needs at least one key in sweep.grid or sweep.zip")
+    seen: dict[str, str] = {}
+    for group in groups:
+        for key in group:
+            if key in seen:
+                raise _config_error(f"sweep key {key} is given twice (in {seen[key]} and again)")
+            if key in _NOT_SWEPT:
+                raise _config_error(f"sweep key {key} cannot be swept: the sweep names its runs")
+            seen[key] = "sweep.grid" if len(group) == 1 else "sweep.zip"
+    lasts = [next(iter(group)).rsplit(".", 1)[-1] for group in groups]
+    axes = []
+    for group, last in zip(groups, lasts, strict=True):
+        first = next(iter(group))
+        dim = last if lasts.count(last) == 1 else first
+        values = tuple(zip(*group.values(), strict=True))
+        axes.append(Axis(tuple(group), values, dim))
+    return tuple(axes)
+
+
+def sweep_spec(raw: dict[str, Any], directory: str | os.PathLike | None = None) -> SweepSpec:
+    """Validate a sweep given as a dict (the parsed TOML): every run's configuration is checked,
+    and every distinct task and model built once, before anything is written.
+
+    Raises
+    ------
+    lyapkit.trainers.config.ConfigError
+        A key or value of the base, of ``[sweep]`` or of any run is invalid; the message names
+        the key and, for a run, the run.
+    """
+    from lyapkit.trainers.config import ConfigError, validate_config
+
+    raw = copy.deepcopy(raw)
+    options = raw.pop("sweep", None)
+    if not isinstance(options, dict):
+        raise _config_error("a sweep file needs a [sweep] table with a grid and/or zip")
+    folder = directory if directory is not None else options.get("dir")
+    if not isinstance(folder, (str, os.PathLike)) or not str(folder):
+        raise _config_error(f"sweep.dir must be a non-empty path, got {folder!r}")
+    axes = _axes(options)
+    folder = Path(folder)
+    base = validate_config(raw)
+    runs = []
+    names: dict[str, dict] = {}
+    for point in itertools.product(*(enumerate(axis.values) for axis in axes)):
+        params: dict[str, Any] = {}
+        parts = []
+        for axis, (j, values) in zip(axes, point, strict=True):
+            params.update(zip(axis.keys, values, strict=True))
+            parts.append(f"{axis.dim}={_format(values[0], j)}")
+        name = "_".join(parts)
+        if name in names:
+            raise _config_error(
+                f"sweep: the runs {names[name]} and {params} both get the name {name!r}"
+            )
+        names[name] = params
+        config = copy.deepcopy(raw)
+        for key, value in params.items():
+            _set(config, key, value)
+        config.setdefault("run", {}).update(name=name, dir=str(folder / RUNS))
+        try:
+            config = validate_config(config)
+        except ConfigError as err:
+            raise _config_error(f"sweep run {name}: {err}") from None
+        runs.append((name, params, config))
+    _build_each_distinct(runs)
+    return SweepSpec(base, axes, folder, tuple(runs))
+
+
+def _build_each_distinct(runs: Sequence[tuple[str, dict, dict]]) -> None:
+    """Build the task and the model of every distinct configuration (seeds aside), so that an
+    option the config tables accept but the task or model refuses stops the sweep before it
+    starts."""
+    from lyapkit.trainers.config import ConfigError
+    from lyapkit.trainers.trainer import Trainer
+
+    seen = set()
+    for name, _, config in runs:
+        key = json.dumps(
+            {**config, "run": {**config["run"], "name": "", "seed": 0}}, sort_keys=True
+        )
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            Trainer(config)._validate()
+        except (ConfigError, ValueError, TypeError) as err:
+            raise _config_error(f"sweep run {name}: {reason(err)}") from None
+
+
+# --- running --------------------------------------------------------------------------------------
+
+
+def _failure_path(config: dict[str, Any]) -> Path:
+    return Path(config["run"]["dir"]) / f"{config['run']['name']}.failed.json"
+
+
+def _store_path(config: dict[str, Any]) -> Path:
+    return Path(config["run"]["dir"]) / f"{config['run']['name']}.nc"
+
+
+def _record_failure(config: dict[str, Any], status: str, error: BaseException | str) -> None:
+    record = {
+        "status": status,
+        "error": error if isinstance(error, str) else f"{type(error).__name__}: {reason(error)}",
+        "traceback": "" if isinstance(error, str) else traceback.format_exc(),
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic_write(_failure_path(config), json.dumps(record, indent=1).encode())
+
+
+def train_run(config: dict[str, Any]) -> dict[str, Any]:
+    """Train (or resume, or skip if finished) one run of a sweep; never raises for the run's own
+    errors: returns ``{"name", "status", "error", "best_metric", "steps_to_threshold"}``.
+
+    This is what the executor runs in a worker process.
+    """
+    from lyapkit.store import RunLockedError
+    from lyapkit.trainers.trainer import Trainer
+
+    name = config["run"]["name"]
+    outcome: dict[str, Any] = {"name": name, "status": "finished", "error": ""}
+    _failure_path(config).unlink(missing_ok=True)
+    try:
+        result = Trainer(config).train(resume=True)
+    except RunLockedError as err:  # someone else is running it: not this run's failure
+        return {**outcome, "status": "locked", "error": reason(err)}
+    except FloatingPointError as err:
+        _record_failure(config, "diverged", err)
+        return {**outcome, "status": "diverged", "error": reason(err)}
+    except Exception as err:  # noqa: BLE001 - recorded with its traceback; the sweep goes on
+        _record_failure(config, "failed", err)
+        return {**outcome, "status": "failed", "error": f"{type(err).__name__}: {reason(err)}"}
+    return {
+        **outcome,
+        "best_metric": result.best_metric,
+        "steps_to_threshold": result.steps_to_threshold,
+    }
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What :func:`run_sweep` did: the status of every run (see :data:`STATUSES`) and errors."""
+
+    directory: Path
+    status: dict[str, str]
+    errors: dict[str, str]
+
+    @property
+    def ok(self) -> bool:
+        """Every run finished."""
+        return all(s == "finished" for s in self.status.values())
+
+    def counts(self) -> dict[str, int]:
+        return {s: n for s in STATUSES if (n := sum(v == s for v in self.status.values()))}
+
+
+def _recorded_status(config: dict[str, Any]) -> tuple[str, str]:
+    """The status of a run from its files: finished (a summary), a recorded failure, or pending."""
+    failure = _failure_path(config)
+    if failure.exists():
+        record = json.loads(failure.read_text())
+        return record["status"], record["error"]
+    path = _store_path(config)
+    if path.exists():
+        try:
+            if "summary" in RunStore.open(path).groups:
+                return "finished", ""
+        except ValueError as err:
+            return "failed", reason(err)
+    return "pending", ""
+
+
+def _check_manifest(spec: SweepSpec) -> None:
+    """Write ``sweep.json``, or check that the one there describes the same sweep."""
+    from lyapkit.trainers.trainer import config_differences
+
+    path = spec.directory / MANIFEST
+    manifest = spec.manifest()
+    if path.exists():
+        stored = json.loads(path.read_text())
+        changed, free = config_differences(stored["base"], spec.base)
+        if changed or stored["axes"] != json.loads(json.dumps(manifest["axes"])):
+            what = ", ".join(changed) if changed else "its axes"
+            raise _config_error(
+                f"the directory {str(spec.directory)!r} holds another sweep (it differs in {what}); "
+                "give the sweep another directory (sweep.dir or --dir)"
+            )
+        if not free:
+            return
+    spec.directory.mkdir(parents=True, exist_ok=True)
+    (spec.directory / RUNS).mkdir(exist_ok=True)
+    check_writable(path, "sweep directory")
+    atomic_write(path, json.dumps(manifest, indent=1).encode())
+
+
+def _process_pool(workers: int) -> cf.Executor:
+    return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def run_sweep(
+    spec: SweepSpec,
+    *,
+    executor: cf.Executor | None = None,
+    workers: int | None = None,
+    retry_failed: bool = False,
+    max_restarts: int = 2,
+    progress: bool | None = None,
+    job: Callable[[dict[str, Any]], dict[str, Any]] = train_run,
+) -> SweepResult:
+    """Run every unfinished run of ``spec``; return the status of all of them.
+
+    Parameters
+    ----------
+    spec : SweepSpec
+        From :func:`load_sweep` or :func:`sweep_spec`.
+    executor : concurrent.futures.Executor, optional
+        Where the runs go, e.g. ``distributed.Client(address).get_executor()`` for a Dask
+        cluster. Default: a process pool of ``workers`` spawned processes, owned (and replaced
+        when a worker dies) by this call.
+    workers : int, optional
+        Processes of the default pool; default ``os.cpu_count()`` (at most the runs to do).
+    retry_failed : bool
+        Run again the runs recorded as diverged, failed or lost; by default they are kept.
+    max_restarts : int
+        Times a run is resubmitted after its worker died before it is recorded as ``"lost"``.
+    progress : bool, optional
+        A bar of runs done / total with its ETA (tqdm, quiet off a terminal).
+    job : callable
+        What runs one configuration (default :func:`train_run`; must be picklable).
+    """
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if executor is not None and workers is not None:
+        raise ValueError("give either executor or workers, not both")
+    _check_manifest(spec)
+    configs = {name: config for name, _, config in spec.runs}
+    status, errors = {}, {}
+    todo = []
+    for name, config in configs.items():
+        status[name], errors[name] = _recorded_status(config)
+        if status[name] == "pending" or (retry_failed and status[name] in _RECORDED):
+            todo.append(name)
+    log.info(
+        "sweep %s: %d runs, %d to do (%s)",
+        spec.directory, len(configs), len(todo),
+        ", ".join(f"{n} {s}" for s, n in SweepResult(spec.directory, status, errors).counts().items()),
+    )  # fmt: skip
+    if not todo:
+        return SweepResult(spec.directory, status, errors)
+    own = executor is None
+    pool = _process_pool(min(workers or os.cpu_count() or 1, len(todo))) if own else executor
+    deaths = dict.fromkeys(todo, 0)
+    bar = progress_bar(progress, len(todo), "sweep")
+    try:
+        while todo:
+            futures = {pool.submit(job, configs[name]): name for name in todo}
+            todo = []
+            for future in cf.as_completed(futures):
+                name = futures[future]
+                try:
+                    outcome = future.result()
+                except Exception as err:  # noqa: BLE001 - the worker died (BrokenProcessPool, KilledWorker…)
+                    deaths[name] += 1
+                    if deaths[name] <= max_restarts:
+                        log.warning(
+                            "run %s: its worker died (%s); resubmitting it", name, reason(err)
+                        )
+                        todo.append(name)
+                        continue
+                    message = f"its worker died {deaths[name]} times: {reason(err)}"
+                    _record_failure(configs[name], "lost", message)
+                    outcome = {"name": name, "status": "lost", "error": message}
+                status[name], errors[name] = outcome["status"], outcome["error"]
+                bar.update(1)
+                _log_outcome(outcome)
+            if todo and own:
+                pool.shutdown(wait=True, cancel_futures=True)
+                pool = _process_pool(min(workers or os.cpu_count() or 1, len(todo)))
+    finally:
+        bar.close()
+        if own:
+            pool.shutdown(wait=True, cancel_futures=True)
+    result = SweepResult(spec.directory, status, errors)
+    log.info(
+        "sweep %s: %s", spec.directory, ", ".join(f"{n} {s}" for s, n in result.counts().items())
+    )
+    return result
+
+
+def _log_outcome(outcome: dict[str, Any]) -> None:
+    if outcome["status"] == "finished":
+        log.info(
+            "run %s finished: best %.4g, minimal performance at step %s",
+            outcome["name"], outcome["best_metric"], outcome["steps_to_threshold"],
+        )  # fmt: skip
+    else:
+        log.warning("run %s %s: %s", outcome["name"], outcome["status"], outcome["error"])
+
+
+# --- reading a sweep back ---------------------------------------------------------------------------
+
+
+SUMMARY_ATTRS = {
+    "status": {"long_name": f"outcome of the run: one of {', '.join(STATUSES)}"},
+    "best_metric": {"long_name": "best test metric (accuracy: highest; rms: lowest)", "units": "1"},
+    "steps_to_threshold": {
+        "long_name": "first step reaching the minimal performance (−1: never; NaN: unfinished)",
+        "units": "iteration",
+    },
+    "final_loss": {"long_name": "test loss at the last evaluation", "units": "1"},
+    "last_step": {"long_name": "last evaluated training step", "units": "iteration"},
+    "exponent_max": {
+        "long_name": "largest Lyapunov exponent at the last record",
+        "units": "1/step",
+    },
+    "exponent_error": {
+        "long_name": "max |exponent − log|eig R|| at the last record (weak-coupling theory)",
+        "units": "1/step",
+    },
+    "top_eigenvalue": {"long_name": "top curvature eigenvalue at the last record", "units": "1"},
+}
+
+
+def _summarise(path: Path, status: str) -> dict[str, Any]:
+    values: dict[str, Any] = {k: math.nan for k in SUMMARY_ATTRS if k != "status"}
+    values["status"] = status
+    if not path.exists():
+        return values
+    tree = open_run(path)
+    if "metrics" in tree.children:
+        metrics = tree["metrics"].to_dataset()
+        name = next(
+            (str(v) for v in metrics.data_vars if str(v) in ("test_accuracy", "test_rms")), None
+        )
+        if name is not None:
+            values["metric"] = name.removeprefix("test_")
+            series = np.asarray(metrics[name], dtype=float)
+            if np.isfinite(series).any():
+                values["best_metric"] = (np.nanmax if name == "test_accuracy" else np.nanmin)(
+                    series
+                )
+        values["final_loss"] = float(metrics["test_loss"].values[-1])
+        values["last_step"] = int(metrics["step"].values[-1])
+    if "summary" in tree.children:
+        summary = tree["summary"].to_dataset()
+        values["best_metric"] = float(summary["best_metric"].values[-1])
+        values["steps_to_threshold"] = int(summary["steps_to_threshold"].values[-1])
+    if "lyapunov" in tree.children:
+        lyap = tree["lyapunov"].to_dataset().isel(step=-1)
+        values["exponent_max"] = float(lyap["exponents"].max())
+        if "theory" in lyap:
+            values["exponent_error"] = float(np.abs(lyap["exponents"] - lyap["theory"]).max())
+    if "curvature" in tree.children:
+        values["top_eigenvalue"] = float(
+            tree["curvature"].to_dataset()["eigenvalues"].isel(step=-1).max()
+        )
+    return values
+
+
+class Sweep:
+    """A sweep read back by :func:`open_sweep`.
+
+    Attributes
+    ----------
+    directory : Path
+    summary : xarray.Dataset
+        One value per run over the swept dimensions (e.g. ``(r, seed)``): ``status``,
+        ``best_metric``, ``steps_to_threshold``, ``final_loss``, ``last_step``, ``exponent_max``,
+        ``exponent_error``, ``top_eigenvalue`` (NaN where not recorded), and ``run``, the run's
+        name. A zipped axis is one dimension, its other keys coordinates along it.
+    """
+
+    def __init__(self, directory: Path, manifest: dict[str, Any]):
+        self.directory = directory
+        self._manifest = manifest
+        self.summary = self._summary()
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return tuple(axis["dim"] for axis in self._manifest["axes"])
+
+    def _coords(self) -> dict[str, Any]:
+        coords: dict[str, Any] = {}
+        for axis in self._manifest["axes"]:
+            for i, key in enumerate(axis["keys"]):
+                column = [v[i] for v in axis["values"]]
+                scalar = all(
+                    isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in column
+                )
+                name = axis["dim"] if i == 0 else key.rsplit(".", 1)[-1]
+                data = column if scalar else [json.dumps(v) for v in column]
+                coords[name] = (axis["dim"], data, {"sweep_key": key})
+        return coords
+
+    def _summary(self) -> Any:
+        import xarray as xr
+
+        runs = self._manifest["runs"]
+        shape = tuple(len(axis["values"]) for axis in self._manifest["axes"])
+        folder = self.directory / RUNS
+        rows = []
+        for name in runs:
+            config = {"run": {"dir": str(folder), "name": name}}
+            status, _ = _recorded_status(config)
+            rows.append(_summarise(_store_path(config), status))
+        data = {
+            key: (self.dims, np.array([row[key] for row in rows]).reshape(shape), dict(attrs))
+            for key, attrs in SUMMARY_ATTRS.items()
+        }
+        metric = next((row["metric"] for row in rows if "metric" in row), None)
+        if metric is not None:
+            data["best_metric"][2]["long_name"] = f"best test {metric}"
+        data["run"] = (self.dims, np.array(runs).reshape(shape), {"long_name": "run name"})
+        return xr.Dataset(
+            data,
+            coords=self._coords(),
+            attrs={
+                "directory": str(self.directory),
+                "base_config": json.dumps(self._manifest["base"]),
+            },
+        )
+
+    def run(self, **params: Any) -> Any:
+        """The full ``xarray.DataTree`` of one run, chosen by its coordinates, e.g.
+        ``sweep.run(r=0.95, seed=2)``."""
+        names = self.summary["run"].sel(**params)
+        if names.size != 1:
+            raise ValueError(
+                f"{params} selects {names.size} runs; give a value for each of {self.dims}"
+            )
+        return open_run(self.directory / RUNS / f"{names.item()}.nc")
+
+    def curves(self, group: str, variable: str) -> Any:
+        """``variable`` of ``group`` (e.g. ``("metrics", "test_accuracy")``) of every run, over the
+        swept dimensions, ``step`` and the variable's own dimensions (NaN where a run has no
+        record at a step)."""
+        import xarray as xr
+
+        names = self.summary["run"]
+        present = {}
+        for name in names.values.ravel():
+            path = self.directory / RUNS / f"{name}.nc"
+            if path.exists() and group in (tree := open_run(path)).children:
+                present[name] = tree[group].to_dataset()[variable]
+        if not present:
+            raise ValueError(f"no run of the sweep has recorded {group}/{variable}")
+        stacked = xr.concat(list(present.values()), "run", join="outer")
+        stacked = stacked.assign_coords(run=list(present)).reindex(run=names.values.ravel())
+        stacked = stacked.transpose("run", ...)
+        rest = stacked.dims[1:]
+        return xr.DataArray(
+            stacked.values.reshape(names.shape + stacked.shape[1:]),
+            dims=self.dims + rest,
+            coords={**self.summary.coords, **{d: stacked[d] for d in rest if d in stacked.coords}},
+            name=variable,
+            attrs=next(iter(present.values())).attrs,
+        )
+
+
+def open_sweep(directory: str | os.PathLike) -> Sweep:
+    """Read the sweep in ``directory`` (its ``sweep.json`` and every run store)."""
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{str(directory)!r} is not a sweep directory: it has no {MANIFEST}"
+        )
+    manifest = json.loads(path.read_text())
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(
+            f"{str(path)!r} was written by a newer lyapkit (format {manifest['format_version']})"
+        )
+    return Sweep(directory, manifest)
+
+
+# --- the figure ---------------------------------------------------------------------------------------
+
+
+def plot_sweep(
+    summary: Any,
+    metric: str = "best_metric",
+    *,
+    x: str | None = None,
+    hue: str | None = None,
+    over: str = "seed",
+    ax: Any = None,
+) -> Any:
+    """``metric`` against the swept dimension ``x``: mean ± standard deviation over ``over``
+    (the seeds; NaN runs left out), one line per value of ``hue``. Returns the axes.
+
+    Defaults: ``x`` the first swept dimension other than ``over``, ``hue`` the next one (if any).
+    Any further dimension is averaged over as well.
+    """
+    import matplotlib.pyplot as plt
+
+    if metric not in summary:
+        numeric = [str(v) for v in summary.data_vars if summary[v].dtype.kind in "fi"]
+        raise ValueError(f"metric {metric!r} is not in the sweep summary; choose one of {numeric}")
+    dims = [d for d in summary[metric].dims if d != over]
+    for name, value in (("x", x), ("hue", hue)):
+        if value is not None and value not in dims:
+            raise ValueError(f"{name} {value!r} is not a swept dimension; choose one of {dims}")
+    x = x or (dims[0] if dims else None)
+    if x is None:
+        raise ValueError(f"the sweep has no dimension besides {over!r} to draw against")
+    hue = hue or next((d for d in dims if d != x), None)
+    if ax is None:
+        ax = plt.subplots(figsize=(5, 3.5))[1]
+    data = summary[metric]
+    groups = [(None, data)] if hue is None else [(v, data.sel({hue: v})) for v in data[hue].values]
+    for value, part in groups:
+        rest = [d for d in part.dims if d != x]
+        mean, std = part.mean(rest, skipna=True), part.std(rest, skipna=True)
+        label = None if hue is None else f"{hue} = {value}"
+        line = ax.plot(part[x], mean, marker="o", label=label)[0]
+        ax.fill_between(part[x], mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel(x)
+    spread = f" (mean ± std over {over})" if over in data.dims else ""
+    ax.set_ylabel(summary[metric].attrs.get("long_name", metric) + spread)
+    if hue is not None:
+        ax.legend(fontsize="small")
+    return ax
+
+
+def save_sweep_figure(
+    directory: str | os.PathLike,
+    output: str | os.PathLike | None = None,
+    **options: Any,
+) -> Path:
+    """Draw :func:`plot_sweep` for the sweep in ``directory`` into a PNG (default
+    ``<directory>/sweep.png``); return its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    output = check_writable(output or Path(directory) / "sweep.png", "--output")
+    sweep = open_sweep(directory)
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), layout="constrained")
+    plot_sweep(sweep.summary, ax=ax, **options)
+    ax.set_title(Path(directory).name)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write(output, buffer.getbuffer())
+    return output
