@@ -39,6 +39,7 @@ from lyapkit.effective import (
     sgd_effective_rates,
     temporal_effective_rates,
 )
+from lyapkit.flossing import finite_time_exponents
 from lyapkit.gradients import GradientPropagation, gradient_propagation
 from lyapkit.lyapunov import (
     IllConditionedBasisWarning,
@@ -138,6 +139,7 @@ __all__ = [
     "backend_names",
     "covariant_vectors",
     "edge_of_stability",
+    "finite_time_exponents",
     "from_numba",
     "from_numpy",
     "from_torch",

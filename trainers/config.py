@@ -68,6 +68,15 @@ DIAGNOSTICS: dict[str, dict[str, Any]] = {
     "gradients": {"batch": 32},
     "curvature": {"k": 5, "kind": "ggn", "batch": 32},
     "effective_lr": {"k": 5, "batch": 32},
+    # gradient flossing (lyapkit.flossing): not only recorded, it adds a penalty to the loss
+    "flossing": {
+        "k": 1,
+        "target": 0.0,
+        "weight": 1.0,
+        "steps": 100,
+        "transient": 0,
+        "sequences": 4,
+    },
 }
 SCHEDULE_KEYS = ("every", "at", "logspaced")
 RESIDUALS = ("homogeneous", "rotational", "heterogeneous", "random_orthogonal")
@@ -193,7 +202,26 @@ def _check_diagnostic(name: str, options: Any) -> dict[str, Any]:
         check_number(full[key], f"diagnostics.{name}.{key}", integer=True)
     if name == "curvature":
         _choice(full["kind"], "diagnostics.curvature.kind", ("ggn", "hessian"))
+    if name == "flossing":
+        _check_flossing(full)
     return full
+
+
+def _check_flossing(options: dict[str, Any]) -> None:
+    """``diagnostics.flossing``: ``k``, ``steps`` (the window), ``sequences`` positive integers,
+    ``transient`` ≥ 0, ``weight`` ≥ 0 (0: record the exponents without flossing), ``target`` any
+    finite number (the trainer checks ``k`` against the model's state size)."""
+    for key in ("k", "steps", "sequences"):
+        check_number(options[key], f"diagnostics.flossing.{key}", integer=True)
+    check_number(options["transient"], "diagnostics.flossing.transient", integer=True, zero=True)
+    check_number(options["weight"], "diagnostics.flossing.weight", zero=True)
+    target = options["target"]
+    if (
+        isinstance(target, bool)
+        or not isinstance(target, (int, float))
+        or not math.isfinite(target)
+    ):
+        raise ConfigError(f"diagnostics.flossing.target must be a finite number, got {target!r}")
 
 
 def schedule_steps(options: dict[str, Any], total: int) -> set[int]:

@@ -44,6 +44,7 @@ import lyapkit
 from lyapkit._array import torch_device
 from lyapkit._files import atomic_write, reason
 from lyapkit.backend import BackendError, get_backend
+from lyapkit.flossing import finite_time_exponents, flossing_loss
 from lyapkit.losses import mean_loss
 from lyapkit.progress import progress_bar
 from lyapkit.store import RunStore, lock_run, open_run, run_config
@@ -333,6 +334,7 @@ class Trainer:
         self._best = math.nan
         self._reached = -1
         self._last_loss = math.nan
+        self._flossed: torch.Tensor | None = None  # exponents flossed at this step, for its record
         self.seconds: dict[str, float] = {"training": 0.0, "evaluation": 0.0}
 
     # --- data --------------------------------------------------------------------------------------
@@ -403,6 +405,18 @@ class Trainer:
                 get_backend(options["backend"], self.model.as_map())
             except BackendError as err:
                 raise ConfigError(f"diagnostics.lyapunov.backend: {err}") from None
+        if "flossing" in self.diagnostics:
+            options, state = self.diagnostics["flossing"][1], self.model.state_size
+            if options["k"] > state:
+                raise ConfigError(
+                    f"diagnostics.flossing.k must be at most the model's state size {state}, "
+                    f"got {options['k']}"
+                )
+            if options["sequences"] > size:
+                raise ConfigError(
+                    f"diagnostics.flossing.sequences ({options['sequences']}) exceeds "
+                    f"training.batch_size ({size}): it drives the exponents with batch sequences"
+                )
 
     def _threads(self) -> int:
         """Intra-op CPU threads while training: ``run.threads``, or for 0 (auto) one thread for
@@ -545,7 +559,7 @@ class Trainer:
             inputs, targets = next(batches)
             loss = mean_loss(self.task.loss, self.model(inputs), targets)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss + self._flossing_penalty(step, inputs)).backward()
             if clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
             self.optimizer.step()
@@ -566,6 +580,32 @@ class Trainer:
                 store.flush()
                 self._save_checkpoint(step)
         bar.close()
+
+    def _flossing_penalty(self, step: int, inputs: torch.Tensor) -> torch.Tensor | float:
+        """Gradient flossing (Engelken 2023) at its scheduled steps, 0 elsewhere.
+
+        The penalty ``weight · (1/S) Σ_e Σ_i (λ_ei − target)²`` of the top ``k`` finite-time
+        exponents (:func:`lyapkit.flossing.finite_time_exponents`) over a window of ``steps``
+        steps, driven by ``S = sequences`` sequences of this training batch (sequence ``e`` reads
+        rows ``e, e + S, …`` laid end to end, from the zero state, basis seeded by the step). It
+        is added to the task loss of this optimizer step, where Engelken takes separate flossing
+        steps: one optimizer step per training step keeps the learning-rate schedule, the
+        momentum and Adam statistics, the step counts and checkpoints meaning what they mean
+        without flossing (to first order in the learning rate a flossing step followed by a task
+        step is this summed step). ``weight = 0`` only records the exponents (computed without a
+        graph). The exponents are kept for this step's record (group ``flossing``); their cost
+        counts as training time.
+        """
+        scheduled = self.diagnostics.get("flossing")
+        if scheduled is None or step not in scheduled[0]:
+            return 0.0
+        options = scheduled[1]
+        with torch.set_grad_enabled(options["weight"] > 0 and torch.is_grad_enabled()):
+            exponents = _flossing_exponents(self.model, options, inputs, step)
+        self._flossed = exponents.detach()
+        if options["weight"] == 0:
+            return 0.0
+        return options["weight"] * flossing_loss(exponents, options["target"])
 
     def _save_checkpoint(self, step: int) -> None:
         _atomic_save(
@@ -799,9 +839,65 @@ def _effective_lr(trainer: Trainer, options: dict, cache: dict) -> Any:
     return summary[["tensor_mean", "tensor_median", "tensor_min", "tensor_max"]]
 
 
+def _flossing_exponents(
+    model: torch.nn.Module, options: dict, inputs: torch.Tensor, seed: int
+) -> torch.Tensor:
+    """Finite-time exponents ``(sequences, k)`` driven by batch rows ``e, e + S, …`` laid end to
+    end (``S = sequences``) for ``transient + steps`` steps."""
+    S, need = options["sequences"], options["transient"] + options["steps"]
+    B, T = inputs.shape[:2]
+    rows = (torch.arange(S)[:, None] + S * torch.arange(-(-need // T))[None]) % B
+    drive = inputs[rows].flatten(1, 2)[:, :need]
+    return finite_time_exponents(
+        model,
+        drive,
+        options["k"],
+        steps=options["steps"],
+        transient=options["transient"],
+        seed=seed,
+    )
+
+
+def _flossing(trainer: Trainer, options: dict, cache: dict) -> Any:
+    """The finite-time exponents that gradient flossing penalised at this step (mean and spread
+    over the sequences) and the penalty ``Σ_i (λ_i − target)²``; at step 0 (before training, no
+    flossing) those of the first training batch."""
+    import xarray as xr
+
+    exponents, trainer._flossed = trainer._flossed, None
+    if exponents is None:
+        with torch.no_grad():
+            exponents = _flossing_exponents(trainer.model, options, next(trainer._batches(0))[0], 0)
+    values = exponents.double().cpu().numpy()
+    spread = (
+        values.std(0, ddof=1) / math.sqrt(len(values)) if len(values) > 1 else values[0] * np.nan
+    )
+    return xr.Dataset(
+        {
+            "exponents": (
+                "exponent",
+                values.mean(0),
+                {
+                    "long_name": "finite-time Lyapunov exponent (mean over sequences)",
+                    "units": "1/step",
+                },
+            ),
+            "stderr": ("exponent", spread, {"long_name": "standard error", "units": "1/step"}),
+            "penalty": (
+                (),
+                float(flossing_loss(exponents.double(), options["target"])),
+                {"long_name": "flossing penalty sum_i (lambda_i - target)^2", "units": "1/step^2"},
+            ),
+        },
+        coords={"exponent": np.arange(1, values.shape[1] + 1)},
+        attrs={"target": float(options["target"]), "weight": float(options["weight"])},
+    )
+
+
 DIAGNOSTICS: dict[str, Callable[[Trainer, dict, dict], Any]] = {
     "lyapunov": _lyapunov,
     "gradients": _gradients,
     "curvature": _curvature,
     "effective_lr": _effective_lr,
+    "flossing": _flossing,
 }
