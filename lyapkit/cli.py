@@ -267,6 +267,10 @@ def make_parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--retry-failed", action="store_true", help="run again the runs recorded as failed"
     )
+    sweep.add_argument(
+        "--group", type=int, default=0, metavar="N",
+        help="train up to N runs sharing an architecture together, vectorised (default: off)",
+    )  # fmt: skip
     sweep.set_defaults(func=cmd_sweep)
 
     demo = sub.add_parser(

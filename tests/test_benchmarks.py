@@ -27,4 +27,4 @@ def test_benchmark_runs_quick(script):
 
 
 def test_there_are_benchmarks():
-    assert len(SCRIPTS) == 8
+    assert len(SCRIPTS) == 9

@@ -23,6 +23,7 @@ import lyapkit as lk  # noqa: E402
 from lyapkit.store import open_run  # noqa: E402
 from lyapkit.trainers.config import ConfigError  # noqa: E402
 from lyapkit.trainers.sweep import (  # noqa: E402
+    _jobs,
     load_sweep,
     plot_sweep,
     run_sweep,
@@ -279,3 +280,23 @@ def test_dask_local_cluster_with_two_worker_processes(tmp_path):
     assert result.ok and result.counts() == {"finished": 3}
     for name, _, _ in spec.runs:
         assert "summary" in open_run(tmp_path / "runs" / f"{name}.nc").children
+
+
+def test_grouped_sweep_equals_one_run_at_a_time(tmp_path):
+    grid = {"model.residual.r": [0.95, 1.0], "run.seed": [0, 1], "optimizer.lr": [0.01, 0.02]}
+    config = {
+        "run": {"dtype": "float64"},
+        "diagnostics": {"lyapunov": {"at": [30], "steps": 50, "transient": 10}},
+    }
+    alone = sweep_spec(sweep(tmp_path / "alone", grid, **config))
+    together = sweep_spec(sweep(tmp_path / "together", grid, **config))
+    configs = {name: c for name, _, c in together.runs}
+    assert [len(job) for job in _jobs(list(configs), configs, 4)] == [4, 4]
+    assert run_sweep(alone, workers=2).ok
+    assert run_sweep(together, workers=2, group=4).ok
+    a, b = lk.open_sweep(tmp_path / "alone"), lk.open_sweep(tmp_path / "together")
+    np.testing.assert_allclose(
+        a.curves("metrics", "test_loss"), b.curves("metrics", "test_loss"), rtol=1e-10
+    )
+    assert np.isfinite(a.summary["exponent_max"]).all()
+    np.testing.assert_allclose(a.summary["exponent_max"], b.summary["exponent_max"], rtol=1e-8)

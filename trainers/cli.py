@@ -72,6 +72,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             executor=client.get_executor() if client else None,
             workers=args.workers,
             retry_failed=args.retry_failed,
+            group=args.group,
             progress=not args.quiet,
         )
     finally:

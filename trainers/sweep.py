@@ -22,7 +22,9 @@ loss, else ``"failed"``, with the error) and the others go on; a re-run leaves r
 alone unless ``retry_failed``. A worker process that dies takes its run with it: the pool is
 replaced and the unfinished runs resubmitted (the dead run's lock is stale and recovered, and its
 store resumes from its checkpoint, so no step is recorded twice), at most ``max_restarts`` times
-per run. ``<dir>/sweep.json`` keeps the sweep's base configuration and axes: another sweep is
+per run. With ``group = N`` (``--group N``), up to ``N`` runs that share an architecture train
+together in one vectorised pass (:mod:`lyapkit.trainers.group`), each in its own store.
+``<dir>/sweep.json`` keeps the sweep's base configuration and axes: another sweep is
 refused in the same directory.
 
 :func:`open_sweep` reads the runs back as one xarray dataset with the swept keys as dimensions.
@@ -41,7 +43,7 @@ import math
 import multiprocessing
 import os
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -312,39 +314,69 @@ def _record_failure(config: dict[str, Any], status: str, error: BaseException | 
     record = {
         "status": status,
         "error": error if isinstance(error, str) else f"{type(error).__name__}: {reason(error)}",
-        "traceback": "" if isinstance(error, str) else traceback.format_exc(),
+        "traceback": "" if isinstance(error, str) else "".join(traceback.format_exception(error)),
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     atomic_write(_failure_path(config), json.dumps(record, indent=1).encode())
 
 
-def train_run(config: dict[str, Any]) -> dict[str, Any]:
-    """Train (or resume, or skip if finished) one run of a sweep; never raises for the run's own
-    errors: returns ``{"name", "status", "error", "best_metric", "steps_to_threshold"}``.
-
-    This is what the executor runs in a worker process.
-    """
+def _outcome(config: dict[str, Any], result: Any) -> dict[str, Any]:
+    """The outcome of one run from its ``TrainResult`` or the exception that stopped it (a
+    failure is recorded in ``<name>.failed.json``)."""
     from lyapkit.store import RunLockedError
-    from lyapkit.trainers.trainer import Trainer
 
-    name = config["run"]["name"]
-    outcome: dict[str, Any] = {"name": name, "status": "finished", "error": ""}
-    _failure_path(config).unlink(missing_ok=True)
-    try:
-        result = Trainer(config).train(resume=True)
-    except RunLockedError as err:  # someone else is running it: not this run's failure
-        return {**outcome, "status": "locked", "error": reason(err)}
-    except FloatingPointError as err:
-        _record_failure(config, "diverged", err)
-        return {**outcome, "status": "diverged", "error": reason(err)}
-    except Exception as err:  # noqa: BLE001 - recorded with its traceback; the sweep goes on
-        _record_failure(config, "failed", err)
-        return {**outcome, "status": "failed", "error": f"{type(err).__name__}: {reason(err)}"}
+    outcome: dict[str, Any] = {"name": config["run"]["name"], "status": "finished", "error": ""}
+    if isinstance(result, RunLockedError):  # someone else is running it: not this run's failure
+        return {**outcome, "status": "locked", "error": reason(result)}
+    if isinstance(result, BaseException):
+        status = "diverged" if isinstance(result, FloatingPointError) else "failed"
+        _record_failure(config, status, result)
+        return {**outcome, "status": status, "error": f"{type(result).__name__}: {reason(result)}"}
     return {
         **outcome,
         "best_metric": result.best_metric,
         "steps_to_threshold": result.steps_to_threshold,
     }
+
+
+def train_runs(configs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Train (or resume, or skip if finished) runs of a sweep: one by :meth:`Trainer.train`, or
+    several with a common :func:`lyapkit.trainers.group.group_key` together in one vectorised
+    pass (:func:`lyapkit.trainers.group.train_group`). Never raises for the runs' own errors:
+    returns ``{"name", "status", "error", …}`` per run.
+
+    This is what the executor runs in a worker process.
+    """
+    from lyapkit.trainers.group import train_group
+    from lyapkit.trainers.trainer import Trainer
+
+    for config in configs:
+        _failure_path(config).unlink(missing_ok=True)
+    results: list[Any]
+    try:
+        if len(configs) == 1:
+            results = [Trainer(configs[0]).train(resume=True)]
+        else:
+            results = train_group(configs)
+    except Exception as err:  # noqa: BLE001 - recorded with its traceback; the sweep goes on
+        results = [err] * len(configs)
+    return [_outcome(c, r) for c, r in zip(configs, results, strict=True)]
+
+
+def _jobs(names: Sequence[str], configs: dict[str, dict], group: int) -> list[list[str]]:
+    """The runs to submit, one per job; with ``group > 1``, runs of equal ``group_key`` go
+    together, at most ``group`` per job."""
+    if group <= 1:
+        return [[name] for name in names]
+    from lyapkit.trainers.group import group_key
+
+    by_key: dict[Any, list[str]] = {}
+    for name in names:
+        key = group_key(configs[name])
+        by_key.setdefault(name if key is None else key, []).append(name)
+    return [
+        members[i : i + group] for members in by_key.values() for i in range(0, len(members), group)
+    ]
 
 
 @dataclass(frozen=True)
@@ -414,8 +446,8 @@ def run_sweep(
     workers: int | None = None,
     retry_failed: bool = False,
     max_restarts: int = 2,
+    group: int = 0,
     progress: bool | None = None,
-    job: Callable[[dict[str, Any]], dict[str, Any]] = train_run,
 ) -> SweepResult:
     """Run every unfinished run of ``spec``; return the status of all of them.
 
@@ -433,15 +465,20 @@ def run_sweep(
         Run again the runs recorded as diverged, failed or lost; by default they are kept.
     max_restarts : int
         Times a run is resubmitted after its worker died before it is recorded as ``"lost"``.
+    group : int
+        Train up to ``group`` runs that share an architecture (equal
+        :func:`lyapkit.trainers.group.group_key`: they may differ in seed, residual, γ and
+        learning rate) together in one vectorised pass, each in its own store, equal to training
+        it alone up to rounding; 0 or 1: one run at a time (bit-identical to ``lyapkit train``).
     progress : bool, optional
         A bar of runs done / total with its ETA (tqdm, quiet off a terminal).
-    job : callable
-        What runs one configuration (default :func:`train_run`; must be picklable).
     """
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     if executor is not None and workers is not None:
         raise ValueError("give either executor or workers, not both")
+    if not isinstance(group, int) or isinstance(group, bool) or group < 0:
+        raise ValueError(f"group must be a non-negative integer, got {group!r}")
     _check_manifest(spec)
     configs = {name: config for name, _, config in spec.runs}
     status, errors = {}, {}
@@ -458,34 +495,39 @@ def run_sweep(
     if not todo:
         return SweepResult(spec.directory, status, errors)
     own = executor is None
-    pool = _process_pool(min(workers or os.cpu_count() or 1, len(todo))) if own else executor
+    jobs = _jobs(todo, configs, group)
+    pool = _process_pool(min(workers or os.cpu_count() or 1, len(jobs))) if own else executor
     deaths = dict.fromkeys(todo, 0)
     bar = progress_bar(progress, len(todo), "sweep")
     try:
-        while todo:
-            futures = {pool.submit(job, configs[name]): name for name in todo}
-            todo = []
+        while jobs:
+            futures = {pool.submit(train_runs, [configs[n] for n in job]): job for job in jobs}
+            jobs = []
             for future in cf.as_completed(futures):
-                name = futures[future]
+                job = futures[future]
                 try:
-                    outcome = future.result()
+                    outcomes = future.result()
                 except Exception as err:  # noqa: BLE001 - the worker died (BrokenProcessPool, KilledWorker…)
-                    deaths[name] += 1
-                    if deaths[name] <= max_restarts:
-                        log.warning(
-                            "run %s: its worker died (%s); resubmitting it", name, reason(err)
-                        )
-                        todo.append(name)
-                        continue
-                    message = f"its worker died {deaths[name]} times: {reason(err)}"
-                    _record_failure(configs[name], "lost", message)
-                    outcome = {"name": name, "status": "lost", "error": message}
-                status[name], errors[name] = outcome["status"], outcome["error"]
-                bar.update(1)
-                _log_outcome(outcome)
-            if todo and own:
+                    outcomes = []
+                    for name in job:
+                        deaths[name] += 1
+                        if deaths[name] <= max_restarts:
+                            log.warning(
+                                "run %s: its worker died (%s); resubmitting it", name, reason(err)
+                            )
+                            jobs.append([name])
+                            continue
+                        message = f"its worker died {deaths[name]} times: {reason(err)}"
+                        _record_failure(configs[name], "lost", message)
+                        outcomes.append({"name": name, "status": "lost", "error": message})
+                for outcome in outcomes:
+                    name = outcome["name"]
+                    status[name], errors[name] = outcome["status"], outcome["error"]
+                    bar.update(1)
+                    _log_outcome(outcome)
+            if jobs and own:
                 pool.shutdown(wait=True, cancel_futures=True)
-                pool = _process_pool(min(workers or os.cpu_count() or 1, len(todo)))
+                pool = _process_pool(min(workers or os.cpu_count() or 1, len(jobs)))
     finally:
         bar.close()
         if own:

@@ -491,8 +491,6 @@ class Trainer:
         )
 
     def _train(self, resume: bool, overwrite: bool) -> TrainResult:
-        training = self.config["training"]
-        total = training["steps"]
         name, directory = self.config["run"]["name"], self.path.parent
         present = [p.name for p in (self.path, self.checkpoint_path) if p.exists()]
         if resume and self.path.exists():
@@ -529,9 +527,14 @@ class Trainer:
             self._steps(store, start)
         finally:
             torch.set_flush_denormal(False)
+        return self._finish(store)
+
+    def _finish(self, store: RunStore) -> TrainResult:
+        """Record the run's summary (best metric, step that reached the minimal performance),
+        flush the store and return the result."""
         store.append(
             "summary",
-            total,
+            self.config["training"]["steps"],
             {"best_metric": self._best, "steps_to_threshold": self._reached},
             attrs={
                 "best_metric": {"long_name": f"best test {self.task.metric}", "units": "1"},
@@ -650,11 +653,19 @@ class Trainer:
 
     @torch.no_grad()
     def _evaluate(self, store: RunStore, step: int, train_loss: float) -> None:
-        """Test loss and metric on the whole test set; track the best and the threshold step."""
+        """Test loss and metric on the whole test set, recorded (:meth:`_record_evaluation`)."""
         tick = time.perf_counter()
         self.model.eval()
-        inputs, targets = self._probe
-        outputs = torch.cat([self.model(x) for x in inputs.split(512)])
+        outputs = torch.cat([self.model(x) for x in self._probe[0].split(512)])
+        self.model.train()
+        self._record_evaluation(store, step, train_loss, outputs, time.perf_counter() - tick)
+
+    def _record_evaluation(
+        self, store: RunStore, step: int, train_loss: float, outputs: torch.Tensor, seconds: float
+    ) -> None:
+        """Record the test loss and metric of the model's test ``outputs``; track the best and
+        the step that first reached the minimal performance."""
+        targets = self._probe[1]
         self._last_loss = float(mean_loss(self.task.loss, outputs, targets))
         if self.task.metric == "accuracy":
             metric = float((outputs.argmax(-1) == targets).double().mean())
@@ -666,8 +677,7 @@ class Trainer:
             self._best = metric
         if self._reached < 0 and self.task.reaches_min_performance(metric):
             self._reached = step
-        self.model.train()
-        self.seconds["evaluation"] += time.perf_counter() - tick
+        self.seconds["evaluation"] += seconds
         store.append(
             "metrics",
             step,
