@@ -7,6 +7,7 @@ at a time), ``torch.func.jacrev`` of those loops, a plain QR loop on them, autog
 """
 
 import copy
+import importlib.util
 
 import numpy as np
 import pytest
@@ -488,3 +489,74 @@ def test_protocol_and_the_errors_that_say_what_is_missing():
         lyapkit.adapt(net, readout="first")
     with pytest.raises(ValueError, match=r"inputs must have shape \(batch, T ≥ 1, 2\)"):
         adapted(torch.randn(2, 4, 3))
+
+
+# The numba backend: the kernels of lyapkit.maps.numba_kernels against the map's numpy formulas
+# (themselves tested against jacrev above). Every stack below has an 8-dimensional state, so one
+# scalar tangent loop (specialised on (n, k) = (8, 8)) serves them all; the 24-dimensional ones
+# go through the BLAS loop (compiled once for the kernels, whatever the size).
+needs_numba = pytest.mark.skipif(
+    importlib.util.find_spec("numba") is None, reason="numba is not installed"
+)
+NUMBA_STACKS = [
+    ("rnn_tanh", {"H": 4}),
+    ("rnn_relu", {"H": 4}),
+    ("gru", {"H": 4, "bias": False}),
+    ("lstm", {"H": 2}),
+    ("lstm", {"H": 3, "proj": 1, "bias": False}),
+]
+
+
+@needs_numba
+@settings(max_examples=30)
+@given(config=configs, points=st.integers(1, 3))
+def test_numba_kernels_equal_the_maps_step_and_jacobian(config, points):
+    system = lyapkit.adapt(_build(config)).as_map()
+    kernels = system.numba_kernels()
+    rng = np.random.default_rng(config["seed"])
+    for _ in range(points):
+        x, u = rng.standard_normal(system.dim), rng.standard_normal(system.input_dim)
+        out, J = np.full(system.dim, np.nan), np.full((system.dim, system.dim), np.nan)
+        kernels.step(x, u, kernels.params, out)
+        kernels.jacobian(x, u, kernels.params, J)
+        np.testing.assert_allclose(out, system.step(x, u), rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(J, system.jacobian(x, u), rtol=1e-12, atol=1e-14)
+
+
+@needs_numba
+@pytest.mark.parametrize("kind, kw", NUMBA_STACKS + [("lstm", {"H": 6}), ("gru", {"H": 12})])
+def test_numba_spectrum_equals_the_numpy_and_torch_spectra(kind, kw):
+    module = _module(kind, seed=21, **kw)
+    if kind == "rnn_relu":  # every unit on: a relu unit that is off makes J exactly singular,
+        with torch.no_grad():  # and exponents of collapsed directions are rounding noise
+            for name, value in module.named_parameters():
+                value.mul_(0.2).add_(3.0 if name.startswith("bias_ih") else 0.0)
+    system = lyapkit.adapt(module).as_map()
+    assert lyapkit.get_backend("auto", system).name == "numba"
+    rng = np.random.default_rng(22)
+    steps = 30
+    inputs = rng.standard_normal((steps + 5, module.input_size))
+    x0 = 0.3 * rng.standard_normal(system.dim)
+    run = dict(steps=steps, transient=5, x0=x0, inputs=inputs, seed=23, history=False)
+    numba = lyapkit.lyapunov_spectrum(system, backend="numba", **run)
+    assert numba.backend == "numba" and np.isfinite(numba.exponents).all()
+    for backend in ("numpy", "torch"):
+        other = lyapkit.lyapunov_spectrum(system, backend=backend, **run)
+        np.testing.assert_allclose(numba.exponents, other.exponents, rtol=1e-10, atol=1e-10)
+
+
+@needs_numba
+def test_numba_kernels_follow_the_module_after_prepare():
+    module = _module("lstm", H=2, seed=24)
+    system = lyapkit.adapt(module).as_map()
+    x, u = np.full(system.dim, 0.1), np.ones(2)
+    before = np.empty(system.dim)
+    kernels = system.numba_kernels()
+    kernels.step(x, u, kernels.params, before)
+    with torch.no_grad():
+        module.weight_hh_l1.mul_(2.0)
+    system.prepare()
+    kernels, after = system.numba_kernels(), np.empty(system.dim)
+    kernels.step(x, u, kernels.params, after)
+    assert not np.allclose(after, before)
+    np.testing.assert_allclose(after, system.step(x, u), rtol=1e-13)

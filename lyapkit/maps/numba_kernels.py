@@ -254,3 +254,141 @@ def wcrnn_parameter_vjp(x, u, p, codes, L, out):
                 for j in range(q):
                     out[r, offset + i * q + j] += dl * z[j]
         offset += n * q
+
+
+# Stacked PyTorch RNN / GRU / LSTM (lyapkit.maps.rnn.StackedRNNMap; equations there). The parameters
+# are packed into two arrays, the same types for every stack (one compiled loop serves them all):
+# p = (meta, w), w every layer's weights flattened row-major, meta (int64) the header
+# (kind: 0 rnn_tanh, 1 rnn_relu, 2 gru, 3 lstm; input_size; hidden_size H; num_layers L; output
+# size P = proj_size or H), then per layer the offsets in w of W_ih, W_hh, b_ih, b_hh, W_hr
+# (−1: absent). The state is (h¹…hᴸ, c¹…cᴸ), each h of P entries, each c of H.
+RNN_HEADER, RNN_ROLES = 5, 5
+
+
+@_jit
+def _sigmoid(a):
+    return 0.5 * (1.0 + math.tanh(0.5 * a))
+
+
+@_jit
+def _rnn_gate_sum(alpha, W, H):
+    """``Σ_g diag(α_g) W_g``: ``alpha`` (G, H), ``W`` (G·H, k) → (H, k)."""
+    out = np.zeros((H, W.shape[1]))
+    for g in range(alpha.shape[0]):
+        for i in range(H):
+            a = alpha[g, i]
+            if a != 0.0:
+                for j in range(W.shape[1]):
+                    out[i, j] += a * W[g * H + i, j]
+    return out
+
+
+@_jit
+def _stacked_rnn(x, u, p, out, J, jac):
+    """``out = s'``; with ``jac`` also ``J = ∂s'/∂s``, built layer by layer (rows of layer ``l``:
+    its own blocks plus ``(∂s'_l/∂x_l) · (rows of the new h of the layer below)``)."""
+    meta, w = p
+    kind, H, L, P = meta[0], meta[2], meta[3], meta[4]
+    G = 1 if kind <= 1 else (3 if kind == 2 else 4)
+    lstm = kind == 3
+    if jac:
+        J[:, :] = 0.0
+    xl = np.zeros(meta[1])
+    for i in range(min(meta[1], u.shape[0])):  # an empty u is the zero input
+        xl[i] = u[i]
+    Ah, Ax, B = np.zeros((G, H)), np.zeros((G, H)), np.zeros((G, H))
+    diag, fc, dmc = np.zeros(H), np.zeros(H), np.zeros(H)
+    c1 = np.zeros(H)
+    for layer in range(L):
+        o = meta[RNN_HEADER + RNN_ROLES * layer : RNN_HEADER + RNN_ROLES * (layer + 1)]
+        m = xl.shape[0]
+        W_ih = w[o[0] : o[0] + G * H * m].reshape((G * H, m))
+        W_hh = w[o[1] : o[1] + G * H * P].reshape((G * H, P))
+        h0, c0 = layer * P, L * P + layer * H
+        h = x[h0 : h0 + P].copy()
+        gi, gh = np.dot(W_ih, xl), np.dot(W_hh, h)
+        if o[2] >= 0:
+            gi += w[o[2] : o[2] + G * H]
+            gh += w[o[3] : o[3] + G * H]
+        hn = np.empty(H)  # the new h (before the projection of an LSTM with one)
+        if kind <= 1:
+            for i in range(H):
+                a = gi[i] + gh[i]
+                if kind == 0:
+                    hn[i] = math.tanh(a)
+                    Ah[0, i] = 1.0 - hn[i] * hn[i]
+                else:
+                    hn[i] = max(a, 0.0)
+                    Ah[0, i] = 1.0 if a > 0.0 else 0.0
+                Ax[0, i] = Ah[0, i]
+        elif kind == 2:
+            for i in range(H):
+                r = _sigmoid(gi[i] + gh[i])
+                z = _sigmoid(gi[H + i] + gh[H + i])
+                q = gh[2 * H + i]
+                n = math.tanh(gi[2 * H + i] + r * q)
+                hn[i] = n + z * (h[i] - n)
+                d = (1.0 - z) * (1.0 - n * n)
+                Ah[0, i] = Ax[0, i] = d * q * r * (1.0 - r)
+                Ah[1, i] = Ax[1, i] = (h[i] - n) * z * (1.0 - z)
+                Ah[2, i], Ax[2, i] = d * r, d
+                diag[i] = z
+        else:
+            for i in range(H):
+                ig, f = _sigmoid(gi[i] + gh[i]), _sigmoid(gi[H + i] + gh[H + i])
+                g = math.tanh(gi[2 * H + i] + gh[2 * H + i])
+                og = _sigmoid(gi[3 * H + i] + gh[3 * H + i])
+                c = x[c0 + i]
+                c1[i] = f * c + ig * g
+                tc = math.tanh(c1[i])
+                hn[i] = og * tc
+                kappa = og * (1.0 - tc * tc)
+                B[0, i], B[1, i] = g * ig * (1.0 - ig), c * f * (1.0 - f)
+                B[2, i] = ig * (1.0 - g * g)
+                for k in range(3):
+                    Ah[k, i] = Ax[k, i] = kappa * B[k, i]
+                Ah[3, i] = Ax[3, i] = tc * og * (1.0 - og)
+                fc[i], dmc[i] = f, kappa * f
+        if o[4] >= 0:  # LSTM projection h' = W_hr m
+            W_hr = w[o[4] : o[4] + P * H].reshape((P, H))
+            h1 = np.dot(W_hr, hn)
+        else:
+            h1 = hn
+        out[h0 : h0 + P] = h1
+        if lstm:
+            out[c0 : c0 + H] = c1
+        if jac:
+            Mh, Mx = _rnn_gate_sum(Ah, W_hh, H), _rnn_gate_sum(Ax, W_ih, H)
+            if kind == 2:
+                for i in range(H):
+                    Mh[i, i] += diag[i]
+            if o[4] >= 0:
+                Mh, Mx = np.dot(W_hr, Mh), np.dot(W_hr, Mx)
+                Mc = W_hr * dmc.reshape((1, H))
+            J[h0 : h0 + P, h0 : h0 + P] += Mh
+            if lstm:
+                if o[4] >= 0:
+                    J[h0 : h0 + P, c0 : c0 + H] += Mc
+                else:
+                    for i in range(H):
+                        J[h0 + i, c0 + i] += dmc[i]
+                J[c0 : c0 + H, h0 : h0 + P] += _rnn_gate_sum(B, W_hh, H)
+                for i in range(H):
+                    J[c0 + i, c0 + i] += fc[i]
+            if layer > 0:
+                # the layer below's new h depends on the states of the layers below only
+                below = J[h0 - P : h0].copy()
+                J[h0 : h0 + P] += np.dot(Mx, below)
+                if lstm:
+                    J[c0 : c0 + H] += np.dot(_rnn_gate_sum(B, W_ih, H), below)
+        xl = h1
+
+
+@_jit
+def stacked_rnn_step(x, u, p, out):
+    _stacked_rnn(x, u, p, out, np.empty((0, 0)), False)
+
+
+@_jit
+def stacked_rnn_jacobian(x, u, p, J):
+    _stacked_rnn(x, u, p, np.empty(x.shape[0]), J, True)

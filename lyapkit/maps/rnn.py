@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from lyapkit._array import import_optional, is_torch_tensor
-from lyapkit.maps.base import ArrayMap
+from lyapkit.maps.base import ArrayMap, NumbaKernels
 
 __all__ = ["RNN_KINDS", "RNNStack", "StackedRNNMap", "rnn_stack_step"]
 
@@ -288,7 +288,7 @@ def rnn_stack_step(
 
 class StackedRNNMap(ArrayMap):
     """The map ``s → s'`` of a PyTorch recurrent module's full stacked state, with analytic
-    Jacobians (numpy and torch backends).
+    Jacobians (numpy, torch and numba backends).
 
     ``s = (h¹, …, hᴸ)`` for ``nn.RNN``/``nn.GRU`` and ``(h¹, …, hᴸ, c¹, …, cᴸ)`` for ``nn.LSTM``
     (each ``h`` of ``proj_size`` entries when the LSTM has a projection); the input is the module's
@@ -298,6 +298,10 @@ class StackedRNNMap(ArrayMap):
     The map holds the module, not a copy of its weights: :meth:`prepare`, which every lyapkit
     computation calls first, reads its current parameters (as float64 numpy arrays), so a module
     trained between two analyses is analysed with its new weights.
+
+    On the numba backend the same equations run as the kernels ``stacked_rnn_step`` and
+    ``stacked_rnn_jacobian`` of :mod:`lyapkit.maps.numba_kernels`, with the weights packed into
+    arrays (one compiled loop serves every cell type and size, cached on disk).
 
     Parameters
     ----------
@@ -317,6 +321,7 @@ class StackedRNNMap(ArrayMap):
 
     def prepare(self) -> None:
         """Read the module's current parameters."""
+        self._packed: tuple[np.ndarray, np.ndarray] | None = None
         self._set_params(
             **{
                 f"{role}_l{layer}": getattr(self.module, attr).detach().cpu().double().numpy()
@@ -339,6 +344,33 @@ class StackedRNNMap(ArrayMap):
 
     def _step_and_jacobian(self, xp: Any, p: dict, x: Any, u: Any) -> tuple[Any, Any]:
         return rnn_stack_step(xp, self.stack, self._layers(p), x, u, jacobian=True)
+
+    def numba_kernels(self) -> NumbaKernels:
+        """The kernels ``stacked_rnn_step`` / ``stacked_rnn_jacobian``, with parameters ``(meta,
+        w)``: the layout header and per-layer weight offsets (int64), and the weights (float64),
+        as :mod:`lyapkit.maps.numba_kernels` describes."""
+        from lyapkit.maps import numba_kernels as nk
+
+        if self._packed is None:
+            stack, chunks, offset = self.stack, [], 0
+            meta = [
+                list(RNN_KINDS).index(stack.kind),
+                stack.input_size,
+                stack.hidden_size,
+                stack.num_layers,
+                stack.output_size,
+            ]
+            for layer in range(stack.num_layers):
+                for role in ("W_ih", "W_hh", "b_ih", "b_hh", "W_hr"):
+                    value = self._params.get(f"{role}_l{layer}")
+                    if value is None:
+                        meta.append(-1)
+                        continue
+                    meta.append(offset)
+                    chunks.append(np.ascontiguousarray(value, dtype=np.float64).ravel())
+                    offset += chunks[-1].size
+            self._packed = (np.array(meta, dtype=np.int64), np.concatenate(chunks))
+        return NumbaKernels(nk.stacked_rnn_step, nk.stacked_rnn_jacobian, self._packed)
 
     def initial_state(self, rng: np.random.Generator) -> np.ndarray:
         """A small random state ``U(−0.1, 0.1)`` (hidden states of a trained network are bounded by

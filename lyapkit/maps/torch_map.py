@@ -147,7 +147,7 @@ def from_torch(
     ``nn.GRU`` or ``nn.LSTM`` (any ``num_layers``, ``proj_size``, with or without biases; not
     bidirectional), or a module holding exactly one of them (and given no ``dim``), becomes a
     :class:`~lyapkit.maps.rnn.StackedRNNMap` of its full stacked state with analytic Jacobians,
-    which runs on the numpy and torch backends (:func:`lyapkit.adapt` gives the same map, and the
+    which runs on the numpy, torch and numba backends (:func:`lyapkit.adapt` gives the same map, and the
     learning-dynamics protocol, as ``adapt(module).as_map()``). Any other callable ``fn(x)`` or
     ``fn(x, u)`` (when ``input_dim > 0``) acting on a single state of shape ``(dim,)`` needs
     ``dim``; it must be composable with ``torch.func`` transforms (no in-place updates of
