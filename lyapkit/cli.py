@@ -6,7 +6,7 @@
     lyapkit sweep SWEEP.toml [--workers N]            a grid of runs (resumable; --scheduler: Dask)
     lyapkit report RUN.nc [-o SHEET.png]              the report sheet of a run
     lyapkit report SWEEP_DIR [--x KEY --hue KEY]      a metric of a sweep against a swept key
-    lyapkit demo [--dir DIR]                          analyse and train a small WCRNN (~20 s)
+    lyapkit demo [--dir DIR]                          analyse and train a small WCRNN (~30 s)
 
 Exit codes: 0 success, 1 a run that failed (non-finite result or loss), 2 a usage or configuration
 error, or a missing optional dependency (the message names the extra to install).
