@@ -728,7 +728,7 @@ def table2(budget: Budget, out: Path) -> list[dict]:
             rows.setdefault(f"WCRNN {variant}", {})[task] = float(variants.sel(variant=variant))
         for name in ("Elman (init I + γW, clipping)", "LSTM"):
             rows.setdefault(name, {})[task] = float(accuracy[name].sel(name=task))
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = plt.subplots(figsize=(9, 3.8))
     width = 0.8 / len(rows)
     for i, (name, values) in enumerate(rows.items()):
         ax.bar(
@@ -739,7 +739,7 @@ def table2(budget: Budget, out: Path) -> list[dict]:
         )
     ax.set_xticks(range(2), ["sequential digits", "permuted digits"])
     ax.set_ylabel("best test accuracy (mean over seeds)")
-    ax.legend(fontsize="x-small", loc="lower right")
+    ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_title(f"WCRNN paper Table 2 (the part we can run)\n{budget.name}", fontsize="medium")
     fig.tight_layout()
     fig.savefig(out / "wcrnn_table2.png", dpi=110)
