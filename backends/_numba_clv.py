@@ -5,7 +5,8 @@ LLVM unrolls the small loops of low-dimensional maps, and cached on disk like th
 (``lyapkit.backends._numba_cache``). Tangent vectors are rows (``Q`` is stored as ``Qᵀ``, (k, n),
 contiguous). The QR of ``J Q`` is modified Gram–Schmidt with a second projection pass for a row
 that lost more than three quarters of its squared length (Daniel–Gragg–Kaufman–Stewart 1976), so
-``Q`` stays orthonormal to rounding; the coefficients of both passes add up to the ``R`` factor.
+``Q`` stays orthonormal to rounding (the tangent loop's passes, ``_numba_loops._passes``), and
+``R[j, i] = q_j · w_i``.
 The backward loop solves ``R_s C = C_{s+1}`` by back substitution on the upper triangle only
 (``C`` stays upper triangular) and forms ``V_s = Q_s C_s`` at the kept steps, in place of the
 stored basis.
@@ -18,42 +19,31 @@ import numpy as np
 from numba import njit, prange
 
 from lyapkit.backends._numba_cache import cached_njit, loop_key
+from lyapkit.backends._numba_loops import _passes
 
 _FAST = {"contract", "reassoc", "nsz", "arcp"}  # no nnan/ninf: the finiteness checks stay
 _inline = njit(inline="always", error_model="numpy", fastmath=_FAST)
 
 
 @_inline
-def _gram_schmidt(W, Q, R, n, k):
-    """Thin QR of the rows of ``W`` (k, n): ``W[i] = Σ_{j≤i} R[j, i] Q[j]``, ``R[i, i] > 0``.
+def _gram_schmidt(W, Q, R, unit, n, k):
+    """Thin QR of the rows of ``W`` (k, n): ``W[i] = Σ_{j≤i} R[j, i] Q[j]``, ``R[i, i] > 0``, by
+    the tangent loop's projection passes (``unit`` is ``k`` ones: the rows of ``Q`` before row
+    ``i`` are normalised); ``R[j, i] = Q[j] · W[i]``.
 
     Returns False when a row had nothing left (``R[i, i] = 0``: a collapsed direction) or is not
     finite.
     """
     for i in range(k):
-        before = 0.0
         for a in range(n):
             Q[i, a] = W[i, a]
-            before += W[i, a] * W[i, a]
-        for j in range(i):
-            R[j, i] = 0.0
-        for _sweep in range(2):
-            for j in range(i):
-                dot = 0.0
+        norm = math.sqrt(_passes(Q, unit, i, n))
+        for j in range(k):
+            dot = 0.0
+            if j < i:
                 for a in range(n):
-                    dot += Q[j, a] * Q[i, a]
-                R[j, i] += dot
-                for a in range(n):
-                    Q[i, a] -= dot * Q[j, a]
-            norm2 = 0.0
-            for a in range(n):
-                norm2 += Q[i, a] * Q[i, a]
-            if i == 0 or norm2 > 0.25 * before:
-                break
-            before = norm2
-        norm = math.sqrt(norm2)
-        for j in range(i + 1, k):
-            R[j, i] = 0.0
+                    dot += Q[j, a] * W[i, a]
+            R[j, i] = dot
         R[i, i] = norm
         if not (norm > 0.0 and math.isfinite(norm)):
             return False
@@ -78,7 +68,7 @@ def forward_loop(step, jacobian, n, k):
     def member(params, x_io, q_io, U, t0, t1, transient, keep, factors, bases, states):
         x, q = x_io.copy(), q_io.copy()
         xn, u, W = np.empty(n), np.empty(U.shape[1]), np.empty((k, n))
-        J, R = np.empty((n, n)), np.empty((k, k))
+        J, R, unit = np.empty((n, n)), np.empty((k, k)), np.ones(k)
         ki = 0
         while ki < keep.shape[0] and keep[ki] < t0 - transient:
             ki += 1
@@ -106,7 +96,7 @@ def forward_loop(step, jacobian, n, k):
             for a in range(n):
                 x[a] = xn[a]
                 finite = finite and math.isfinite(xn[a])
-            if not (_gram_schmidt(W, q, R, n, k) and finite):
+            if not (_gram_schmidt(W, q, R, unit, n, k) and finite):
                 blown = t + 1
                 break
             if s >= 0:

@@ -48,85 +48,122 @@ def covariant_vectors(
     dtype: str | None = None,
     device: str | None = None,
 ) -> CovariantVectors:
-    """The ``k`` leading covariant Lyapunov vectors of ``system`` along its trajectory, by
-    Ginelli's method (Ginelli et al. 2007, PRL 99, 130601).
+    """The ``k`` leading covariant Lyapunov vectors of ``system`` along its trajectory (Ginelli).
 
-    Forward pass: the state and a tangent basis evolve as ``J_s Q_s = Q_{s+1} R_s`` (thin QR,
-    ``(R_s)_ii > 0``, every step), ``J_s = ∂f/∂x (x_s, u_s)``; after ``transient`` steps the
-    span of the first ``i`` columns of ``Q_s`` is the ``i``-dimensional Oseledets subspace of the
-    fastest growth. Every ``R_s`` of the next ``steps + tail`` steps is kept, and ``Q_s`` at the
-    kept steps. Backward pass: from a random upper-triangular ``C`` at the end,
-    ``C_s = R_s⁻¹ C_{s+1}`` with columns scaled to unit length; after ``tail`` steps column ``i``
-    of ``C_s`` holds the coordinates in ``Q_s`` of the CLV ``v_i``, the direction that grows at
-    rate ``λ_i`` forward and backward in time, and ``V_s = Q_s C_s`` (unit columns). The CLVs are
-    covariant, ``J_s v_i(x_s) ∝ v_i(x_{s+1})``, and the exponents are
-    ``λ_i = (1/steps) Σ_s log (R_s)_ii`` over the kept window.
+    Ginelli's method (Ginelli et al. 2007 [1]_). Forward pass: the state and a tangent basis
+    evolve as ``J_s Q_s = Q_{s+1} R_s`` (thin QR, ``(R_s)_ii > 0``, every step),
+    ``J_s = ∂f/∂x (x_s, u_s)``; after ``transient`` steps the span of the first ``i`` columns of
+    ``Q_s`` is the ``i``-dimensional Oseledets subspace of the fastest growth. Every ``R_s`` of
+    the next ``steps + tail`` steps is kept, and ``Q_s`` at the kept steps. Backward pass: from a
+    random upper-triangular ``C`` at the end, ``C_s = R_s⁻¹ C_{s+1}`` with columns scaled to unit
+    length; after ``tail`` steps column ``i`` of ``C_s`` holds the coordinates in ``Q_s`` of the
+    CLV ``v_i``, the direction that grows at rate ``λ_i`` forward and backward in time::
+
+        V_s = Q_s C_s  (unit columns),     J_s v_i(x_s) ∝ v_i(x_{s+1}),
+        λ_i = (1/steps) Σ_s log (R_s)_ii   (over the kept window)
 
     Cost: ``transient + steps + tail`` Jacobians and QR factorisations ``O(n² k)``, then as many
     triangular solves ``O(k³)`` and ``O(n k²)`` per kept step. Memory: the factors ``R_s``,
     ``8 (steps + tail) k²`` bytes per member (the bases are stored at the kept steps only,
     ``8 n k`` bytes each, and replaced by the CLVs); ``keep_every`` thins the kept steps, not the
-    factors, which the backward pass needs at every step. A ``LargeResultWarning`` says when it
-    would all take more than ``LARGE_RESULT_BYTES`` (512 MiB).
+    factors, which the backward pass needs at every step. A warning says when it would all take
+    more than ``LARGE_RESULT_BYTES`` (512 MiB).
 
     Parameters
     ----------
-    system : Map
-        A built-in map or a wrapped user map (``from_numpy``, ``from_numba``, ``from_torch``).
+    system : lyapkit.Map
+        A built-in map or a wrapped user map (:func:`lyapkit.from_numpy`,
+        :func:`lyapkit.from_numba`, :func:`lyapkit.from_torch`).
     steps : int
-        Steps whose CLVs may be kept (after the transient, before the tail).
-    x0 : array (dim,) or (ensemble, dim), optional
+        Steps whose CLVs may be kept (after the transient, before the tail; ``>= 1``).
+    x0 : array of shape (dim,) or (ensemble, dim), optional
         Initial state(s); drawn from ``system.initial_state`` with ``seed`` when omitted.
-    inputs : array (T, input_dim) or (ensemble, T, input_dim), optional
+    inputs : array of shape (T, input_dim) or (ensemble, T, input_dim), optional
         Inputs ``u_t`` of a driven map, ``T >= transient + steps + tail``; zero when omitted.
     k : int, optional
-        Number of vectors (default: all ``dim``).
-    transient : int
+        Number of vectors, ``1 <= k <= dim`` (default: all ``dim``).
+    transient : int, default 1000
         Forward steps that align the basis (state and basis evolve) before the window.
-    tail : int
+    tail : int, default 1000
         Forward steps after the window whose factors align the backward coefficients: the CLVs
         converge like ``exp(−(λ_i − λ_{i+1}) tail)`` (and the basis like
         ``exp(−(λ_i − λ_{i+1}) transient)``).
-    keep_every : int
+    keep_every : int, default 1
         Keep the state and CLVs at window steps ``0, keep_every, 2 keep_every, …``.
-    pairs : sequence of (i, j), optional
-        Column indices (0-based, ``0 <= i, j < k``) of the vector pairs whose angles are
-        returned; default the neighbours ``(0, 1), (1, 2), …``.
+    pairs : sequence of (int, int), optional
+        Column indices (0-based, ``0 <= i, j < k``, ``i != j``) of the vector pairs whose angles
+        are returned; default the neighbours ``(0, 1), (1, 2), …``.
     split : int, optional
-        Number of leading vectors that span the unstable subspace, whose minimum angle with the
-        span of the others is returned (a measure of hyperbolicity); default the number of
-        positive exponents. None when it leaves either subspace empty.
+        Number of leading vectors that span the unstable subspace (``1 <= split < k``), whose
+        minimum angle with the span of the others is returned (a measure of hyperbolicity);
+        default the number of positive exponents, or None when that leaves either subspace
+        empty.
     ensemble : int, optional
         Number of trajectories (as for :func:`lyapkit.lyapunov_spectrum`).
     seed : int, optional
         Seed of the initial states, bases and backward coefficients; drawn and recorded when
         omitted.
-    backend : str or Backend
+    backend : str or lyapkit.Backend, default "auto"
         ``"auto"`` or a backend that implements ``covariant`` (numpy, numba, torch).
-    progress : bool or Progress, optional
+    progress : bool or lyapkit.Progress, optional
         Show a tqdm bar over the forward steps (quiet by default).
     dtype, device : str, optional
         Floating dtype and device, as for :func:`lyapkit.lyapunov_spectrum`.
 
     Returns
     -------
-    CovariantVectors
+    lyapkit.CovariantVectors
         CLVs, states, exponents and angles at the kept steps.
 
     Raises
     ------
-    TypeError, ValueError
-        For a wrong system, shapes or values, naming the argument.
+    TypeError
+        When ``system`` is not a :class:`lyapkit.Map`.
+    ValueError
+        For a ``k``, ``steps``, ``transient``, ``tail``, ``keep_every``, ``ensemble``, ``seed`` or
+        ``split`` that is not an integer in range; ``pairs`` that are not pairs of distinct
+        column indices below ``k``; an ``x0`` or ``inputs`` of the wrong shape, not finite, or
+        (``inputs``) shorter than ``transient + steps + tail``. The message names the argument.
     lyapkit.BackendError
         For an unknown backend, one that is not installed, or one that cannot run ``system``.
 
     Warns
     -----
-    NonFiniteTrajectoryWarning
+    lyapkit.NonFiniteTrajectoryWarning
         When a trajectory overflows or a tangent direction collapses (a singular Jacobian); its
         vectors, angles and exponents are NaN.
-    LargeResultWarning
+    lyapkit.lyapunov.LargeResultWarning
         Before a run whose factors and kept vectors would take more than 512 MiB.
+
+    See Also
+    --------
+    lyapkit.lyapunov_spectrum : The exponents alone, without the backward pass.
+    lyapkit.CovariantVectors : The result, with the angles and ``to_xarray``.
+
+    References
+    ----------
+    .. [1] F. Ginelli, P. Poggi, A. Turchi, H. Chaté, R. Livi and A. Politi, "Characterizing
+       dynamics with covariant Lyapunov vectors", *Physical Review Letters* 99, 130601 (2007).
+
+    Examples
+    --------
+    The CLVs of the Hénon map are covariant: ``J_s v_i(x_s)`` is parallel to ``v_i(x_{s+1})``.
+
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> henon = lk.Henon()
+    >>> clv = lk.covariant_vectors(
+    ...     henon, steps=300, transient=100, tail=100, seed=0, backend="numpy"
+    ... )
+    >>> clv.vectors.shape, clv.split, clv.pair_angles.shape
+    ((1, 300, 2, 2), 1, (1, 300, 1))
+    >>> J = henon.jacobian(clv.states[0, :-1])  # (299, 2, 2)
+    >>> Jv = np.einsum("sij,sjk->sik", J, clv.vectors[0, :-1])
+    >>> cosine = np.abs((Jv * clv.vectors[0, 1:]).sum(-2)) / np.linalg.norm(Jv, axis=-2)
+    >>> bool(np.allclose(cosine, 1.0))
+    True
+    >>> bool(abs(clv.exponents[0] - 0.4192) < 0.03)
+    True
     """
     if not isinstance(system, Map):
         raise TypeError(
@@ -218,11 +255,27 @@ def _warn_if_large(E: int, n: int, k: int, factors: int, kept: int, pairs: int) 
 
 
 def pair_angles(vectors: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
-    """Angles ``θ_ij = arctan2(|v_i − (v_i·v_j) v_j|, |v_i·v_j|) ∈ [0, π/2]`` between the unit
-    columns ``i`` and ``j`` of ``vectors`` (..., n, k), for each pair: (..., P).
+    """Angles between pairs of unit columns of ``vectors``, as directions (sign ignored).
 
-    The angle between directions (a CLV's sign is arbitrary), accurate also when small (unlike
-    ``arccos``)."""
+    For each pair ``(i, j)``::
+
+        θ_ij = arctan2(|v_i − (v_i·v_j) v_j|, |v_i·v_j|) ∈ [0, π/2]
+
+    the angle between directions (a CLV's sign is arbitrary), accurate also when small (unlike
+    ``arccos``).
+
+    Parameters
+    ----------
+    vectors : ndarray of shape (..., n, k)
+        Unit column vectors.
+    pairs : sequence of (int, int)
+        Column indices ``(i, j)``.
+
+    Returns
+    -------
+    ndarray of shape (..., P)
+        The angle of each of the ``P`` pairs, in radians.
+    """
     out = np.empty(vectors.shape[:-2] + (len(pairs),))
     for p, (i, j) in enumerate(pairs):
         vi, vj = vectors[..., i], vectors[..., j]
@@ -233,10 +286,32 @@ def pair_angles(vectors: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.nda
 
 
 def subspace_angle(vectors: np.ndarray, split: int) -> np.ndarray:
-    """The smallest principal angle between the spans of columns ``:split`` and ``split:`` of
-    ``vectors`` (..., n, k): ``θ_min = arctan2(σ_min((I − P_B) Q_A), σ_max(Q_Bᵀ Q_A))`` with
-    ``Q_A``, ``Q_B`` orthonormal bases of the two spans and ``P_B = Q_B Q_Bᵀ`` (Björck & Golub
-    1973). Zero when the unstable and stable subspaces touch (a homoclinic tangency)."""
+    """The smallest principal angle between the spans of columns ``:split`` and ``split:``.
+
+    With ``Q_A``, ``Q_B`` orthonormal bases of the two spans and ``P_B = Q_B Q_Bᵀ`` (Björck &
+    Golub 1973)::
+
+        θ_min = arctan2(σ_min((I − P_B) Q_A), σ_max(Q_Bᵀ Q_A))
+
+    Zero when the unstable and stable subspaces touch (a homoclinic tangency).
+
+    Parameters
+    ----------
+    vectors : ndarray of shape (..., n, k)
+        Column vectors; columns ``:split`` span one subspace, ``split:`` the other.
+    split : int
+        Number of leading columns, ``1 <= split < k``.
+
+    Returns
+    -------
+    ndarray of shape (...)
+        ``θ_min`` in radians, in ``[0, π/2]``.
+
+    References
+    ----------
+    .. [1] Å. Björck and G. H. Golub, "Numerical methods for computing angles between linear
+       subspaces", *Mathematics of Computation* 27(123), 579–594 (1973).
+    """
     QA, _ = np.linalg.qr(vectors[..., :split])
     QB, _ = np.linalg.qr(vectors[..., split:])
     overlap = np.swapaxes(QB, -1, -2) @ QA
@@ -302,30 +377,60 @@ def _pack(
 class CovariantVectors:
     """Covariant Lyapunov vectors along trajectories, with exponents and angles.
 
-    Attributes
+    The result of :func:`lyapkit.covariant_vectors`: at each kept step ``s`` the unit CLVs
+    ``V_s = Q_s C_s``, covariant under the tangent dynamics, ``J_s v_i(x_s) ∝ v_i(x_{s+1})``,
+    and the exponents ``λ_i = (1/steps) Σ_s log (R_s)_ii``. Derived on first access:
+    :attr:`lyapkit.CovariantVectors.pair_angles`, the angles
+    ``θ_ij = arctan2(|v_i − (v_i·v_j) v_j|, |v_i·v_j|)`` of the chosen pairs, and
+    :attr:`lyapkit.CovariantVectors.subspace_angles`, the smallest principal angle between
+    ``span(v_1 … v_split)`` and the span of the others. The constructor's parameters are the
+    attributes of the same names (the result is frozen).
+
+    Parameters
     ----------
-    vectors : (ensemble, K, dim, k) float64
+    vectors : ndarray of shape (ensemble, K, dim, k), float64
         Column ``i`` of ``vectors[e, j]`` is the unit CLV ``v_i`` at the state
         ``states[e, j]`` (sign arbitrary); NaN for members that blew up.
-    states : (ensemble, K, dim) float64
+    states : ndarray of shape (ensemble, K, dim), float64
         The states at the kept steps.
-    kept_steps : (K,) int64
+    kept_steps : ndarray of shape (K,), int64
         The kept steps, counted from the end of the transient.
-    exponents : (k,) float64
+    exponents : ndarray of shape (k,), float64
         Ensemble-mean exponents ``(1/steps) Σ log (R_s)_ii`` over the window, in the order of
         the vectors.
-    member_exponents : (ensemble, k) float64
+    member_exponents : ndarray of shape (ensemble, k), float64
         Exponents of each trajectory.
-    pairs : tuple of (i, j)
-        The column pairs of :attr:`pair_angles`.
+    pairs : tuple of (int, int)
+        The column pairs of the pair angles.
     split : int or None
-        Number of leading vectors in the unstable subspace of :attr:`subspace_angles`.
-    blowup_steps : (ensemble,) int64
+        Number of leading vectors in the unstable subspace of the subspace angles.
+    blowup_steps : ndarray of shape (ensemble,), int64
         Step after which a trajectory became non-finite or a direction collapsed, −1 if never.
     dim, steps, transient, tail, seed : int
         State dimension and the run's settings.
     backend, backend_reason, system, jacobian_method : str
         Backend used and why, ``repr`` of the map, how its Jacobian was computed.
+
+    See Also
+    --------
+    lyapkit.covariant_vectors : Computes it by Ginelli's method.
+    lyapkit.LyapunovSpectrum : The result of :func:`lyapkit.lyapunov_spectrum`.
+
+    Examples
+    --------
+    >>> import lyapkit as lk
+    >>> clv = lk.covariant_vectors(
+    ...     lk.Henon(), steps=200, transient=100, tail=100, keep_every=10, seed=0,
+    ...     backend="numpy",
+    ... )
+    >>> clv.ensemble, clv.kept_steps[:3], clv.pairs, clv.split
+    (1, array([ 0, 10, 20]), ((0, 1),), 1)
+    >>> clv.subspace_angles.shape  # (ensemble, K)
+    (1, 20)
+    >>> bool(0 < clv.min_subspace_angle <= 3.1416 / 2)
+    True
+    >>> dict(clv.to_xarray().sizes)
+    {'member': 1, 'step': 20, 'component': 2, 'vector': 2, 'pair': 1}
     """
 
     vectors: np.ndarray
@@ -353,16 +458,22 @@ class CovariantVectors:
 
     @functools.cached_property
     def pair_angles(self) -> np.ndarray:
-        """``(ensemble, K, P)``: angles between the CLVs of each pair of :attr:`pairs`, radians in
-        ``[0, π/2]`` (:func:`pair_angles`; computed on first access)."""
+        """Angles between the CLVs of each pair of ``pairs``, ``(ensemble, K, P)``, in radians.
+
+        ``θ_ij = arctan2(|v_i − (v_i·v_j) v_j|, |v_i·v_j|) ∈ [0, π/2]`` (the module function
+        ``lyapkit.clv.pair_angles``; computed on first access).
+        """
         with np.errstate(invalid="ignore"):
             return pair_angles(self.vectors, self.pairs)
 
     @functools.cached_property
     def subspace_angles(self) -> np.ndarray | None:
-        """``(ensemble, K)``: smallest principal angle between ``span(v_1 … v_split)`` and the
-        span of the other vectors (radians; :func:`subspace_angle`, computed on first access),
-        None without a split; its distribution away from 0 measures hyperbolicity."""
+        """Smallest principal angle between ``span(v_1 … v_split)`` and the span of the others.
+
+        An ``(ensemble, K)`` array in radians (the module function ``lyapkit.clv.subspace_angle``,
+        computed on first access), None without a split; its distribution away from 0 measures
+        hyperbolicity.
+        """
         if self.split is None:
             return None
         with np.errstate(invalid="ignore"):
@@ -370,8 +481,11 @@ class CovariantVectors:
 
     @property
     def min_subspace_angle(self) -> float:
-        """The smallest angle between the unstable and stable subspaces seen (radians), NaN when
-        there is no split."""
+        """The smallest angle between the unstable and stable subspaces seen, in radians.
+
+        ``min`` of the subspace angles over members and kept steps (NaN ones ignored); NaN when
+        there is no split.
+        """
         if self.subspace_angles is None:
             return math.nan
         return float(np.nanmin(self.subspace_angles))
@@ -387,8 +501,16 @@ class CovariantVectors:
         return [f"v{i + 1}-v{j + 1}" for i, j in self.pairs]
 
     def to_xarray(self) -> Any:
-        """An ``xarray.Dataset`` with dims ``member``, ``step``, ``component``, ``vector``,
-        ``pair`` (vectors are numbered from 1, as exponents are)."""
+        """The result as an ``xarray.Dataset`` with named dims and units.
+
+        Returns
+        -------
+        xarray.Dataset
+            Dims ``member``, ``step``, ``component``, ``vector`` (numbered from 1, as exponents
+            are) and ``pair``; variables ``clv``, ``state``, ``exponent_value``,
+            ``member_exponent``, ``pair_angle``, ``blowup_step`` and, with a split,
+            ``subspace_angle``; the run's settings as attributes.
+        """
         import xarray as xr
 
         from lyapkit import __version__
@@ -452,8 +574,25 @@ class CovariantVectors:
         return xr.Dataset(data, coords=coords, attrs=attrs)
 
     def plot(self, ax: Any = None, bins: int = 50, **kwargs: Any) -> Any:
-        """Histograms (densities) of the pair angles and of the unstable–stable subspace angle,
-        over all members and kept steps; returns the matplotlib Axes."""
+        """Plot histograms (densities) of the pair angles and of the subspace angle.
+
+        One step histogram over ``[0, π/2]`` per pair and one for the unstable–stable subspace
+        angle (with a split), over all members and kept steps; non-finite angles are left out.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on (default: the current Axes, ``plt.gca()``).
+        bins : int, default 50
+            Number of equal bins over ``[0, π/2]``.
+        **kwargs
+            Passed to ``ax.hist``.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The Axes drawn on.
+        """
         import matplotlib.pyplot as plt
 
         ax = plt.gca() if ax is None else ax

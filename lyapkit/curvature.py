@@ -39,7 +39,7 @@ from lyapkit.recurrent import check_recurrent, reference_path
 log = logging.getLogger(__name__)
 
 KINDS = ("ggn", "hessian")
-#: Largest number of rows and columns :meth:`CurvatureOperator.dense` builds unless told otherwise.
+#: Largest number of rows and columns :meth:`lyapkit.CurvatureOperator.dense` builds unless told otherwise.
 MAX_DENSE = 4096
 
 
@@ -96,6 +96,7 @@ def _batch(batch: Any) -> tuple[Any, Any]:
 class CurvatureOperator:
     """The Hessian or GGN of a model's data-set mean loss, as a linear operator on its parameters.
 
+    With ``L(θ) = (1/N) Σ ℓ(f(u; θ), ŷ)``, ``J = ∂y/∂θ`` and ``H_ℓ = ∇²_y Σ ℓ``,
     ``H v = (vᵀ ∂∇L/∂θ)ᵀ`` (reverse-over-reverse: H is symmetric) or ``G v = Jᵀ H_ℓ J v`` (jvp →
     loss Hessian → vjp), summed over the batches of ``data`` with weights ``n_b / N`` (``n_b`` loss terms in batch
     ``b``, ``N`` in all). Vectors live on the selected parameters flattened in order (each tensor
@@ -108,27 +109,89 @@ class CurvatureOperator:
         recurrent models, PyTorch RNNs wrapped by :func:`lyapkit.adapt`) is evaluated inside it,
         since fused fast paths are not twice differentiable; on CUDA, cuDNN is disabled for the
         passes (cuDNN RNNs support neither double backward nor forward-mode AD). The per-time
-        decompositions (:meth:`layer_contributions`, :meth:`block_matrix`) need a
+        decompositions (:meth:`lyapkit.CurvatureOperator.layer_contributions`,
+        :meth:`lyapkit.CurvatureOperator.block_matrix`) need a
         :class:`lyapkit.RecurrentNetwork`.
     data : (inputs, targets) or iterable of them
         One batch, or a re-iterable collection of batches (a ``DataLoader`` or a list).
-    loss : {"cross_entropy", "mse"} or callable
-        The loss (see :mod:`lyapkit.losses`).
-    kind : {"ggn", "hessian"}
+    loss : {"cross_entropy", "mse"} or callable, default "cross_entropy"
+        A name (``"mse"``: ``(y − ŷ)²`` per output element; ``"cross_entropy"``:
+        ``−log softmax(y)_c`` per output vector), or ``loss(outputs, targets)`` returning the
+        unreduced per-term losses.
+    kind : {"ggn", "hessian"}, default "ggn"
         Which curvature matrix.
     parameters : sequence of str, optional
         Names (as in ``model.named_parameters()``) of the parameters the operator acts on; default:
         all parameters that require grad. The others are held fixed.
-    chunk : int
+    chunk : int, default 8
         Columns multiplied together in one batched pass. GGN columns each hold their own tangents
         of the unrolled network's intermediate values (``O(batch · T · state)``), and Hessian
         columns their cotangents while they are pulled back, so memory grows with ``chunk`` while
         the time per column falls; lower it for long sequences.
 
+    Attributes
+    ----------
+    parameter_names : list of str
+        The selected parameters, in the order of the flat vectors.
+    parameter_shapes : list of tuple of int
+        Their shapes.
+    num_params : int
+        ``P``, the number of selected parameter entries.
+    dtype, device : torch.dtype, torch.device
+        Those of the first selected parameter; products are computed in them.
+    loss_terms : callable
+        The per-term loss ``(outputs, targets) -> losses``.
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not a ``torch.nn.Module``; ``data`` is not a batch or a re-iterable
+        collection of batches (a bare tensor, a one-shot iterator, an empty list, or a list with
+        an item that is not a pair of tensors).
+    ValueError
+        ``chunk`` not a positive integer; ``kind`` unknown; ``parameters`` naming no parameter or
+        one the model lacks; an unknown loss name.
+
+    See Also
+    --------
+    lyapkit.map_ggn : The GGN of a map's readouts without autodiff.
+    lyapkit.sgd_effective_rates : Effective learning rates of the eigenvalues.
+    lyapkit.preconditioned_sharpness : Adam's preconditioned sharpness from ``op.matvec``.
+
     Notes
     -----
     ``op @ V`` multiplies torch tensors ``(P,)`` or ``(P, k)`` (columns batched with
-    ``torch.func.vmap``); :meth:`as_linear_operator` wraps it for ``scipy.sparse.linalg`` in float64.
+    ``torch.func.vmap``); :meth:`lyapkit.CurvatureOperator.as_linear_operator` wraps it for ``scipy.sparse.linalg`` in float64.
+
+    References
+    ----------
+    .. [1] N. N. Schraudolph, "Fast curvature matrix-vector products for second-order gradient
+       descent", Neural Computation 14(7), 1723–1738, 2002.
+    .. [2] I. Dubinin, F. Effenberger, "Fading memory as inductive bias in residual recurrent
+       networks", arXiv:2307.14823, 2023 (eqs. 9–10: the per-time decomposition).
+
+    Examples
+    --------
+    For a linear model ``y = W u + b`` under ``mse`` the Hessian is ``(2/N) Xᵀ X`` with
+    ``X = [u, 1]`` (it equals the GGN):
+
+    >>> import numpy as np
+    >>> import torch
+    >>> import lyapkit as lk
+    >>> _ = torch.manual_seed(0)
+    >>> model = torch.nn.Linear(3, 1).double()
+    >>> u = torch.randn(20, 3, dtype=torch.float64)
+    >>> y = torch.randn(20, 1, dtype=torch.float64)
+    >>> op = lk.CurvatureOperator(model, (u, y), "mse", kind="hessian")
+    >>> op.shape, op.parameter_names
+    ((4, 4), ['weight', 'bias'])
+    >>> X = torch.cat([u, torch.ones(20, 1, dtype=torch.float64)], 1)
+    >>> bool(np.allclose(op.dense(), 2 * (X.T @ X).numpy() / 20))
+    True
+    >>> op.eigenpairs(k=2).eigenvalues.round(3)
+    array([2.979, 2.618])
+    >>> round(op.trace(num_matvecs=12), 3), round(float(np.trace(op.dense())), 3)
+    (8.356, 8.356)
     """
 
     def __init__(
@@ -176,23 +239,52 @@ class CurvatureOperator:
 
     @property
     def shape(self) -> tuple[int, int]:
-        """``(P, P)`` with ``P`` the number of selected parameters."""
+        """The operator's shape ``(P, P)``, with ``P`` the number of selected parameters."""
         return (self.num_params, self.num_params)
 
     def batches(self) -> Iterable[tuple[Any, Any]]:
-        """The ``(inputs, targets)`` batches, moved to the model's device."""
+        """The ``(inputs, targets)`` batches, moved to the model's device.
+
+        Yields
+        ------
+        tuple of torch.Tensor
+            ``(inputs, targets)`` of each batch of ``data`` (the one batch when ``data`` is one).
+
+        Raises
+        ------
+        TypeError
+            An item of ``data`` is not a pair of tensors.
+        """
         batches = [self.data] if _is_batch(self.data) else self.data
         for batch in batches:
             inputs, targets = _batch(batch)
             yield inputs.to(self.device), targets.to(self.device)
 
     def parameters(self) -> dict[str, Any]:
-        """The selected parameters' current values (detached)."""
+        """The selected parameters' current values (detached).
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            One tensor per selected parameter, in order (no copies: they share the model's
+            storage).
+        """
         named = dict(self.model.named_parameters())
         return {n: named[n].detach() for n in self.parameter_names}
 
     def unflatten(self, flat: Any) -> dict[str, Any]:
-        """Split ``(..., P)`` into a dict of ``(..., *shape)`` tensors, one per parameter."""
+        """Split ``(..., P)`` into a dict of ``(..., *shape)`` tensors, one per parameter.
+
+        Parameters
+        ----------
+        flat : torch.Tensor
+            ``(..., P)`` vectors on the flattened parameters.
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            ``(..., *shape)`` per selected parameter, in order.
+        """
         parts = flat.split(self._sizes, dim=-1)
         lead = tuple(flat.shape[:-1])
         return {
@@ -203,7 +295,22 @@ class CurvatureOperator:
         }
 
     def flatten(self, tensors: dict[str, Any], batch_dims: int = 0) -> Any:
-        """Concatenate a dict of ``(..., *shape)`` tensors into ``(..., P)``."""
+        """Concatenate a dict of ``(..., *shape)`` tensors into ``(..., P)``.
+
+        The inverse of :meth:`lyapkit.CurvatureOperator.unflatten`.
+
+        Parameters
+        ----------
+        tensors : dict of str to torch.Tensor
+            One tensor per selected parameter (extra keys are ignored).
+        batch_dims : int, default 0
+            Number of leading batch dimensions ``...`` kept.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(..., P)``.
+        """
         return self._torch.cat(
             [
                 tensors[n].reshape(tensors[n].shape[:batch_dims] + (-1,))
@@ -241,7 +348,13 @@ class CurvatureOperator:
 
     @property
     def num_terms(self) -> int:
-        """``N``: the number of loss terms in the data set (one forward pass, then cached)."""
+        """``N``: the number of loss terms in the data set (one forward pass, then cached).
+
+        Raises
+        ------
+        ValueError
+            ``data`` holds no loss terms.
+        """
         if self._num_terms is None:
             params, n = self.parameters(), 0
             with self._evaluation():
@@ -286,7 +399,24 @@ class CurvatureOperator:
         return func.vmap(ggn_vector)(V)
 
     def matmat(self, V: Any) -> Any:
-        """``C V`` for a torch tensor ``V`` of shape ``(P, k)`` (``chunk`` columns at a time)."""
+        """``C V`` for a torch tensor ``V`` of shape ``(P, k)`` (``chunk`` columns at a time).
+
+        Parameters
+        ----------
+        V : torch.Tensor or array_like
+            ``(P, k)`` (or ``(P,)``, taken as one column); converted to the model's dtype and
+            device.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(P, k)`` products, in the model's dtype and on its device.
+
+        Raises
+        ------
+        ValueError
+            ``V`` does not have ``P`` rows.
+        """
         torch = self._torch
         V = self._check_vectors(V)
         columns = []
@@ -299,7 +429,23 @@ class CurvatureOperator:
         return torch.cat(columns, dim=1)
 
     def matvec(self, v: Any) -> Any:
-        """``C v`` for a torch tensor ``v`` of shape ``(P,)``."""
+        """``C v`` for a torch tensor ``v`` of shape ``(P,)``.
+
+        Parameters
+        ----------
+        v : torch.Tensor or array_like
+            ``(P,)``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(P,)`` product, in the model's dtype and on its device.
+
+        Raises
+        ------
+        ValueError
+            ``v`` does not have ``P`` entries.
+        """
         return self.matmat(v.reshape(-1, 1))[:, 0]
 
     def __matmul__(self, V: Any) -> Any:
@@ -318,7 +464,14 @@ class CurvatureOperator:
         return V
 
     def as_linear_operator(self) -> Any:
-        """A ``scipy.sparse.linalg.LinearOperator`` in float64 (products in the model's dtype)."""
+        """A ``scipy.sparse.linalg.LinearOperator`` in float64 (products in the model's dtype).
+
+        Returns
+        -------
+        scipy.sparse.linalg.LinearOperator
+            ``(P, P)``, symmetric (``rmatvec`` is ``matvec``), taking and returning float64 numpy
+            arrays.
+        """
         from scipy.sparse.linalg import LinearOperator
 
         torch = self._torch
@@ -337,7 +490,25 @@ class CurvatureOperator:
         )
 
     def dense(self, max_size: int = MAX_DENSE) -> np.ndarray:
-        """The whole matrix ``(P, P)`` in float64 (``P ≤ max_size``)."""
+        """The whole matrix ``(P, P)`` in float64 (``P ≤ max_size``).
+
+        Built from the products with the ``P`` unit vectors and symmetrised, ``(C + Cᵀ)/2``.
+
+        Parameters
+        ----------
+        max_size : int, default MAX_DENSE (4096)
+            Largest ``P`` built.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(P, P)`` float64.
+
+        Raises
+        ------
+        ValueError
+            ``P > max_size``.
+        """
         if self.num_params > max_size:
             raise ValueError(
                 f"the dense matrix would be {self.num_params}×{self.num_params}; raise max_size "
@@ -368,8 +539,43 @@ class CurvatureOperator:
         ``"lanczos"`` (default for "LM") is implicitly restarted Lanczos (ARPACK, ``eigsh``), one
         product at a time. Convergence: residuals ``‖Cv − λv‖ ≤ tol · max|λ|``; a warning is
         logged when ``maxiter`` iterations did not reach it. The default ``tol`` is 1e-6 in
-        float64 and 1e-4 in float32, whose rounding keeps residuals from going much lower. Small operators (``P ≤ 3k + 8``) are
-        decomposed densely.
+        float64 and 1e-4 in float32, whose rounding keeps residuals from going much lower. Small
+        operators (``P ≤ 3k + 8``) are decomposed densely.
+
+        Parameters
+        ----------
+        k : int, default 1
+            Number of eigenpairs, ``1 ≤ k ≤ P``.
+        which : {"LA", "SA", "LM"}, default "LA"
+            Largest algebraic, smallest algebraic or largest magnitude.
+        method : {"lobpcg", "lanczos"}, optional
+            Default: ``"lobpcg"`` for "LA" and "SA", ``"lanczos"`` for "LM" (LOBPCG cannot do
+            "LM").
+        tol : float, optional
+            Relative residual tolerance (default 1e-6 in float64, 1e-4 in float32).
+        maxiter : int, default 200
+            Iterations of LOBPCG (``maxiter · k`` Arnoldi updates for Lanczos).
+        seed : int, default 0
+            Seed of the random start vectors.
+
+        Returns
+        -------
+        Eigenpairs
+            ``k`` eigenvalues ordered by ``which`` and their unit eigenvectors ``(P, k)``.
+
+        Raises
+        ------
+        ValueError
+            ``k`` not an integer in ``[1, P]``; ``which`` or ``method`` unknown, or
+            ``method="lobpcg"`` with ``which="LM"``.
+
+        References
+        ----------
+        .. [1] A. V. Knyazev, "Toward the optimal preconditioned eigensolver: Locally optimal block
+           preconditioned conjugate gradient method", SIAM Journal on Scientific Computing 23(2),
+           517–541, 2001.
+        .. [2] R. B. Lehoucq, D. C. Sorensen, C. Yang, "ARPACK Users' Guide: Solution of
+           Large-Scale Eigenvalue Problems with Implicitly Restarted Arnoldi Methods", SIAM, 1998.
         """
         from scipy.sparse.linalg import eigsh
 
@@ -437,13 +643,41 @@ class CurvatureOperator:
     def spectral_density(
         self, num_probes: int = 8, lanczos_steps: int = 64, *, seed: int = 0
     ) -> SpectralDensity:
-        """Spectral density by stochastic Lanczos quadrature; see :func:`lanczos_quadrature`."""
+        """Spectral density by stochastic Lanczos quadrature; see :func:`lyapkit.lanczos_quadrature`.
+
+        Parameters
+        ----------
+        num_probes : int, default 8
+            Number of random probe vectors.
+        lanczos_steps : int, default 64
+            Lanczos steps per probe (at most ``P``), i.e. quadrature nodes.
+        seed : int, default 0
+            Seed of the probes.
+
+        Returns
+        -------
+        SpectralDensity
+            Nodes and weights of the quadrature, with ``kind`` this operator's kind.
+        """
         return lanczos_quadrature(
             self.as_linear_operator(), num_probes, lanczos_steps, seed=seed, kind=self.kind
         )
 
     def trace(self, num_matvecs: int = 30, *, seed: int = 0) -> float:
-        """``tr C`` by Hutch++; see :func:`hutchpp_trace`."""
+        """``tr C`` by Hutch++; see :func:`lyapkit.hutchpp_trace`.
+
+        Parameters
+        ----------
+        num_matvecs : int, default 30
+            Budget of products (``≥ 3``); exact when ``num_matvecs // 3 ≥ P``.
+        seed : int, default 0
+            Seed of the random sketches.
+
+        Returns
+        -------
+        float
+            The trace estimate.
+        """
         return hutchpp_trace(self.as_linear_operator(), num_matvecs, seed=seed)
 
     # --- redundancy ---------------------------------------------------------------------------------
@@ -455,6 +689,16 @@ class CurvatureOperator:
         direction of the Hessian and the GGN for every ``δ``. A pair is flagged when moving one
         along a random ``δ`` and the other along ``−δ`` changes the outputs of the first batch by
         less than ``100 ε`` of moving the first alone (one ``jvp`` each).
+
+        Parameters
+        ----------
+        seed : int, default 0
+            Seed of the random directions ``δ``.
+
+        Returns
+        -------
+        list of tuple of str
+            The redundant pairs ``(a, b)`` of parameter names (``a`` before ``b`` in order).
         """
         func, torch = self._torch.func, self._torch
         params = self.parameters()
@@ -483,8 +727,21 @@ class CurvatureOperator:
         return found
 
     def null_directions(self, *, seed: int = 0) -> np.ndarray:
-        """Orthonormal basis ``(P, r)`` of the null directions ``(e_i, −e_i)/√2`` of every redundant
-        pair found by :meth:`redundant_parameters`."""
+        """Orthonormal basis of the exact null directions of the redundant parameter pairs.
+
+        For every pair ``(a, b)`` found by :meth:`lyapkit.CurvatureOperator.redundant_parameters`, one column per entry of
+        ``a``: ``1/√2`` at that entry of ``a`` and ``−1/√2`` at the same entry of ``b``.
+
+        Parameters
+        ----------
+        seed : int, default 0
+            Passed to :meth:`lyapkit.CurvatureOperator.redundant_parameters`.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(P, r)`` float64 with orthonormal columns (``r = 0`` without redundant pairs).
+        """
         offsets = dict(zip(self.parameter_names, np.cumsum([0, *self._sizes[:-1]]), strict=True))
         sizes = dict(zip(self.parameter_names, self._sizes, strict=True))
         columns = []
@@ -510,9 +767,27 @@ class CurvatureOperator:
         Parameters
         ----------
         vectors : array (P,) or (P, k)
-            Directions, e.g. the eigenvectors of :meth:`eigenpairs`.
+            Directions, e.g. the eigenvectors of :meth:`lyapkit.CurvatureOperator.eigenpairs`.
         bins : int, optional
             Number of contiguous bins of unrolled steps (default: one per step).
+
+        Returns
+        -------
+        LayerContributions
+            ``c_s`` per direction and bin, the readout's contribution, and the bin edges.
+
+        Raises
+        ------
+        TypeError
+            The model is not a recurrent network.
+        ValueError
+            ``vectors`` without ``P`` rows; inputs not ``(batch, T, input)``; batches of different
+            ``T``; ``bins`` not an integer in ``[1, T]``.
+
+        References
+        ----------
+        .. [1] I. Dubinin, F. Effenberger, "Fading memory as inductive bias in residual recurrent
+           networks", arXiv:2307.14823, 2023 (eqs. 9–10).
         """
         torch, func = self._torch, self._torch.func
         V = self._check_vectors(vectors)
@@ -552,7 +827,27 @@ class CurvatureOperator:
         """The time×time matrix ``M_{st} = vᵀ C_{st} v`` of the untied curvature along ``v``.
 
         Layers are the bins of unrolled steps and, last, the readout; ``M`` is symmetric, its rows
-        sum to :meth:`layer_contributions` and all of it to ``vᵀCv``.
+        sum to :meth:`lyapkit.CurvatureOperator.layer_contributions` and all of it to ``vᵀCv``.
+
+        Parameters
+        ----------
+        vector : array (P,)
+            The direction ``v`` (only the first column is used of a ``(P, k)`` array).
+        bins : int, optional
+            Number of contiguous bins of unrolled steps (default: one per step).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(L + 1, L + 1)`` float64 with ``L`` bins; the last row and column are the readout.
+
+        Raises
+        ------
+        TypeError
+            The model is not a recurrent network.
+        ValueError
+            ``vector`` without ``P`` rows; inputs not ``(batch, T, input)``; batches of different
+            ``T``; ``bins`` not an integer in ``[1, T]``.
         """
         torch, func = self._torch, self._torch.func
         v = self.unflatten(self._check_vectors(vector)[:, 0])
@@ -590,7 +885,23 @@ class CurvatureOperator:
         """Contribution ``vᵀ C^{(τ)} v`` of the loss terms at each time ``τ`` of a sequence loss.
 
         ``C = Σ_τ C^{(τ)}`` where ``C^{(τ)}`` is the curvature of the loss terms at time ``τ``
-        (axis 1 of the per-term losses, i.e. of outputs ``(batch, T, …)``). Returns ``(k, T)``.
+        (axis 1 of the per-term losses, i.e. of outputs ``(batch, T, …)``).
+
+        Parameters
+        ----------
+        vectors : array (P,) or (P, k)
+            Directions ``v``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(k, T)`` float64; each row sums to ``vᵀCv``.
+
+        Raises
+        ------
+        ValueError
+            ``vectors`` without ``P`` rows, or per-term losses with fewer than two axes (not a
+            sequence loss).
         """
         torch, func = self._torch, self._torch.func
         V = self._check_vectors(vectors)
@@ -698,8 +1009,33 @@ def _method_module() -> type:
 
 
 def inverse_participation_ratio(vectors: np.ndarray) -> np.ndarray:
-    """``IPR(v) = Σ_i v_i⁴ / (Σ_i v_i²)²`` of each column: 1 on one coordinate, ``1/P`` when spread
-    evenly over ``P``."""
+    """Inverse participation ratio of each column: 1 on one coordinate, ``1/P`` spread over ``P``.
+
+    ``IPR(v) = Σ_i v_i⁴ / (Σ_i v_i²)²``; ``1/IPR`` counts the coordinates a vector occupies.
+
+    Parameters
+    ----------
+    vectors : (P,) or (P, k) array_like
+        One vector, or ``k`` vectors as columns (need not be normalised; a zero column gives NaN).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(k,)`` float64 (``(1,)`` for one vector).
+
+    See Also
+    --------
+    lyapkit.Eigenpairs : Its ``ipr`` property applies this to the eigenvectors.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> lk.inverse_participation_ratio(np.array([0.0, 3.0, 0.0]))
+    array([1.])
+    >>> lk.inverse_participation_ratio(np.ones((4, 2)))
+    array([0.25, 0.25])
+    """
     V = np.asarray(vectors, dtype=np.float64)
     V = V[:, None] if V.ndim == 1 else V
     sq = V * V
@@ -710,16 +1046,42 @@ def inverse_participation_ratio(vectors: np.ndarray) -> np.ndarray:
 class Eigenpairs:
     """Eigenpairs of a curvature operator.
 
-    Attributes
+    Made by :meth:`lyapkit.CurvatureOperator.eigenpairs`: ``C v_i = λ_i v_i`` with unit ``v_i``.
+
+    Parameters
     ----------
     eigenvalues : (k,) float64
         Ordered as requested (descending for "LA").
     eigenvectors : (P, k) float64
         Unit eigenvectors on the flattened parameters.
-    parameter_names, parameter_shapes : lists
+    parameter_names : list of str
         The parameters the vectors live on, in order.
+    parameter_shapes : list of tuple of int
+        Their shapes.
     kind : str
         "ggn" or "hessian".
+
+    See Also
+    --------
+    lyapkit.CurvatureOperator.eigenpairs : Computes them.
+    lyapkit.CurvatureOperator.layer_contributions : Splits the eigenvalues over unrolled time.
+    lyapkit.inverse_participation_ratio : How localised the eigenvectors are.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import lyapkit as lk
+    >>> _ = torch.manual_seed(0)
+    >>> model = torch.nn.Linear(3, 1).double()
+    >>> data = (torch.randn(20, 3, dtype=torch.float64), torch.randn(20, 1, dtype=torch.float64))
+    >>> pairs = lk.CurvatureOperator(model, data, "mse").eigenpairs(k=2)
+    >>> pairs
+    Eigenpairs(kind='ggn', eigenvalues=[2.9792 2.6182])
+    >>> pairs.eigenvectors.shape, pairs.ipr.round(3)
+    ((4, 2), array([0.381, 0.418]))
+    >>> pairs.parameter_mass.round(3)  # share on (weight, bias)
+    array([[0.717, 0.283],
+           [0.924, 0.076]])
     """
 
     eigenvalues: np.ndarray
@@ -730,7 +1092,7 @@ class Eigenpairs:
 
     @property
     def ipr(self) -> np.ndarray:
-        """Inverse participation ratio of each eigenvector (see :func:`inverse_participation_ratio`)."""
+        """Inverse participation ratio of each eigenvector (:func:`lyapkit.inverse_participation_ratio`)."""
         return inverse_participation_ratio(self.eigenvectors)
 
     @property
@@ -741,7 +1103,14 @@ class Eigenpairs:
         return np.stack([part.sum(0) for part in np.split(sq, np.cumsum(sizes)[:-1])], 1)
 
     def to_xarray(self) -> Any:
-        """Dataset with dims ``("eigenvalue", "parameter")``."""
+        """Dataset with dims ``("eigenvalue", "parameter")``.
+
+        Returns
+        -------
+        xarray.Dataset
+            ``eigenvalues`` and ``ipr`` over ``eigenvalue``, ``parameter_mass`` over both dims;
+            ``kind`` as an attribute.
+        """
         import xarray as xr
 
         return xr.Dataset(
@@ -777,7 +1146,10 @@ class Eigenpairs:
 class LayerContributions:
     """Contributions of unrolled layers to the curvature along given directions.
 
-    Attributes
+    Made by :meth:`lyapkit.CurvatureOperator.layer_contributions`: ``c_s = vᵀ (Σ_t C_{st}) v``
+    for the untied copies ``θ_s`` of the parameters, with ``Σ_s c_s + c_readout = vᵀCv``.
+
+    Parameters
     ----------
     recurrent : (k, L) float64
         ``c_s`` for each bin ``s`` of unrolled steps.
@@ -787,6 +1159,35 @@ class LayerContributions:
         Bin ``s`` holds the unrolled steps ``bin_edges[s] ≤ t < bin_edges[s+1]`` (0-based).
     kind : str
         "ggn" or "hessian".
+
+    See Also
+    --------
+    lyapkit.CurvatureOperator.layer_contributions : Computes them.
+    lyapkit.CurvatureOperator.block_matrix : The whole time×time matrix ``vᵀ C_{st} v``.
+    lyapkit.temporal_effective_rates : The contributions as learning rates, with their decay.
+
+    References
+    ----------
+    .. [1] I. Dubinin, F. Effenberger, "Fading memory as inductive bias in residual recurrent
+       networks", arXiv:2307.14823, 2023 (eqs. 9–10).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> import lyapkit as lk
+    >>> _ = torch.manual_seed(0)
+    >>> model = lk.adapt(torch.nn.RNN(2, 3, batch_first=True), head=torch.nn.Linear(3, 1))
+    >>> model = model.double()
+    >>> inputs = torch.randn(4, 5, 2, dtype=torch.float64)
+    >>> targets = torch.randn(4, 1, dtype=torch.float64)
+    >>> op = lk.CurvatureOperator(model, (inputs, targets), "mse")
+    >>> pairs = op.eigenpairs(k=1)
+    >>> parts = op.layer_contributions(pairs.eigenvectors)
+    >>> parts.recurrent.shape, parts.bin_edges.tolist(), parts.lag.tolist()
+    ((1, 5), [0, 1, 2, 3, 4, 5], [5.0, 4.0, 3.0, 2.0, 1.0])
+    >>> bool(np.allclose(parts.total, pairs.eigenvalues))
+    True
     """
 
     recurrent: np.ndarray
@@ -796,7 +1197,7 @@ class LayerContributions:
 
     @property
     def total(self) -> np.ndarray:
-        """``vᵀCv`` along each direction: ``Σ_s c_s + c_readout`` (the eigenvalue, for eigenvectors)."""
+        """``(k,)`` ``vᵀCv`` along each direction: ``Σ_s c_s + c_readout`` (the eigenvalue, for eigenvectors)."""
         return self.recurrent.sum(1) + self.readout
 
     @property
@@ -806,7 +1207,14 @@ class LayerContributions:
         return T - (self.bin_edges[:-1] + self.bin_edges[1:] - 1) / 2
 
     def to_xarray(self) -> Any:
-        """Dataset with dims ``("direction", "layer")``; ``layer`` is the bin centre (0-based step)."""
+        """Dataset with dims ``("direction", "layer")``; ``layer`` is the bin centre (0-based step).
+
+        Returns
+        -------
+        xarray.Dataset
+            ``recurrent`` over both dims, ``readout`` and ``total`` over ``direction``; ``kind``
+            as an attribute.
+        """
         import xarray as xr
 
         centre = (self.bin_edges[:-1] + self.bin_edges[1:] - 1) / 2
@@ -843,7 +1251,18 @@ class LayerContributions:
         )
 
     def plot(self, ax: Any = None) -> Any:
-        """|c_s| against the lag on a log scale, one line per direction; returns the axes."""
+        """``|c_s|`` against the lag on a log scale, one line per direction.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on (default: the current axes).
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The axes drawn on.
+        """
         import matplotlib.pyplot as plt
 
         ax = plt.gca() if ax is None else ax
@@ -869,7 +1288,46 @@ def hutchpp_trace(operator: Any, num_matvecs: int = 30, *, seed: int = 0) -> flo
         tr A ≈ tr(Qᵀ A Q) + (3/m) tr(G'ᵀ A G')
 
     Exact when ``m/3 ≥ P``; unbiased otherwise, with error ``O(1/m)`` relative to ``‖A‖_*``.
-    ``operator`` is anything with ``shape`` and ``matmat`` (a scipy ``LinearOperator``, an array).
+
+    Parameters
+    ----------
+    operator : array_like or scipy.sparse.linalg.LinearOperator
+        A square ``(P, P)`` operator: anything ``scipy.sparse.linalg.aslinearoperator`` accepts
+        (an array, a sparse matrix, an object with ``shape`` and ``matvec``/``matmat``).
+    num_matvecs : int, default 30
+        Budget ``m ≥ 3`` of products; ``3 (m // 3)`` are used.
+    seed : int, default 0
+        Seed of the Rademacher sketches.
+
+    Returns
+    -------
+    float
+        The estimate of ``tr A``.
+
+    Raises
+    ------
+    ValueError
+        ``num_matvecs`` is not an integer ``≥ 3``.
+
+    See Also
+    --------
+    lyapkit.CurvatureOperator.trace : The trace of a Hessian or GGN.
+    lyapkit.lanczos_quadrature : The whole spectral density (its first moment is ``tr A / P``).
+
+    References
+    ----------
+    .. [1] R. A. Meyer, C. Musco, C. Musco, D. P. Woodruff, "Hutch++: Optimal stochastic trace
+       estimation", Symposium on Simplicity in Algorithms (SOSA), 2021.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> lk.hutchpp_trace(np.diag(np.arange(1.0, 11.0)), num_matvecs=30)  # m/3 ≥ P: exact
+    55.0
+    >>> A = np.diag(1.0 / np.arange(1, 201) ** 2)
+    >>> bool(abs(lk.hutchpp_trace(A, num_matvecs=30) - np.trace(A)) < 0.01 * np.trace(A))
+    True
     """
     from scipy.sparse.linalg import aslinearoperator
 
@@ -894,15 +1352,37 @@ class SpectralDensity:
     ``qᵀ f(A) q ≈ Σ_j w_j f(θ_j)`` (exact for polynomials of degree ``< 2m``); the density estimate is
     the probe average ``φ(x) = (1/n_v) Σ_q Σ_j w_{qj} δ(x − θ_{qj})``, which integrates to 1.
 
-    Attributes
+    Parameters
     ----------
     nodes, weights : (num_probes, m) float64
         Ritz values ``θ`` and weights ``w`` (each row of weights sums to 1; unused slots after an
         early Lanczos breakdown have weight 0).
     dim : int
         Dimension ``P`` of the operator.
-    kind : str
+    kind : str, default "operator"
         What the operator is ("ggn", "hessian", or "operator").
+
+    See Also
+    --------
+    lyapkit.lanczos_quadrature : Computes it for any symmetric operator.
+    lyapkit.CurvatureOperator.spectral_density : For a Hessian or GGN.
+
+    References
+    ----------
+    .. [1] S. Ubaru, J. Chen, Y. Saad, "Fast estimation of tr(f(A)) via stochastic Lanczos
+       quadrature", SIAM Journal on Matrix Analysis and Applications 38(4), 1075–1099, 2017.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> sd = lk.lanczos_quadrature(np.diag([1.0, 2.0, 3.0, 4.0]), num_probes=3, lanczos_steps=4)
+    >>> round(sd.moment(1), 3), round(sd.moment(2), 3)  # tr A / P, tr A² / P
+    (2.5, 7.5)
+    >>> sd.density(np.array([0.0, 2.0]), width=0.1).round(3)
+    array([0.   , 0.997])
+    >>> dict(sd.to_xarray().sizes)
+    {'probe': 3, 'node': 4}
     """
 
     nodes: np.ndarray
@@ -911,12 +1391,38 @@ class SpectralDensity:
     kind: str = "operator"
 
     def moment(self, order: int) -> float:
-        """Estimate of ``tr(A^order) / P``: ``(1/n_v) Σ_q Σ_j w_{qj} θ_{qj}^order``."""
+        """Estimate of ``tr(A^order) / P``: ``(1/n_v) Σ_q Σ_j w_{qj} θ_{qj}^order``.
+
+        Parameters
+        ----------
+        order : int
+            The power of ``A`` (the quadrature is exact for ``order < 2m``; the estimate then
+            carries only the probes' variance).
+
+        Returns
+        -------
+        float
+            The moment estimate.
+        """
         return float((self.weights * self.nodes**order).sum(1).mean())
 
     def density(self, grid: np.ndarray, width: float | None = None) -> np.ndarray:
-        """The density smoothed by Gaussians of standard deviation ``width`` on ``grid``
-        (default: 1% of the spectral range)."""
+        """The density smoothed by Gaussians of standard deviation ``width`` on ``grid``.
+
+        ``φ_σ(x) = (1/n_v) Σ_q Σ_j w_{qj} exp(−(x − θ_{qj})²/2σ²) / (σ √(2π))``.
+
+        Parameters
+        ----------
+        grid : (g,) array_like
+            Points ``x`` at which to evaluate the density.
+        width : float, optional
+            ``σ`` (default: 1% of the range of the nodes, 1e-3 when they all coincide).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(g,)`` float64 density on ``grid``.
+        """
         grid = np.asarray(grid, dtype=np.float64)
         used = self.weights > 0
         if width is None:
@@ -927,7 +1433,13 @@ class SpectralDensity:
         return (kernel * self.weights[None]).sum(2).mean(1)
 
     def to_xarray(self) -> Any:
-        """Dataset of nodes and weights with dims ``("probe", "node")``."""
+        """Dataset of nodes and weights with dims ``("probe", "node")``.
+
+        Returns
+        -------
+        xarray.Dataset
+            ``nodes`` and ``weights``; ``dim`` and ``kind`` as attributes.
+        """
         import xarray as xr
 
         return xr.Dataset(
@@ -947,7 +1459,22 @@ class SpectralDensity:
         )
 
     def plot(self, ax: Any = None, *, width: float | None = None, log: bool = True) -> Any:
-        """The smoothed density (log scale by default); returns the axes."""
+        """The smoothed density on 1000 points over the nodes' range (log scale by default).
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on (default: the current axes).
+        width : float, optional
+            Smoothing width, as in :meth:`lyapkit.SpectralDensity.density`.
+        log : bool, default True
+            Logarithmic density axis.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The axes drawn on.
+        """
         import matplotlib.pyplot as plt
 
         ax = plt.gca() if ax is None else ax
@@ -975,6 +1502,58 @@ def lanczos_quadrature(
     ``T_m = Σ_j θ_j y_j y_jᵀ`` gives nodes ``θ_j`` and weights ``w_j = (e_1ᵀ y_j)²``. The probes run
     in lockstep, so each Lanczos step is one product with a block of vectors (``matmat``); a probe
     whose Krylov space is exhausted (``β_j ≈ 0``) stops early.
+
+    Parameters
+    ----------
+    operator : array_like or scipy.sparse.linalg.LinearOperator
+        A symmetric ``(P, P)`` operator: anything ``scipy.sparse.linalg.aslinearoperator``
+        accepts (symmetry is assumed, not checked).
+    num_probes : int, default 8
+        Number of Rademacher probes ``n_v``.
+    lanczos_steps : int, default 64
+        Lanczos steps ``m`` per probe (capped at ``P``): nodes per probe.
+    seed : int, default 0
+        Seed of the probes.
+    kind : str, default "operator"
+        Label stored in the result ("ggn", "hessian", ...).
+
+    Returns
+    -------
+    SpectralDensity
+        ``(num_probes, m)`` nodes and weights.
+
+    Raises
+    ------
+    ValueError
+        ``num_probes`` or ``lanczos_steps`` not a positive integer.
+
+    See Also
+    --------
+    lyapkit.CurvatureOperator.spectral_density : For a Hessian or GGN.
+    lyapkit.hutchpp_trace : The trace alone, more accurately per product.
+
+    References
+    ----------
+    .. [1] S. Ubaru, J. Chen, Y. Saad, "Fast estimation of tr(f(A)) via stochastic Lanczos
+       quadrature", SIAM Journal on Matrix Analysis and Applications 38(4), 1075–1099, 2017.
+    .. [2] C. Lanczos, "An iteration method for the solution of the eigenvalue problem of linear
+       differential and integral operators", Journal of Research of the National Bureau of
+       Standards 45(4), 255–282, 1950.
+
+    Examples
+    --------
+    With ``m ≥ P`` steps the nodes are the eigenvalues and a Rademacher probe weighs each by
+    ``1/P``:
+
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> sd = lk.lanczos_quadrature(np.diag([1.0, 2.0, 3.0, 4.0]), num_probes=2, lanczos_steps=4)
+    >>> sd.nodes.round(3)
+    array([[1., 2., 3., 4.],
+           [1., 2., 3., 4.]])
+    >>> sd.weights.round(3)
+    array([[0.25, 0.25, 0.25, 0.25],
+           [0.25, 0.25, 0.25, 0.25]])
     """
     from scipy.sparse.linalg import aslinearoperator
 

@@ -8,7 +8,7 @@ rate to ``η/(1 − β)``. Adam divides the step by the diagonal ``P = sqrt(v̂)
 the preconditioned sharpness ``λ_max(P^{-1/2} H P^{-1/2})`` against ``(2 + 2β₁)/((1 − β₁)η)``
 (Cohen et al. 2022, "Adaptive gradient methods at the edge of stability"). In a recurrent net the
 eigenvalues split into contributions of the unrolled layers, which backpropagation through time
-modulates over the lag (WCRNN paper, eq. 15): :func:`temporal_effective_rates`.
+modulates over the lag (WCRNN paper, eq. 15): :func:`lyapkit.temporal_effective_rates`.
 """
 
 from __future__ import annotations
@@ -83,7 +83,44 @@ def edge_of_stability(lr: float, momentum: float = 0.0) -> float:
     ``θ_{k+1} = θ_k − η λ θ_k + β(θ_k − θ_{k−1})`` has the characteristic polynomial
     ``z² − (1 + β − ηλ) z + β``; both roots lie inside the unit circle iff ``0 < ηλ < 2 + 2β``
     (Jury's criterion with ``0 ≤ β < 1``), so the bound is ``(2 + 2β)/η`` (``2/η`` for plain GD).
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate ``η > 0``.
+    momentum : float, default 0.0
+        Heavy-ball coefficient ``β ∈ [0, 1)``.
+
+    Returns
+    -------
+    float
+        The bound ``(2 + 2β)/η`` on the curvature ``λ``.
+
+    Raises
+    ------
+    ValueError
+        ``lr`` is not a positive finite number or ``momentum`` is not in ``[0, 1)``.
+
+    See Also
+    --------
+    lyapkit.sgd_effective_rates : Effective rates ``η λ_i`` of given eigenvalues against this bound.
+    lyapkit.preconditioned_sharpness : The corresponding bound for Adam.
+
+    References
+    ----------
+    .. [1] J. M. Cohen, S. Kaur, Y. Li, J. Z. Kolter, A. Talwalkar, "Gradient descent on neural
+       networks typically occurs at the edge of stability", International Conference on Learning
+       Representations (ICLR), 2021.
+
+    Examples
+    --------
+    >>> import lyapkit as lk
+    >>> lk.edge_of_stability(0.1)
+    20.0
+    >>> round(lk.edge_of_stability(0.1, momentum=0.9), 6)
+    38.0
     """
+    lr, momentum = _positive(lr, "lr"), _momentum(momentum, "momentum")
     return (2.0 + 2.0 * momentum) / lr
 
 
@@ -91,7 +128,10 @@ def edge_of_stability(lr: float, momentum: float = 0.0) -> float:
 class EffectiveRates:
     """Effective learning rates ``η λ_i`` of (heavy-ball) gradient descent.
 
-    Attributes
+    Made by :func:`lyapkit.sgd_effective_rates`: ``rate_i = η λ_i``, unstable where
+    ``λ_i ≥ (2 + 2β)/η``, steady-state rate ``η/(1 − β)``.
+
+    Parameters
     ----------
     eigenvalues : (k,) float64
         Curvatures ``λ_i`` (Hessian or GGN eigenvalues).
@@ -100,13 +140,27 @@ class EffectiveRates:
     lr, momentum : float
         ``η`` and ``β``.
     bound : float
-        Stability bound on the curvature, ``(2 + 2β)/η`` (:func:`edge_of_stability`).
+        Stability bound on the curvature, ``(2 + 2β)/η`` (:func:`lyapkit.edge_of_stability`).
     steady_state_lr : float
         ``η/(1 − β)``: the step of heavy ball under a constant gradient, once the velocity settled.
     unstable : (k,) bool
         ``λ_i ≥ bound``: the iteration does not converge along that eigenvector (it oscillates
         with growing amplitude). Non-positive ``λ_i`` do not converge either, but escape
         monotonically (saddle directions); they are not flagged.
+
+    See Also
+    --------
+    lyapkit.sgd_effective_rates : Builds it from curvature eigenvalues.
+    lyapkit.edge_of_stability : The bound.
+
+    Examples
+    --------
+    >>> import lyapkit as lk
+    >>> r = lk.sgd_effective_rates([30.0, 10.0], lr=0.1)
+    >>> r.rates.tolist(), r.bound, r.unstable.tolist()
+    ([3.0, 1.0], 20.0, [True, False])
+    >>> dict(r.to_xarray().sizes)
+    {'eigenvalue': 2}
     """
 
     eigenvalues: np.ndarray
@@ -125,7 +179,14 @@ class EffectiveRates:
         )
 
     def to_xarray(self) -> Any:
-        """An ``xarray.Dataset`` with dim ``eigenvalue``."""
+        """An ``xarray.Dataset`` with dim ``eigenvalue``.
+
+        Returns
+        -------
+        xarray.Dataset
+            Variables ``curvature``, ``rate`` and ``unstable``; ``lr``, ``momentum``, ``bound``
+            and ``steady_state_lr`` as attributes.
+        """
         import xarray as xr
 
         data = {
@@ -144,7 +205,20 @@ class EffectiveRates:
         return xr.Dataset(data, coords=coords, attrs=attrs)
 
     def plot(self, ax: Any = None, **kwargs: Any) -> Any:
-        """The rates ``η λ_i`` by index with the stability bound ``2 + 2β``; returns the Axes."""
+        """The rates ``η λ_i`` by index with the stability bound ``2 + 2β``.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on (default: the current axes).
+        **kwargs
+            Passed to ``ax.plot`` for the rates.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The axes drawn on.
+        """
         import matplotlib.pyplot as plt
 
         ax = plt.gca() if ax is None else ax
@@ -168,11 +242,49 @@ def sgd_effective_rates(eigenvalues: Any, lr: float, momentum: float = 0.0) -> E
     Parameters
     ----------
     eigenvalues : (k,) array_like
-        Curvature eigenvalues (Hessian, GGN), real.
+        Curvature eigenvalues (Hessian, GGN), real; a scalar is one eigenvalue.
     lr : float
         Learning rate ``η > 0``.
-    momentum : float
+    momentum : float, default 0.0
         Heavy-ball coefficient ``β ∈ [0, 1)``.
+
+    Returns
+    -------
+    EffectiveRates
+        Rates ``η λ_i``, the bound ``(2 + 2β)/η``, the steady-state rate and the unstable flags.
+
+    Raises
+    ------
+    ValueError
+        ``eigenvalues`` empty, not real or not finite; ``lr`` not a positive finite number;
+        ``momentum`` outside ``[0, 1)``.
+
+    See Also
+    --------
+    lyapkit.edge_of_stability : The stability bound alone.
+    lyapkit.CurvatureOperator.eigenpairs : Top Hessian or GGN eigenvalues of a model.
+    lyapkit.temporal_effective_rates : The rates split over the unrolled layers.
+
+    References
+    ----------
+    .. [1] I. Dubinin, F. Effenberger, "Fading memory as inductive bias in residual recurrent
+       networks", arXiv:2307.14823, 2023 (eqs. 5–6).
+    .. [2] J. M. Cohen, S. Kaur, Y. Li, J. Z. Kolter, A. Talwalkar, "Gradient descent on neural
+       networks typically occurs at the edge of stability", International Conference on Learning
+       Representations (ICLR), 2021.
+
+    Examples
+    --------
+    >>> import lyapkit as lk
+    >>> r = lk.sgd_effective_rates([30.0, 10.0, -1.0], lr=0.1)
+    >>> r.rates.round(3).tolist(), r.bound, r.unstable.tolist()
+    ([3.0, 1.0, -0.1], 20.0, [True, False, False])
+
+    Momentum ``β = 0.9`` raises the bound from ``2/η`` to ``3.8/η``:
+
+    >>> r = lk.sgd_effective_rates([30.0, 10.0], lr=0.1, momentum=0.9)
+    >>> round(r.bound, 3), round(r.steady_state_lr, 3), r.unstable.tolist()
+    (38.0, 1.0, [False, False])
     """
     lam = _real_finite(np.atleast_1d(eigenvalues), "eigenvalues", 1)
     lr, momentum = _positive(lr, "lr"), _momentum(momentum, "momentum")
@@ -240,7 +352,10 @@ STATISTICS = ("mean", "median", "min", "max")
 class AdamEffectiveRates:
     """Per-parameter effective learning rates ``η/(sqrt(v̂) + ε)`` of an Adam/AdamW optimizer.
 
-    Attributes
+    Made by :func:`lyapkit.adam_effective_rates` from the optimizer's state:
+    ``rate = η / (sqrt(v̂) + ε)`` with ``v̂ = v/(1 − β₂^t)``.
+
+    Parameters
     ----------
     rates : (P,) float64
         Flat rates in the order of ``[p for group in optimizer.param_groups for p in
@@ -250,12 +365,32 @@ class AdamEffectiveRates:
         One label per tensor: ``group["param_names"]`` when the optimizer was built from named
         parameters, else ``"group{g}.param{i}"``.
     groups, sizes, steps : (n_tensors,) int64
-        Parameter group, number of entries in :attr:`rates`, and Adam step count ``t`` (0 without
+        Parameter group, number of entries in ``rates``, and Adam step count ``t`` (0 without
         state) of every tensor.
     lr, beta1, beta2, eps, weight_decay : (n_groups,) float64
         The hyper-parameters of every parameter group.
     decoupled, amsgrad : (n_groups,) bool
         Decoupled (AdamW) weight decay; AMSGrad (``v̂`` from ``max_exp_avg_sq``).
+
+    See Also
+    --------
+    lyapkit.adam_effective_rates : Builds it from a ``torch.optim.Adam`` or ``AdamW``.
+    lyapkit.adam_preconditioner : The denominators ``sqrt(v̂) + ε`` as one torch tensor.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import lyapkit as lk
+    >>> _ = torch.manual_seed(0)
+    >>> model = torch.nn.Linear(3, 1)
+    >>> opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    >>> model(torch.randn(8, 3)).pow(2).mean().backward()
+    >>> opt.step()
+    >>> rates = lk.adam_effective_rates(opt)
+    >>> rates.names, rates.sizes.tolist(), rates.steps.tolist()
+    (('group0.param0', 'group0.param1'), [3, 1], [1, 1])
+    >>> rates.tensor_rates(1).shape
+    (1,)
     """
 
     rates: np.ndarray
@@ -272,7 +407,18 @@ class AdamEffectiveRates:
     amsgrad: np.ndarray
 
     def tensor_rates(self, index: int) -> np.ndarray:
-        """The flat rates of tensor ``index``."""
+        """The flat rates of tensor ``index``.
+
+        Parameters
+        ----------
+        index : int
+            Position of the tensor in ``names``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(sizes[index],)`` float64 rates of that tensor (a view of ``rates``).
+        """
         offsets = np.concatenate([[0], np.cumsum(self.sizes)])
         return self.rates[offsets[index] : offsets[index + 1]]
 
@@ -284,9 +430,15 @@ class AdamEffectiveRates:
         )
 
     def to_xarray(self) -> Any:
-        """An ``xarray.Dataset``: ``rate`` over dim ``parameter``; ``tensor_<stat>`` over ``tensor``
-        and ``group_<stat>`` over ``group`` for the statistics mean, median, min, max (NaN entries
-        left out)."""
+        """The rates and their per-tensor and per-group statistics as an ``xarray.Dataset``.
+
+        Returns
+        -------
+        xarray.Dataset
+            ``rate`` over dim ``parameter``; ``tensor_<stat>`` over ``tensor`` and
+            ``group_<stat>`` over ``group`` for the statistics mean, median, min, max (NaN entries
+            left out); the hyper-parameters as ``group_<name>`` coordinates.
+        """
         import xarray as xr
 
         per_tensor = np.array([_summary(self.tensor_rates(i)) for i in range(len(self.names))])
@@ -329,8 +481,55 @@ def adam_effective_rates(optimizer: Any) -> AdamEffectiveRates:
     ``m``; AdamW's decoupled decay adds ``−η λ_wd θ`` to ``Δθ`` separately. Under
     ``maximize=True`` Adam stores the moments of ``−∇L`` and the relation holds unchanged.
 
-    Parameters without state (never stepped, e.g. frozen) get NaN rates; an optimizer without any
-    state raises ``ValueError``. ``optimizer`` must be a ``torch.optim.Adam`` or ``AdamW``.
+    Parameters without state (never stepped, e.g. frozen) get NaN rates.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Adam or torch.optim.AdamW
+        The optimizer, after at least one ``step()``.
+
+    Returns
+    -------
+    AdamEffectiveRates
+        Flat rates in ``param_groups`` order, with the tensors' names, sizes and step counts and
+        the groups' hyper-parameters.
+
+    Raises
+    ------
+    TypeError
+        ``optimizer`` is not a ``torch.optim.Adam`` (or its subclass ``AdamW``).
+    ValueError
+        The optimizer has no state yet (no ``step()`` taken).
+
+    See Also
+    --------
+    lyapkit.adam_preconditioner : The denominators ``P = sqrt(v̂) + ε`` as a torch tensor.
+    lyapkit.preconditioned_sharpness : Adam's edge of stability.
+
+    References
+    ----------
+    .. [1] D. P. Kingma, J. Ba, "Adam: A method for stochastic optimization", International
+       Conference on Learning Representations (ICLR), 2015.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> import lyapkit as lk
+    >>> _ = torch.manual_seed(0)
+    >>> model = torch.nn.Linear(3, 1)
+    >>> opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    >>> model(torch.randn(8, 3)).pow(2).mean().backward()
+    >>> opt.step()
+    >>> rates = lk.adam_effective_rates(opt)
+    >>> rates.rates.shape, rates.steps.tolist()
+    ((4,), [1, 1])
+
+    After one step ``v̂ = g²``, so the rate is ``η / (|g| + ε)``:
+
+    >>> g = torch.cat([p.grad.flatten() for p in model.parameters()]).double().numpy()
+    >>> bool(np.allclose(rates.rates, 1e-3 / (np.abs(g) + 1e-8)))
+    True
     """
     tensors = _adam_tensors(optimizer)
     groups = optimizer.param_groups
@@ -363,9 +562,53 @@ def adam_effective_rates(optimizer: Any) -> AdamEffectiveRates:
 def adam_preconditioner(optimizer: Any) -> Any:
     """Adam's diagonal preconditioner ``P = sqrt(v̂) + ε`` as one flat torch tensor.
 
-    ``v̂ = v/(1 − β₂^t)`` as in :func:`adam_effective_rates` (so the rates are ``η/P``), in the
-    order of ``[p for group in optimizer.param_groups for p in group["params"]]``, with the dtype
-    and device of the first parameter (NaN for parameters without state).
+    ``v̂ = v/(1 − β₂^t)`` as in :func:`lyapkit.adam_effective_rates` (so the rates are ``η/P``),
+    in the order of ``[p for group in optimizer.param_groups for p in group["params"]]``, with the
+    dtype and device of the first parameter (NaN for parameters without state).
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Adam or torch.optim.AdamW
+        The optimizer, after at least one ``step()``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(P,)`` diagonal ``P`` over the flattened parameters (a complex tensor as
+        ``view_as_real``).
+
+    Raises
+    ------
+    TypeError
+        ``optimizer`` is not a ``torch.optim.Adam`` (or its subclass ``AdamW``).
+    ValueError
+        The optimizer has no state yet (no ``step()`` taken).
+
+    See Also
+    --------
+    lyapkit.preconditioned_sharpness : Top eigenvalues of ``P^{-1/2} H P^{-1/2}``.
+    lyapkit.adam_effective_rates : The rates ``η/P`` with their labels.
+
+    References
+    ----------
+    .. [1] D. P. Kingma, J. Ba, "Adam: A method for stochastic optimization", International
+       Conference on Learning Representations (ICLR), 2015.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> import lyapkit as lk
+    >>> _ = torch.manual_seed(0)
+    >>> model = torch.nn.Linear(3, 1)
+    >>> opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    >>> model(torch.randn(8, 3)).pow(2).mean().backward()
+    >>> opt.step()
+    >>> P = lk.adam_preconditioner(opt)
+    >>> P.shape, P.dtype
+    (torch.Size([4]), torch.float32)
+    >>> bool(np.allclose(lk.adam_effective_rates(opt).rates, 1e-3 / P.double().numpy()))
+    True
     """
     import torch
 
@@ -379,7 +622,10 @@ def adam_preconditioner(optimizer: Any) -> Any:
 class PreconditionedSharpness:
     """Top eigenvalues of the preconditioned curvature ``P^{-1/2} H P^{-1/2}``.
 
-    Attributes
+    Made by :func:`lyapkit.preconditioned_sharpness`; Adam is stable while
+    ``λ_max(P^{-1/2} H P^{-1/2}) < (2 + 2β₁)/((1 − β₁) η)``.
+
+    Parameters
     ----------
     eigenvalues : (k,) float64
         Descending.
@@ -390,6 +636,22 @@ class PreconditionedSharpness:
         ``η`` and ``β₁`` when given.
     threshold : float
         The adaptive edge of stability ``(2 + 2β₁)/((1 − β₁) η)`` (NaN without ``lr``).
+
+    See Also
+    --------
+    lyapkit.preconditioned_sharpness : Computes it from curvature-vector products.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import lyapkit as lk
+    >>> H = torch.diag(torch.tensor([4.0, 1.0, 0.5, 3.0], dtype=torch.float64))
+    >>> P = torch.tensor([2.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    >>> s = lk.preconditioned_sharpness(lambda v: H @ v, P, k=2, lr=1.0, beta1=0.9)
+    >>> round(s.sharpness, 3), round(s.threshold, 3), s.above_threshold.tolist()
+    (3.0, 38.0, [False, False])
+    >>> dict(s.to_xarray().sizes)
+    {'eigenvalue': 2, 'parameter': 4}
     """
 
     eigenvalues: np.ndarray
@@ -405,7 +667,7 @@ class PreconditionedSharpness:
 
     @property
     def above_threshold(self) -> np.ndarray:
-        """``(k,)`` bool: eigenvalues at or above :attr:`threshold` (all False without ``lr``)."""
+        """``(k,)`` bool: eigenvalues at or above ``threshold`` (all False without ``lr``)."""
         return self.eigenvalues >= self.threshold
 
     def __repr__(self) -> str:
@@ -413,7 +675,15 @@ class PreconditionedSharpness:
         return f"PreconditionedSharpness([{values}], threshold={self.threshold:.6g})"
 
     def to_xarray(self) -> Any:
-        """An ``xarray.Dataset`` with dims ``eigenvalue`` and ``parameter``."""
+        """An ``xarray.Dataset`` with dims ``eigenvalue`` and ``parameter``.
+
+        Returns
+        -------
+        xarray.Dataset
+            ``sharpness`` and ``above_threshold`` over ``eigenvalue``, ``eigenvector`` over
+            ``(parameter, eigenvalue)``; ``threshold`` (and ``lr``, ``beta1`` when given) as
+            attributes.
+        """
         import xarray as xr
 
         k, n = len(self.eigenvalues), self.eigenvectors.shape[0]
@@ -442,7 +712,7 @@ def preconditioned_sharpness(
 ) -> PreconditionedSharpness:
     """Top-``k`` eigenvalues of ``P^{-1/2} H P^{-1/2}`` from curvature-vector products.
 
-    Adam with diagonal preconditioner ``P`` (:func:`adam_preconditioner`) takes the step
+    Adam with diagonal preconditioner ``P`` (:func:`lyapkit.adam_preconditioner`) takes the step
     ``−η P^{-1} m̂``; near a minimum its dynamics in the coordinates ``P^{1/2} θ`` are those of
     heavy-ball momentum on the curvature ``P^{-1/2} H P^{-1/2}``, stable while (Cohen et al. 2022)::
 
@@ -460,10 +730,51 @@ def preconditioned_sharpness(
         and device of ``preconditioner`` when that is a tensor, else float64 on the CPU.
     preconditioner : (n,) tensor or array_like
         The positive diagonal ``P``.
-    k : int
+    k : int, default 1
         Number of eigenvalues, ``1 ≤ k ≤ n``.
     lr, beta1 : float, optional
-        ``η > 0`` and ``β₁ ∈ [0, 1)`` (default 0, i.e. RMSProp's ``2/η``) for the threshold.
+        ``η > 0`` and ``β₁ ∈ [0, 1)`` (default 0, i.e. RMSProp's ``2/η``) for the threshold;
+        without ``lr`` the threshold is NaN.
+
+    Returns
+    -------
+    PreconditionedSharpness
+        The ``k`` largest eigenvalues (descending), their eigenvectors in the preconditioned
+        coordinates, and the threshold.
+
+    Raises
+    ------
+    ValueError
+        ``preconditioner`` empty, not finite or not positive; ``k`` not an integer in
+        ``[1, n]``; ``beta1`` given without ``lr``; ``lr`` not positive; ``beta1`` outside
+        ``[0, 1)``; ``matvec`` returning anything but a tensor of shape ``(n,)``.
+    TypeError
+        ``matvec`` is not callable.
+
+    See Also
+    --------
+    lyapkit.adam_preconditioner : ``P`` from an Adam optimizer's state.
+    lyapkit.CurvatureOperator : Hessian and GGN products of a model (``op.matvec``).
+    lyapkit.edge_of_stability : The bound of plain and heavy-ball gradient descent.
+
+    References
+    ----------
+    .. [1] J. M. Cohen, B. Ghorbani, S. Krishnan, N. Agarwal, S. Medapati, M. Badura, D. Suo,
+       D. Cardoze, Z. Nado, G. E. Dahl, J. Gilmer, "Adaptive gradient methods at the edge of
+       stability", arXiv:2207.14484, 2022.
+
+    Examples
+    --------
+    With ``H = diag(4, 1, 0.5, 3)`` and ``P = diag(2, 1, 1, 1)`` the preconditioned curvature is
+    ``diag(2, 1, 0.5, 3)``:
+
+    >>> import torch
+    >>> import lyapkit as lk
+    >>> H = torch.diag(torch.tensor([4.0, 1.0, 0.5, 3.0], dtype=torch.float64))
+    >>> P = torch.tensor([2.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    >>> s = lk.preconditioned_sharpness(lambda v: H @ v, P, k=2, lr=0.1, beta1=0.9)
+    >>> s.eigenvalues.round(3).tolist(), round(s.threshold, 3)
+    ([3.0, 2.0], 380.0)
     """
     import scipy.sparse.linalg as sla
     import torch
@@ -513,7 +824,10 @@ def preconditioned_sharpness(
 class TemporalEffectiveRates:
     """Effective learning rates ``η c_{i,s}`` carried by each unrolled layer ``s = 1 … T``.
 
-    Attributes
+    Made by :func:`lyapkit.temporal_effective_rates`: ``Σ_s η c_{i,s} = η λ_i`` and
+    ``|η c_{i,s}| ≈ exp(intercept_i + rate_i (T − s))``.
+
+    Parameters
     ----------
     rates : (k, T) float64
         ``η c_{i,s}``; row ``i`` sums to ``η λ_i``.
@@ -522,9 +836,25 @@ class TemporalEffectiveRates:
     rate : (k,) float64
         Per-step exponential rate of ``|η c_{i,s}|`` over the lag ``T − s``: least-squares slope of
         ``log|η c_{i,s}|`` against the lag over all layers with ``c_{i,s} ≠ 0``
-        (:func:`lyapkit.gradients.fit_rate`).
+        (``lyapkit.gradients.fit_rate``).
     intercept : (k,) float64
         The fitted ``log|η c_{i,s}|`` at lag 0.
+
+    See Also
+    --------
+    lyapkit.temporal_effective_rates : Builds it from layer contributions.
+    lyapkit.LayerContributions : The contributions ``c_{i,s}``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> c = 0.5 ** np.arange(4, -1, -1.0)[None]  # c_s = 0.5^(T − s), T = 5
+    >>> tr = lk.temporal_effective_rates(c, lr=0.1)
+    >>> tr.lags.tolist(), tr.total.round(4).tolist()
+    ([4, 3, 2, 1, 0], [0.1938])
+    >>> dict(tr.to_xarray().sizes)
+    {'eigenvalue': 1, 'layer': 5}
     """
 
     rates: np.ndarray
@@ -548,7 +878,14 @@ class TemporalEffectiveRates:
         return f"TemporalEffectiveRates(k={k}, T={T}, lr={self.lr:g}, rate per lag=[{rates}])"
 
     def to_xarray(self) -> Any:
-        """An ``xarray.Dataset`` with dims ``eigenvalue`` and ``layer`` (with the ``lag``)."""
+        """An ``xarray.Dataset`` with dims ``eigenvalue`` and ``layer`` (with the ``lag``).
+
+        Returns
+        -------
+        xarray.Dataset
+            ``rate`` over ``(eigenvalue, layer)``; ``total``, ``lag_rate`` and ``lag_intercept``
+            over ``eigenvalue``; coordinates ``layer`` (1 … T) and ``lag``.
+        """
         import xarray as xr
 
         k, T = self.rates.shape
@@ -572,7 +909,20 @@ class TemporalEffectiveRates:
         )
 
     def plot(self, ax: Any = None, **kwargs: Any) -> Any:
-        """``|η c_{i,s}|`` against the lag (log scale) with the fitted lines; returns the Axes."""
+        """``|η c_{i,s}|`` against the lag (log scale) with the fitted lines.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on (default: the current axes).
+        **kwargs
+            Passed to ``ax.plot`` for the points.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The axes drawn on.
+        """
         import matplotlib.pyplot as plt
 
         ax = plt.gca() if ax is None else ax
@@ -608,9 +958,42 @@ def temporal_effective_rates(contributions: Any, lr: float) -> TemporalEffective
     Parameters
     ----------
     contributions : (k, T) array_like
-        ``c_{i,s}`` for ``k`` eigenvalues and layers ``s = 1 … T`` (rows sum to the eigenvalues).
+        ``c_{i,s}`` for ``k`` eigenvalues and layers ``s = 1 … T`` (rows sum to the eigenvalues),
+        e.g. ``LayerContributions.recurrent`` of :meth:`lyapkit.CurvatureOperator.layer_contributions`.
     lr : float
         Learning rate ``η > 0``.
+
+    Returns
+    -------
+    TemporalEffectiveRates
+        The rates ``η c_{i,s}`` with the fitted exponential rate and intercept over the lag.
+
+    Raises
+    ------
+    ValueError
+        ``contributions`` not a non-empty finite real 2-d array; ``lr`` not a positive finite
+        number.
+
+    See Also
+    --------
+    lyapkit.CurvatureOperator.layer_contributions : The contributions ``c_{i,s}`` of a model.
+    lyapkit.sgd_effective_rates : The rates ``η λ_i`` of the eigenvalues themselves.
+
+    References
+    ----------
+    .. [1] I. Dubinin, F. Effenberger, "Fading memory as inductive bias in residual recurrent
+       networks", arXiv:2307.14823, 2023 (eqs. 7–10, 14–15).
+
+    Examples
+    --------
+    Contributions that fade as ``r^{T−s}`` with ``r = 0.5`` have the rate ``log r``:
+
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> c = 0.5 ** np.arange(4, -1, -1.0)[None]  # layers s = 1 … 5, lag T − s = 4 … 0
+    >>> tr = lk.temporal_effective_rates(c, lr=0.1)
+    >>> tr.rates.shape, round(float(tr.rate[0]), 3), round(float(np.log(0.5)), 3)
+    ((1, 5), -0.693, -0.693)
     """
     c = _real_finite(contributions, "contributions", 2)
     lr = _positive(lr, "lr")

@@ -59,8 +59,8 @@ def finite_time_exponents(
 ) -> torch.Tensor:
     """The ``k`` leading finite-time Lyapunov exponents over a window, differentiable (torch).
 
-    The QR method over ``steps`` steps after a ``transient``, for each of ``E`` trajectories at
-    once (the ensemble is the batch)::
+    The QR method (Benettin et al. 1980 [1]_) over ``steps`` steps after a ``transient``, for
+    each of ``E`` trajectories at once (the ensemble is the batch)::
 
         Q_t R_t = J_t Q_{t−1},   λ_i = (1/T) Σ_{t=t₀+1..t₀+T} log |(R_t)_ii|,   t₀ = transient
 
@@ -76,7 +76,7 @@ def finite_time_exponents(
       PyTorch RNN through :func:`lyapkit.adapt`): forward-mode autodiff of its ``step``,
       ``torch.func.jvp`` with the ``k`` columns of ``Q`` as ``k`` copies of the state in the
       batch (one batched call per step, no Jacobian formed);
-    * a lyapkit :class:`~lyapkit.Map` that runs on torch: its own ``step_and_jacobian`` (analytic
+    * a lyapkit :class:`lyapkit.Map` that runs on torch: its own ``step_and_jacobian`` (analytic
       where the map has it), then ``J Q``. The exponents are differentiable with respect to the
       torch tensors that the map's torch code uses: a :func:`lyapkit.from_torch` map of a module
       whose parameters have the dtype of the state differentiates the module's parameters;
@@ -85,33 +85,33 @@ def finite_time_exponents(
 
     Parameters
     ----------
-    system : RecurrentNetwork or Map
+    system : lyapkit.RecurrentNetwork or lyapkit.Map
         A torch recurrent network (``step(x, u)`` on ``(batch, n)`` states, ``initial_state``) or
         a map with torch kernels.
-    inputs : tensor (E, T_in, input_dim), optional
+    inputs : torch.Tensor of shape (E, T_in, input_dim), optional
         Inputs ``u_t`` of each trajectory, ``T_in >= transient + steps``; required for a
         network, omitted for an autonomous map. Their dtype is the computation's (float64 for
         gradient checks); a network's parameters must have it too.
-    k : int
+    k : int, default 1
         Number of exponents, ``1 <= k <= n``.
     steps : int, optional
         The window ``T``; default ``T_in − transient``.
-    transient : int
+    transient : int, default 0
         Steps evolved before the window.
-    x0 : tensor (E, n) or (n,), optional
+    x0 : torch.Tensor of shape (E, n) or (n,), optional
         Initial states. Default: a network's ``initial_state(inputs)``; for a map, states drawn
         from ``system.initial_state`` with ``seed``, as :func:`lyapkit.lyapunov_spectrum` draws
         them.
-    basis : tensor (n, k) or (E, n, k), optional
+    basis : torch.Tensor of shape (n, k) or (E, n, k), optional
         Initial tangent basis (orthonormalised by a QR factorisation first). Default: Haar
         random, drawn with ``seed`` as :func:`lyapkit.lyapunov_spectrum` draws its basis, so the
         two give the same exponents for the same ``x0``, inputs and seed.
-    seed : int
-        Seed of the default ``x0`` (maps) and basis.
+    seed : int, default 0
+        Seed (``>= 0``) of the default ``x0`` (maps) and basis.
 
     Returns
     -------
-    torch.Tensor (E, k)
+    torch.Tensor of shape (E, k)
         ``λ_1 … λ_k`` of each trajectory in nats per step, in the order of the basis columns
         (descending once the transient or the window has aligned the basis); differentiable.
 
@@ -119,24 +119,64 @@ def finite_time_exponents(
     ------
     TypeError
         For a system that is neither a recurrent network nor a map with torch kernels, or
-        inputs that are not a tensor.
+        ``inputs``, ``x0`` or ``basis`` that are not torch tensors.
     ValueError
-        For a ``k``, ``steps``, ``transient``, ``x0``, ``inputs`` or ``basis`` of the wrong
-        value or shape (naming it), or inputs whose dtype differs from the network's.
+        For a ``k``, ``steps``, ``transient``, ``seed``, ``x0``, ``inputs`` or ``basis`` of the
+        wrong value or shape (naming it); missing ``inputs`` for a driven system, or missing
+        ``steps`` for an autonomous map; ``inputs`` shorter than ``transient + steps``; inputs
+        whose dtype differs from the network's, or an ``x0`` whose dtype or device differs
+        from the inputs'.
+    ImportError
+        When torch is not installed.
 
     Warns
     -----
-    NonFiniteTrajectoryWarning
+    lyapkit.NonFiniteTrajectoryWarning
         When a trajectory or its basis overflowed, or a direction collapsed: those exponents
         are NaN or ``−inf`` (and their gradients are not finite).
 
+    See Also
+    --------
+    lyapkit.lyapunov_spectrum : The same exponents, not differentiable, on any backend.
+    lyapkit.adapt : Wraps a PyTorch RNN as a :class:`lyapkit.RecurrentNetwork`.
+
+    References
+    ----------
+    .. [1] G. Benettin, L. Galgani, A. Giorgilli and J.-M. Strelcyn, "Lyapunov characteristic
+       exponents for smooth dynamical systems and for Hamiltonian systems; a method for
+       computing all of them. Part 1: Theory; Part 2: Numerical application", *Meccanica* 15,
+       9–20 and 21–30 (1980).
+    .. [2] R. Engelken, "Gradient flossing: improving gradient descent through dynamic control
+       of Jacobians", *Advances in Neural Information Processing Systems* 36 (NeurIPS 2023).
+
     Examples
     --------
-    >>> import torch, lyapkit
+    On a map with torch kernels, the same draws as :func:`lyapkit.lyapunov_spectrum` give the
+    same exponents:
+
+    >>> import numpy as np
+    >>> import torch
+    >>> import lyapkit as lk
+    >>> lam = lk.finite_time_exponents(lk.Henon(), k=2, steps=30, transient=10, seed=3)
+    >>> lam.shape
+    torch.Size([1, 2])
+    >>> res = lk.lyapunov_spectrum(lk.Henon(), steps=30, transient=10, seed=3, backend="numpy")
+    >>> bool(np.allclose(lam.detach().numpy()[0], res.exponents))
+    True
+
+    Gradient flossing [2]_ on a network (the penalty ``lyapkit.flossing.flossing_loss``): its
+    gradient reaches the recurrent weights.
+
+    >>> from lyapkit.flossing import flossing_loss
     >>> from lyapkit.trainers.models import ElmanRNN
+    >>> _ = torch.manual_seed(0)
     >>> net = ElmanRNN(2, 8, 1).double()
-    >>> lam = lyapkit.finite_time_exponents(net, torch.rand(4, 100, 2, dtype=torch.float64), k=3)
-    >>> lyapkit.flossing.flossing_loss(lam).backward()   # gradients in net's parameters
+    >>> lam = lk.finite_time_exponents(net, torch.rand(4, 30, 2, dtype=torch.float64), k=3)
+    >>> lam.shape
+    torch.Size([4, 3])
+    >>> flossing_loss(lam).backward()
+    >>> bool(torch.isfinite(net.rnn.weight_hh_l0.grad).all())
+    True
     """
     torch = import_optional("torch", "torch")
     is_map = isinstance(system, Map)
@@ -295,13 +335,20 @@ def _map_tangent(system: Map) -> Any:
 
 
 def flossing_loss(exponents: torch.Tensor, target: float = 0.0) -> torch.Tensor:
-    """The gradient-flossing penalty ``(1/E) Σ_e Σ_i (λ_ei − λ*)²`` (Engelken 2023).
+    """The gradient-flossing penalty on finite-time Lyapunov exponents (Engelken 2023).
+
+    Added to the training loss, it pushes the top exponents of every trajectory toward a target
+    ``λ*`` (Engelken 2023 [1]_)::
+
+        L_floss = (1/E) Σ_e Σ_i (λ_ei − λ*)²
+
+    (for a 1-D ``exponents``, ``Σ_i (λ_i − λ*)²``).
 
     Parameters
     ----------
-    exponents : tensor (E, k) or (k,)
-        Finite-time exponents (:func:`finite_time_exponents`) of ``E`` trajectories.
-    target : float
+    exponents : torch.Tensor of shape (E, k) or (k,)
+        Finite-time exponents (:func:`lyapkit.finite_time_exponents`) of ``E`` trajectories.
+    target : float, default 0.0
         The target ``λ*`` (0: gradients that neither vanish nor explode over the window).
 
     Returns
@@ -309,6 +356,31 @@ def flossing_loss(exponents: torch.Tensor, target: float = 0.0) -> torch.Tensor:
     torch.Tensor
         A scalar: the squared distances summed over the exponents and averaged over the
         trajectories (each trajectory's exponents are pushed to the target, not only their mean).
+
+    Raises
+    ------
+    ValueError
+        When ``exponents`` is not a 1-D or 2-D torch tensor, or ``target`` is not a finite real
+        number.
+
+    See Also
+    --------
+    lyapkit.finite_time_exponents : The differentiable exponents it penalises.
+
+    References
+    ----------
+    .. [1] R. Engelken, "Gradient flossing: improving gradient descent through dynamic control
+       of Jacobians", *Advances in Neural Information Processing Systems* 36 (NeurIPS 2023).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lyapkit.flossing import flossing_loss
+    >>> lam = torch.tensor([[0.5, -1.0], [0.1, -0.3]])
+    >>> round(float(flossing_loss(lam)), 3)  # ((0.25 + 1) + (0.01 + 0.09)) / 2
+    0.675
+    >>> round(float(flossing_loss(torch.tensor([0.5, -1.0]), target=-0.5)), 3)  # 1 + 0.25
+    1.25
     """
     torch = import_optional("torch", "torch")
     if not isinstance(exponents, torch.Tensor) or exponents.ndim not in (1, 2):

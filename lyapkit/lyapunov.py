@@ -34,11 +34,66 @@ _WINDOW_BLOCK = 2**17  # float64 entries per block when differencing finite-time
 
 
 class NonFiniteTrajectoryWarning(RuntimeWarning):
-    """A trajectory or its tangent basis overflowed; its exponents are NaN."""
+    """A trajectory or its tangent basis overflowed; its exponents are NaN.
+
+    Issued by :func:`lyapkit.lyapunov_spectrum`, :func:`lyapkit.max_lyapunov_twin`,
+    :func:`lyapkit.covariant_vectors` and :func:`lyapkit.finite_time_exponents` when the state
+    ``x_t`` or the tangent basis ``Q_t`` of an ensemble member is no longer finite (NaN or
+    ``±inf``; for the twin method also when the two trajectories merge, ``|y − x| = 0``). The
+    warning names the members and the step (counted from the start, transient included); the
+    member's exponents are NaN and ``blowup_steps`` of the result records the step (−1 for the
+    members that stayed finite).
+
+    See Also
+    --------
+    lyapkit.LyapunovSpectrum : Its ``blowup_steps`` records where each member overflowed.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import lyapkit as lk
+    >>> grows = lk.LinearMap([[1e30]])  # |x_t| = 1e30^t overflows float64 after ~10 steps
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     res = lk.lyapunov_spectrum(grows, steps=20, seed=0, backend="numpy")
+    >>> [w.category.__name__ for w in caught]
+    ['NonFiniteTrajectoryWarning']
+    >>> res.exponents, res.blowup_steps
+    (array([nan]), array([11]))
+    """
 
 
 class IllConditionedBasisWarning(RuntimeWarning):
-    """The tangent basis became ill-conditioned between re-orthonormalisations."""
+    """The tangent basis became ill-conditioned between re-orthonormalisations.
+
+    Issued by :func:`lyapkit.lyapunov_spectrum` when ``reortho_every > 1`` and the largest
+    ratio of the QR stretching factors at a re-orthonormalisation exceeds ``1e8``::
+
+        max_t  max_i (R_t)_ii / min_i (R_t)_ii  >  1e8
+
+    (a lower bound on the condition number of the un-normalised basis ``J_{t+r−1} ⋯ J_t Q_t``,
+    ``r = reortho_every``, whose columns align with the leading direction like
+    ``exp((λ_1 − λ_k) r)``). The smallest exponents may then be inaccurate; a smaller
+    ``reortho_every`` is the remedy. The ratio is kept as ``max_condition`` in the result.
+
+    See Also
+    --------
+    lyapkit.lyapunov_spectrum : Its ``reortho_every`` argument sets the interval.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import lyapkit as lk
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     res = lk.lyapunov_spectrum(
+    ...         lk.Henon(), steps=200, transient=100, reortho_every=20, seed=0, backend="numpy"
+    ...     )
+    >>> [w.category.__name__ for w in caught]
+    ['IllConditionedBasisWarning']
+    >>> bool(res.max_condition > 1e8)  # exp((λ1 − λ2) 20) ≈ e^40
+    True
+    """
 
 
 class SingularJacobianWarning(RuntimeWarning):
@@ -461,70 +516,129 @@ def lyapunov_spectrum(
     """The ``k`` largest Lyapunov exponents of ``system`` by the QR method.
 
     The tangent basis evolves as ``Q_{t+1} = J_t Q_t`` with ``J_t = ∂f/∂x (x_t, u_t)``; every
-    ``reortho_every`` steps it is factored ``Q = Q' R`` (``R_ii > 0``) and
-    ``λ_i = (1/T) Σ log R_ii`` over the ``T = steps`` steps after the transient (Benettin et al.
-    1980; Shimada & Nagashima 1979). The transient evolves the state and the basis, so the basis is
-    aligned before averaging.
+    ``reortho_every`` steps it is factored ``Q = Q' R`` (``R_ii > 0``, ``Q'`` orthonormal, which
+    continues), and the exponents are the mean logarithms of the stretching factors over the
+    ``T = steps`` steps after the transient (Benettin et al. 1980 [1]_; Shimada & Nagashima
+    1979 [2]_)::
+
+        λ_i = (1/T) Σ_t log (R_t)_ii        (i = 1 … k, descending)
+
+    The transient evolves the state and the basis, so the basis is aligned before averaging.
+    With ``ensemble >= 2`` the exponents are the mean over the members and the standard error is
+    ``std(λ_i^(e)) / √E``; for one trajectory it comes from 32 batch means, ``std(a_b) / √B``.
 
     Parameters
     ----------
-    system : Map
-        A built-in map or a wrapped user map (``from_numpy``, ``from_numba``, ``from_torch``).
+    system : lyapkit.Map
+        A built-in map or a wrapped user map (:func:`lyapkit.from_numpy`,
+        :func:`lyapkit.from_numba`, :func:`lyapkit.from_torch`).
     steps : int
-        Steps averaged after the transient.
-    x0 : array (dim,) or (ensemble, dim), optional
+        Steps averaged after the transient (``>= 1``).
+    x0 : array of shape (dim,) or (ensemble, dim), optional
         Initial state(s); drawn from ``system.initial_state`` with ``seed`` when omitted. A 1-D
         ``x0`` is shared by all members (then give each member its own inputs).
-    inputs : array (T, input_dim) or (ensemble, T, input_dim), optional
+    inputs : array of shape (T, input_dim) or (ensemble, T, input_dim), optional
         Inputs ``u_t`` of a driven map, ``T >= transient + steps``; zero when omitted.
     k : int, optional
-        Number of exponents (default: all ``dim``).
-    transient : int
+        Number of exponents, ``1 <= k <= dim`` (default: all ``dim``).
+    transient : int, default 0
         Steps evolved (state and basis) before averaging.
-    reortho_every : int
+    reortho_every : int, default 1
         Steps between re-orthonormalisations (a warning says when this is too many).
     ensemble : int, optional
         Number of trajectories. Defaults to the number of rows of a 2-D ``x0``, else of a 3-D
         ``inputs``, else 1. Without ``x0`` each member starts from its own random state.
     seed : int, optional
-        Seed of initial states and bases; drawn and recorded in the result when omitted.
-    backend : str or Backend
+        Seed (``>= 0``) of initial states and bases; drawn and recorded in the result when
+        omitted.
+    backend : str or lyapkit.Backend, default "auto"
         ``"auto"`` or a registered name (``"numpy"``, ``"numba"``, ``"torch"``, plugins).
-    history : bool
+    history : bool, default True
         Keep running estimates at ~200 log-spaced steps.
     finite_time : int, optional
-        Also return finite-time (local) exponents over consecutive windows of this many steps.
-    progress : bool or Progress, optional
+        Also return finite-time (local) exponents over consecutive windows of this many steps
+        (a multiple of ``reortho_every``, at most ``steps``).
+    progress : bool or lyapkit.Progress, optional
         Show a tqdm bar (quiet by default and when not on a terminal).
     dtype, device : str, optional
-        Floating dtype (default float64) and device: numpy takes any float dtype on the CPU,
+        Floating dtype (default float64) and device: numpy float32 or float64 on the CPU,
         torch float32 or float64 on any device (default: CUDA when present), numba float64 only.
 
     Returns
     -------
-    LyapunovSpectrum
+    lyapkit.LyapunovSpectrum
         Exponents in descending order, in nats per step, with standard errors (from the ensemble
-        when ``ensemble >= 2``, else from 32 batch means), history and derived quantities.
+        when ``ensemble >= 2``, else from 32 batch means), history and derived quantities
+        (``method="qr"``).
 
     Raises
     ------
-    TypeError, ValueError
-        For a wrong system, shapes or values, naming the argument.
+    TypeError
+        When ``system`` is not a :class:`lyapkit.Map` (wrap callables first).
+    ValueError
+        For a ``k``, ``steps``, ``transient``, ``reortho_every``, ``ensemble``, ``seed`` or
+        ``finite_time`` that is not an integer in range (``finite_time`` must also divide by
+        ``reortho_every``); an ``x0`` of the wrong shape, with a number of rows other than
+        ``ensemble``, or not finite; ``inputs`` for a map without inputs, of the wrong shape,
+        not finite or shorter than ``transient + steps``. The message names the argument.
     lyapkit.BackendError
         For an unknown backend, one that is not installed, or one that cannot run ``system``.
 
     Warns
     -----
-    NonFiniteTrajectoryWarning
+    lyapkit.NonFiniteTrajectoryWarning
         When a trajectory overflows (its exponents are NaN; the warning names the step).
-    SingularJacobianWarning
+    lyapkit.lyapunov.SingularJacobianWarning
         When tangent directions collapse (``R_ii = 0``: a Jacobian singular along the orbit, to
         working precision): their exponents are ``−inf`` (``log 0``), the others are unaffected.
-    IllConditionedBasisWarning
+    lyapkit.IllConditionedBasisWarning
         When ``reortho_every > 1`` lets the basis become ill-conditioned (condition > 1e8).
-    LargeResultWarning
+    lyapkit.lyapunov.LargeResultWarning
         Before a run whose records would take more than ``LARGE_RESULT_BYTES`` (512 MiB), with
         their size: e.g. ``finite_time=1`` over many steps.
+    UserWarning
+        When several members share one ``x0`` and one input sequence (they follow one
+        trajectory, so the ensemble standard error is meaningless).
+
+    See Also
+    --------
+    lyapkit.max_lyapunov_twin : The largest exponent without Jacobians, as a cross-check.
+    lyapkit.covariant_vectors : The covariant Lyapunov vectors behind these exponents.
+    lyapkit.finite_time_exponents : Differentiable finite-time exponents on torch.
+    lyapkit.variational_term : The product of Jacobians itself and its singular values.
+    lyapkit.kaplan_yorke_dimension : The attractor dimension from a spectrum.
+
+    References
+    ----------
+    .. [1] G. Benettin, L. Galgani, A. Giorgilli and J.-M. Strelcyn, "Lyapunov characteristic
+       exponents for smooth dynamical systems and for Hamiltonian systems; a method for
+       computing all of them. Part 1: Theory; Part 2: Numerical application", *Meccanica* 15,
+       9–20 and 21–30 (1980).
+    .. [2] I. Shimada and T. Nagashima, "A numerical approach to ergodic problem of dissipative
+       dynamical systems", *Progress of Theoretical Physics* 61(6), 1605–1616 (1979).
+
+    Examples
+    --------
+    The Hénon map at ``a = 1.4, b = 0.3`` has exponents ``(0.4192, −1.6232)`` (Sprott 2003),
+    whose sum is ``log b`` exactly (the Jacobian's determinant is ``−b``):
+
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> res = lk.lyapunov_spectrum(lk.Henon(), steps=1000, transient=100, seed=0, backend="numpy")
+    >>> res.exponents.shape, res.method
+    ((2,), 'qr')
+    >>> bool(abs(res.exponents[0] - 0.4192) < 0.03)
+    True
+    >>> bool(abs(res.exponents.sum() - np.log(0.3)) < 1e-9)
+    True
+
+    An ensemble, with finite-time exponents over windows of 100 steps:
+
+    >>> res = lk.lyapunov_spectrum(
+    ...     lk.Henon(), steps=500, ensemble=2, finite_time=100, seed=1, backend="numpy"
+    ... )
+    >>> res.member_exponents.shape, res.finite_time.shape
+    ((2, 2), (2, 5, 2))
     """
     plan, times, seed = _prepare(
         system,
@@ -565,23 +679,99 @@ def max_lyapunov_twin(
 ) -> LyapunovSpectrum:
     """Largest Lyapunov exponent from two nearby trajectories, without Jacobians.
 
-    A perturbed trajectory ``y`` starts at distance ``δ0 = separation`` (default ``√ε`` of the dtype,
-    1.5e-8 in float64) from ``x`` (random direction);
-    every ``renorm_every`` steps ``d = |y − x|`` (wrapped on a torus) is measured, ``log(d/δ0)`` is
-    accumulated and ``y`` is pulled back to ``x + δ0 (y − x)/d`` (Benettin et al. 1976). The
-    estimate is ``λ_1 = (1/T) Σ log(d/δ0)``; it is biased when ``δ0`` is too large (non-linearity)
-    or too small (rounding, ``ε/δ0``). Arguments as :func:`lyapunov_spectrum`.
+    A perturbed trajectory ``y`` starts at distance ``δ0 = separation`` (default ``√ε`` of the
+    dtype, 1.5e-8 in float64) from ``x`` (random direction); every ``renorm_every`` steps
+    ``d = |y − x|`` (wrapped on a torus) is measured, ``log(d/δ0)`` is accumulated and ``y`` is
+    pulled back to ``x + δ0 (y − x)/d`` (Benettin, Galgani & Strelcyn 1976 [1]_)::
 
-    Between renormalisations ``d`` must stay in the linear range: when it exceeds
-    ``TWIN_LINEAR_RANGE · max(1, ‖x‖∞)`` (1 %) after the transient, a
-    :class:`TwinSaturationWarning` says so (the separation saturates at the size of the
-    attractor and ``λ_1`` is underestimated) and suggests a smaller ``renorm_every``. A map's
-    ``period``, when set, must be a positive number.
+        λ_1 = (1/T) Σ log(d/δ0)        (T = steps after the transient)
+
+    The estimate is biased when ``δ0`` is too large (non-linearity) or too small (rounding,
+    ``ε/δ0``). Between renormalisations ``d`` must stay in the linear range: when it exceeds
+    ``TWIN_LINEAR_RANGE · max(1, ‖x‖∞)`` (1 %) after the transient, a warning says so (the
+    separation saturates at the size of the attractor and ``λ_1`` is underestimated) and
+    suggests a smaller ``renorm_every``.
+
+    Parameters
+    ----------
+    system : lyapkit.Map
+        A built-in map or a wrapped user map; a map's ``period``, when set, must be a positive
+        number.
+    steps : int
+        Steps averaged after the transient (``>= 1``).
+    x0 : array of shape (dim,) or (ensemble, dim), optional
+        Initial state(s) of ``x``; drawn from ``system.initial_state`` with ``seed`` when
+        omitted.
+    inputs : array of shape (T, input_dim) or (ensemble, T, input_dim), optional
+        Inputs ``u_t`` (both trajectories see the same), ``T >= transient + steps``.
+    transient : int, default 0
+        Steps evolved (both trajectories, renormalised) before averaging.
+    separation : float, optional
+        The distance ``δ0``, a finite number above ``100 ε`` of the dtype (default ``√ε``).
+    renorm_every : int, default 1
+        Steps between renormalisations of ``y − x``.
+    ensemble : int, optional
+        Number of trajectory pairs, as for :func:`lyapkit.lyapunov_spectrum`.
+    seed : int, optional
+        Seed (``>= 0``) of the initial states and directions; drawn and recorded when omitted.
+    backend : str or lyapkit.Backend, default "auto"
+        ``"auto"`` or a registered backend name.
+    history : bool, default True
+        Keep running estimates at ~200 log-spaced steps.
+    progress : bool or lyapkit.Progress, optional
+        Show a tqdm bar (quiet by default).
+    dtype, device : str, optional
+        Floating dtype and device, as for :func:`lyapkit.lyapunov_spectrum`.
+
+    Returns
+    -------
+    lyapkit.LyapunovSpectrum
+        One exponent (``k = 1``, ``method="twin"``) with its standard error and history; its
+        ``reortho_every`` holds ``renorm_every`` and ``final_basis`` the unit separation
+        direction ``(ensemble, dim, 1)``.
+
+    Raises
+    ------
+    TypeError
+        When ``system`` is not a :class:`lyapkit.Map`.
+    ValueError
+        For a ``separation`` that is not a finite number above ``100 ε``, a map ``period`` that
+        is not a positive finite number, and the argument errors of
+        :func:`lyapkit.lyapunov_spectrum` (``steps``, ``transient``, ``renorm_every``,
+        ``ensemble``, ``seed``, ``x0``, ``inputs``).
+    lyapkit.BackendError
+        For an unknown backend, one that is not installed, or one that cannot run ``system``.
+
+    Warns
+    -----
+    lyapkit.lyapunov.TwinSaturationWarning
+        When the separation left the linear range between renormalisations.
+    lyapkit.NonFiniteTrajectoryWarning
+        When the trajectories overflow or merge (``|y − x| = 0``); the exponent is NaN.
+
+    See Also
+    --------
+    lyapkit.lyapunov_spectrum : The full spectrum by the QR method, with Jacobians.
+
+    References
+    ----------
+    .. [1] G. Benettin, L. Galgani and J.-M. Strelcyn, "Kolmogorov entropy and numerical
+       experiments", *Physical Review A* 14(6), 2338–2345 (1976).
+
+    Examples
+    --------
+    >>> import lyapkit as lk
+    >>> res = lk.max_lyapunov_twin(lk.Henon(), steps=1000, transient=100, seed=0, backend="numpy")
+    >>> res.exponents.shape, res.method
+    ((1,), 'twin')
+    >>> bool(abs(res.exponents[0] - 0.4192) < 0.03)  # Sprott 2003: λ1 = 0.4192
+    True
     """
     if isinstance(system, Map):
         check_period(system.period, f"the period of {system!r}")
-    # Backends compute in float32 or float64 (and reject anything else).
-    eps = float(np.finfo(np.float32 if dtype == "float32" else np.float64).eps)
+    # Backends compute in float32 or float64 (and reject anything else), named by a string, a numpy
+    # dtype or type, or a torch dtype.
+    eps = float(np.finfo(np.float32 if "float32" in str(dtype) else np.float64).eps)
     if separation is None:
         separation = math.sqrt(eps)
     if (

@@ -38,9 +38,15 @@ REQUIRED = ("initial_state", "step", "output")
 class RecurrentNetwork(Protocol):
     """A recurrent network ``x_t = f(x_{t−1}, u_t; θ)`` with a readout ``y = g([x_1 … x_T], u; θ)``.
 
-    The loop over :meth:`step` from :meth:`initial_state`, read out by :meth:`output`, is the
-    network's *reference path*: the learning-dynamics functions differentiate through it, so
-    :meth:`step` and :meth:`output` must be differentiable twice and in forward mode
+    The structural type (a ``typing.Protocol``, usable with ``isinstance``) of what the
+    learning-dynamics functions need of a model. The loop over
+    :meth:`lyapkit.RecurrentNetwork.step` from :meth:`lyapkit.RecurrentNetwork.initial_state`,
+    read out by :meth:`lyapkit.RecurrentNetwork.output`, is the network's *reference path*::
+
+        x_0 = initial_state(u),   x_t = step(x_{t−1}, u_t)  (t = 1 … T),   y = output([x_1 … x_T], u)
+
+    The learning-dynamics functions differentiate through it, so ``step`` and ``output`` must be
+    differentiable twice and in forward mode
     (``torch.func``: no in-place updates of captured tensors, no ``.item()``, no fused kernels
     such as cuDNN's). For a batch of losses ``L = (1/N) Σ ℓ(y, ŷ)``::
 
@@ -51,25 +57,91 @@ class RecurrentNetwork(Protocol):
 
     ``reference_path()``
         A context manager within which ``model(inputs)`` (``forward``) runs that same loop, for a
-        model whose forward pass uses a fused kernel; :class:`~lyapkit.CurvatureOperator`
+        model whose forward pass uses a fused kernel; :class:`lyapkit.CurvatureOperator`
         evaluates the model inside it.
     ``as_map()``
-        The cell as a lyapkit :class:`~lyapkit.Map` of the state ``x`` with input ``u``
-        (analytic Jacobians where the model has them); :func:`~lyapkit.variational_term` and
-        :func:`~lyapkit.variational_profile` accept a network that has it. For a Lyapunov
-        spectrum pass ``model.as_map()`` to :func:`~lyapkit.lyapunov_spectrum`.
+        The cell as a lyapkit :class:`lyapkit.Map` of the state ``x`` with input ``u``
+        (analytic Jacobians where the model has them); :func:`lyapkit.variational_term` and
+        :func:`lyapkit.variational_profile` accept a network that has it. For a Lyapunov
+        spectrum pass ``model.as_map()`` to :func:`lyapkit.lyapunov_spectrum`.
+
+    Parameters
+    ----------
+    *args, **kwargs : Any
+        Not used: a protocol is not instantiated, a model follows it by having its members.
+
+    See Also
+    --------
+    lyapkit.adapt : Makes a PyTorch ``nn.RNN``, ``nn.GRU`` or ``nn.LSTM`` follow the protocol.
+    lyapkit.gradient_propagation : Gradients along the reference path.
+    lyapkit.CurvatureOperator : Curvature of the loss of such a network.
+
+    Examples
+    --------
+    Any object with the three members follows the protocol:
+
+    >>> import torch
+    >>> import lyapkit as lk
+    >>> class Leaky:
+    ...     def initial_state(self, inputs):
+    ...         return inputs.new_zeros(inputs.shape[0], 2)
+    ...     def step(self, state, u):
+    ...         return 0.5 * state + u
+    ...     def output(self, states, inputs):
+    ...         return states[:, -1]
+    >>> isinstance(Leaky(), lk.RecurrentNetwork), isinstance(object(), lk.RecurrentNetwork)
+    (True, False)
+    >>> isinstance(lk.adapt(torch.nn.GRU(2, 3)), lk.RecurrentNetwork)
+    True
     """
 
     def initial_state(self, inputs: Any) -> Any:
-        """``x_0``: a ``(batch, state_size)`` tensor for inputs ``(batch, T, input_size)``."""
+        """``x_0``: a ``(batch, state_size)`` tensor for inputs ``(batch, T, input_size)``.
+
+        Parameters
+        ----------
+        inputs : torch.Tensor
+            The input sequences, ``(batch, T, input_size)``.
+
+        Returns
+        -------
+        torch.Tensor
+            The initial states, ``(batch, state_size)``.
+        """
         ...
 
     def step(self, state: Any, u: Any) -> Any:
-        """``x_t = f(x_{t−1}, u_t)`` for a batch: ``(batch, state_size)``, ``(batch, input_size)``."""
+        """``x_t = f(x_{t−1}, u_t)`` for a batch: ``(batch, state_size)``, ``(batch, input_size)``.
+
+        Parameters
+        ----------
+        state : torch.Tensor
+            The states ``x_{t−1}``, ``(batch, state_size)``.
+        u : torch.Tensor
+            The inputs ``u_t``, ``(batch, input_size)``.
+
+        Returns
+        -------
+        torch.Tensor
+            The next states ``x_t``, ``(batch, state_size)``.
+        """
         ...
 
     def output(self, states: Any, inputs: Any) -> Any:
-        """The readout of the states ``(batch, T, state_size)`` (e.g. of the last one)."""
+        """The readout of the states ``(batch, T, state_size)`` (e.g. of the last one).
+
+        Parameters
+        ----------
+        states : torch.Tensor
+            The states ``x_1 … x_T``, ``(batch, T, state_size)``.
+        inputs : torch.Tensor
+            The input sequences, ``(batch, T, input_size)``.
+
+        Returns
+        -------
+        torch.Tensor
+            The outputs ``y`` (e.g. ``(batch, k)`` for a readout of the last state).
+        """
         ...
 
 
@@ -141,7 +213,7 @@ def adapt(
 ) -> Any:
     """A PyTorch recurrent network as a :class:`RecurrentNetwork`, sharing its parameters.
 
-    Returns a :class:`lyapkit.torch_rnn.AdaptedRNN`, an ``nn.Module`` whose children ``rnn`` and
+    Returns a ``lyapkit.torch_rnn.AdaptedRNN``, an ``nn.Module`` whose children ``rnn`` and
     ``head`` are the module's own (no copies: training either trains both, and every analysis
     reads the current weights). Its state is the full stacked state, in the layout of PyTorch's
     ``h_n`` (and ``c_n``) flattened layer by layer, and its readout sees the top layer's ``hᴸ``::
@@ -151,11 +223,11 @@ def adapt(
         y = head(hᴸ_T)  (readout="last"),    y_t = head(hᴸ_t)  (readout="sequence")
 
     One ``step`` runs every layer, layer ``l`` reading the new ``h`` of layer ``l − 1``
-    (equations and Jacobians in :mod:`lyapkit.maps.rnn`). Inputs are batch first
+    (equations and Jacobians in the module ``lyapkit.maps.rnn``). Inputs are batch first
     ``(batch, T, input_size)`` whatever the module's ``batch_first``. ``forward`` runs the fused
     kernel; inside ``reference_path()`` it runs the loop over ``step`` with every submodule in
     eval mode (no dropout between layers or in the head), which is what the analyses
-    differentiate. ``as_map()`` is the :class:`~lyapkit.StackedRNNMap` of the state (analytic
+    differentiate. ``as_map()`` is the :class:`lyapkit.StackedRNNMap` of the state (analytic
     Jacobians); ``pack((h, c))`` and ``unpack(x)`` convert from and to PyTorch's layout. This
     function imports torch only when called.
 
@@ -171,7 +243,7 @@ def adapt(
         The readout applied to the top layer's hidden state: a dotted path inside ``module``, or a
         module. Default: the only child of ``module``, other than the recurrent one, that has
         parameters (none: the hidden state itself is the output).
-    readout : {"last", "sequence"}
+    readout : {"last", "sequence"}, default "last"
         Read out the last step (outputs ``(batch, k)``) or every step (``(batch, T, k)``).
 
     Returns
@@ -186,6 +258,41 @@ def adapt(
     ValueError
         For a bidirectional module (not a causal map), several candidate recurrent modules or
         readouts (name them), a path that is not a submodule, or an unknown ``readout``.
+    ImportError
+        If torch is not installed.
+
+    See Also
+    --------
+    lyapkit.RecurrentNetwork : The protocol the result follows.
+    lyapkit.StackedRNNMap : The map of its state (``as_map()``).
+    lyapkit.from_torch : The map of a recurrent module directly.
+
+    Examples
+    --------
+    A classifier holding an LSTM and a linear head, adapted without copying its weights:
+
+    >>> import torch
+    >>> import lyapkit as lk
+    >>> _ = torch.manual_seed(0)
+    >>> class Classifier(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.lstm = torch.nn.LSTM(2, 4, num_layers=2, batch_first=True)
+    ...         self.head = torch.nn.Linear(4, 3)
+    ...     def forward(self, x):
+    ...         out, _ = self.lstm(x)
+    ...         return self.head(out[:, -1])
+    >>> model = Classifier()
+    >>> net = lk.adapt(model)
+    >>> net.state_size, isinstance(net, lk.RecurrentNetwork)
+    (16, True)
+    >>> x = torch.randn(5, 7, 2)
+    >>> with net.reference_path():  # the loop over step, as the analyses see it
+    ...     y_loop = net(x)
+    >>> bool(torch.allclose(y_loop, model(x), atol=1e-6))
+    True
+    >>> net.as_map()
+    StackedRNNMap(LSTM(2x4), dim=16, input_dim=2)
     """
     from lyapkit.torch_rnn import AdaptedRNN
 

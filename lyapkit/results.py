@@ -11,13 +11,51 @@ UNIT = "1/step"
 
 
 def kaplan_yorke_dimension(exponents: np.ndarray, dim: int | None = None) -> float:
-    """Kaplan–Yorke dimension ``D = j + Σ_{i≤j} λ_i / |λ_{j+1}|`` (Kaplan & Yorke 1979).
+    """Kaplan–Yorke (Lyapunov) dimension of a spectrum.
 
-    ``j`` is the largest index with ``Σ_{i≤j} λ_i ≥ 0``. ``D = 0`` when ``λ_1 < 0``; ``D = dim`` when all
-    partial sums are non-negative and the full spectrum is given; NaN when they are and only part
-    of the spectrum is (more exponents are needed), or when an exponent is NaN or ``+inf``. An
-    exponent ``−inf`` (a direction collapsed by a singular Jacobian) is a number like any other:
-    ``λ_{j+1} = −inf`` gives ``D = j``.
+    With the exponents sorted in descending order and ``j`` the largest index with
+    ``Σ_{i≤j} λ_i ≥ 0`` (Kaplan & Yorke 1979 [1]_)::
+
+        D_KY = j + Σ_{i≤j} λ_i / |λ_{j+1}|
+
+    ``D = 0`` when ``λ_1 < 0``; ``D = dim`` when all partial sums are non-negative and the full
+    spectrum is given; NaN when they are and only part of the spectrum is (more exponents are
+    needed), or when an exponent is NaN or ``+inf``. An exponent ``−inf`` (a direction collapsed
+    by a singular Jacobian) is a number like any other: ``λ_{j+1} = −inf`` gives ``D = j``.
+
+    Parameters
+    ----------
+    exponents : array_like of shape (k,)
+        Lyapunov exponents, in any order.
+    dim : int, optional
+        State dimension; when given and larger than ``k``, the spectrum is known to be partial.
+        When omitted the exponents are taken as the full spectrum.
+
+    Returns
+    -------
+    float
+        ``D_KY``, or NaN as above.
+
+    See Also
+    --------
+    lyapkit.ks_entropy : The sum of the positive exponents.
+    lyapkit.LyapunovSpectrum : Its ``kaplan_yorke_dimension`` property applies this function.
+
+    References
+    ----------
+    .. [1] J. L. Kaplan and J. A. Yorke, "Chaotic behavior of multidimensional difference
+       equations", in *Functional Differential Equations and Approximation of Fixed Points*,
+       Lecture Notes in Mathematics 730, Springer, 204–227 (1979).
+
+    Examples
+    --------
+    >>> import lyapkit as lk
+    >>> round(lk.kaplan_yorke_dimension([0.4192, -1.6232]), 3)  # Hénon: 1 + 0.4192/1.6232
+    1.258
+    >>> lk.kaplan_yorke_dimension([-0.1, -0.5])
+    0.0
+    >>> lk.kaplan_yorke_dimension([0.5, 0.1], dim=3)  # partial spectrum, sums still >= 0
+    nan
     """
     lam = np.sort(np.asarray(exponents, dtype=np.float64))[::-1]
     if np.isnan(lam).any() or np.isposinf(lam).any():
@@ -33,11 +71,49 @@ def kaplan_yorke_dimension(exponents: np.ndarray, dim: int | None = None) -> flo
 
 
 def ks_entropy(exponents: np.ndarray) -> float:
-    """Sum of the positive exponents, ``Σ_{λ_i > 0} λ_i``: the Kolmogorov–Sinai entropy by Pesin's
-    identity (Ruelle's inequality makes it an upper bound on ``h_KS`` in general; equality holds
-    for SRB measures). When only part of the spectrum was computed and all of it is positive, the
-    sum of all positive exponents is underestimated. NaN when an exponent is NaN or ``+inf``;
-    ``−inf`` exponents (collapsed directions) do not contribute."""
+    """Kolmogorov–Sinai entropy from the positive Lyapunov exponents (Pesin's identity).
+
+    The sum of the positive exponents::
+
+        h_KS = Σ_{λ_i > 0} λ_i
+
+    is the Kolmogorov–Sinai entropy by Pesin's identity (Pesin 1977 [1]_) for SRB measures;
+    Ruelle's inequality (Ruelle 1978 [2]_) makes it an upper bound on ``h_KS`` in general.
+    When only part of the spectrum was computed and all of it is positive, the sum of all
+    positive exponents is underestimated. NaN when an exponent is NaN or ``+inf``; ``−inf``
+    exponents (collapsed directions) do not contribute.
+
+    Parameters
+    ----------
+    exponents : array_like of shape (k,)
+        Lyapunov exponents (nats per step), in any order.
+
+    Returns
+    -------
+    float
+        The sum of the positive exponents, in nats per step; NaN as above.
+
+    See Also
+    --------
+    lyapkit.kaplan_yorke_dimension : The attractor dimension from the same spectrum.
+    lyapkit.LyapunovSpectrum : Its ``ks_entropy`` property applies this function.
+
+    References
+    ----------
+    .. [1] Ya. B. Pesin, "Characteristic Lyapunov exponents and smooth ergodic theory",
+       *Russian Mathematical Surveys* 32(4), 55–114 (1977).
+    .. [2] D. Ruelle, "An inequality for the entropy of differentiable maps", *Boletim da
+       Sociedade Brasileira de Matemática* 9(1), 83–87 (1978).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> round(lk.ks_entropy([0.4192, -1.6232]), 4)
+    0.4192
+    >>> round(lk.ks_entropy([0.3, 0.1, -np.inf]), 3)
+    0.4
+    """
     lam = np.asarray(exponents, dtype=np.float64)
     bad = np.isnan(lam).any() or np.isposinf(lam).any()
     return float("nan") if bad else float(lam[lam > 0].sum())
@@ -47,37 +123,66 @@ def ks_entropy(exponents: np.ndarray) -> float:
 class LyapunovSpectrum:
     """Lyapunov exponents (nats per step) with their uncertainty and convergence history.
 
-    Attributes
+    The result of :func:`lyapkit.lyapunov_spectrum` (QR method, ``λ_i = (1/T) Σ_t log (R_t)_ii``)
+    and of :func:`lyapkit.max_lyapunov_twin` (``λ_1 = (1/T) Σ log(d/δ0)``). Derived properties:
+    :attr:`lyapkit.LyapunovSpectrum.kaplan_yorke_dimension`,
+    ``D_KY = j + Σ_{i≤j} λ_i / |λ_{j+1}|``; :attr:`lyapkit.LyapunovSpectrum.ks_entropy`,
+    ``Σ_{λ_i > 0} λ_i``; and :attr:`lyapkit.LyapunovSpectrum.ensemble`, the number of
+    trajectories. The constructor's parameters are the attributes of the same names (frozen).
+
+    Parameters
     ----------
-    exponents : (k,) float64
+    exponents : ndarray of shape (k,), float64
         Ensemble-mean exponents, descending; NaN for members that blew up, ``−inf`` (``log 0``)
         for directions that a singular Jacobian collapsed.
-    stderr : (k,) float64
+    stderr : ndarray of shape (k,), float64
         Standard errors: over ensemble members (``ensemble >= 2``) or from batch means; 0 for an
         exponent that is ``−inf`` in every member.
-    member_exponents : (ensemble, k) float64
+    member_exponents : ndarray of shape (ensemble, k), float64
         Exponents of each trajectory.
-    history_steps : (H,) int64
+    history_steps : ndarray of shape (H,), int64
         Post-transient steps of the running estimates (log-spaced, at most 200).
-    history : (H, k) float64
+    history : ndarray of shape (H, k), float64
         Running estimates ``(1/s) Σ_{t<s} log R_ii``, ensemble mean.
-    finite_time : (ensemble, W, k) float64 or None
+    finite_time : ndarray of shape (ensemble, W, k), float64, or None
         Finite-time exponents over consecutive windows of ``finite_time_window`` steps.
+    finite_time_window : int or None
+        Window length (steps) of ``finite_time``.
     max_condition : float
         Largest ``max R_ii / min R_ii`` at a re-orthonormalisation (a lower bound on the condition
         number of the un-normalised basis); re-orthonormalisations at which a direction
         collapsed are left out.
-    blowup_steps : (ensemble,) int64
-        Step at which a trajectory was found non-finite, −1 if never.
-    final_state, final_basis : arrays
-        State ``(ensemble, dim)`` and orthonormal tangent basis ``(ensemble, dim, k)`` at the end.
-    finite_time_window : int or None
-        Window length (steps) of ``finite_time``.
+    blowup_steps : ndarray of shape (ensemble,), int64
+        Step at which a trajectory was found non-finite (counted from the start, transient
+        included), −1 if never.
+    final_state, final_basis : ndarray
+        State ``(ensemble, dim)`` and orthonormal tangent basis ``(ensemble, dim, k)`` at the end
+        (for the twin method the unit separation direction, ``k = 1``).
     dim, steps, transient, reortho_every, seed : int
-        State dimension and the run's settings (``seed`` reproduces the run).
+        State dimension and the run's settings (``seed`` reproduces the run; for the twin
+        method ``reortho_every`` holds ``renorm_every``).
     backend, backend_reason, system, jacobian_method, method : str
         Backend used and why (``"requested"``, or how ``backend="auto"`` chose it), ``repr`` of
         the map, how its Jacobian was computed, and ``"qr"`` or ``"twin"``.
+
+    See Also
+    --------
+    lyapkit.lyapunov_spectrum : Computes it by the QR method.
+    lyapkit.max_lyapunov_twin : Computes the largest exponent by the twin method.
+    lyapkit.CovariantVectors : The result of :func:`lyapkit.covariant_vectors`.
+
+    Examples
+    --------
+    >>> import lyapkit as lk
+    >>> res = lk.lyapunov_spectrum(lk.Henon(), steps=1000, transient=100, seed=0, backend="numpy")
+    >>> res.ensemble, res.member_exponents.shape, res.history.shape[1]
+    (1, (1, 2), 2)
+    >>> bool(abs(res.kaplan_yorke_dimension - 1.258) < 0.02)  # Hénon: D_KY = 1.258
+    True
+    >>> bool(res.ks_entropy == res.exponents[0])  # one positive exponent
+    True
+    >>> dict(res.to_xarray().sizes)
+    {'exponent': 2, 'member': 1, 'step': 130}
     """
 
     exponents: np.ndarray
@@ -104,17 +209,24 @@ class LyapunovSpectrum:
 
     @property
     def kaplan_yorke_dimension(self) -> float:
-        """See :func:`lyapkit.results.kaplan_yorke_dimension`."""
+        """Kaplan–Yorke dimension of ``exponents`` (:func:`lyapkit.kaplan_yorke_dimension`).
+
+        ``D_KY = j + Σ_{i≤j} λ_i / |λ_{j+1}|``, ``j`` the largest index with ``Σ_{i≤j} λ_i ≥ 0``;
+        NaN when all partial sums are non-negative but ``k < dim``.
+        """
         return kaplan_yorke_dimension(self.exponents, self.dim)
 
     @property
     def ks_entropy(self) -> float:
-        """See :func:`lyapkit.results.ks_entropy`."""
+        """Sum of the positive exponents, ``Σ_{λ_i > 0} λ_i`` (:func:`lyapkit.ks_entropy`).
+
+        The Kolmogorov–Sinai entropy by Pesin's identity, in nats per step.
+        """
         return ks_entropy(self.exponents)
 
     @property
     def ensemble(self) -> int:
-        """Number of trajectories."""
+        """Number of trajectories (ensemble members)."""
         return self.member_exponents.shape[0]
 
     def __repr__(self) -> str:
@@ -127,7 +239,17 @@ class LyapunovSpectrum:
         )
 
     def to_xarray(self) -> Any:
-        """An ``xarray.Dataset`` with dims ``exponent``, ``member``, ``step``, ``window``."""
+        """The result as an ``xarray.Dataset`` with named dims and units.
+
+        Returns
+        -------
+        xarray.Dataset
+            Variables ``exponent_value`` and ``stderr`` (dim ``exponent``, numbered from 1),
+            ``member_exponent`` (``member``, ``exponent``), ``running_estimate`` (``step``,
+            ``exponent``), ``blowup_step`` (``member``) and, with finite-time exponents,
+            ``finite_time_exponent`` (``member``, ``window``, ``exponent``); units ``1/step``;
+            the run's settings, ``kaplan_yorke_dimension`` and ``ks_entropy`` as attributes.
+        """
         import xarray as xr
 
         from lyapkit import __version__
@@ -187,7 +309,20 @@ class LyapunovSpectrum:
         return xr.Dataset(data, coords=coords, attrs=attrs)
 
     def plot(self, ax: Any = None, **kwargs: Any) -> Any:
-        """Plot the running estimates against steps (log axis); returns the matplotlib Axes."""
+        """Plot the running estimates against steps (log axis), the final values dashed.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on (default: the current Axes, ``plt.gca()``).
+        **kwargs
+            Passed to ``ax.plot`` for the running estimates.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The Axes drawn on.
+        """
         import matplotlib.pyplot as plt
 
         ax = plt.gca() if ax is None else ax

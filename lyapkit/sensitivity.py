@@ -45,22 +45,45 @@ DENSE_EIGEN_MAX = 256
 
 
 class MapGGN:
-    """The GGN matrix ``G = (1/N) Σ J_yᵀ H_ℓ J_y`` of a map's readouts (made by :func:`map_ggn`).
+    """The GGN matrix of a map's readouts as a linear operator (made by :func:`lyapkit.map_ggn`).
 
-    Vectors live on the selected parameters flattened in order, each row-major
-    (``parameter_names``, ``parameter_shapes``, :meth:`unflatten`); arrays are float64 numpy.
-    Every product re-runs the trajectory on the backend, so the operator holds no large state.
+    ``G = (1/N) Σ_{members, outputs t} J_tᵀ H_ℓ(y_t) J_t`` with ``J_t = C S_t`` the Jacobian of
+    the readout ``y_t = C x_t + c`` in the parameters (forward sensitivities ``S_t``). Vectors live
+    on the selected parameters flattened in order, each row-major (:attr:`lyapkit.MapGGN.parameter_names`,
+    ``parameter_shapes``, :meth:`lyapkit.MapGGN.unflatten`); arrays are float64 numpy. Every product re-runs the
+    trajectory on the backend, so the operator holds no large state.
 
-    Attributes
+    Parameters
     ----------
-    system : Map
-        The map.
-    plan : GGNPlan
-        Initial states, inputs, readout, loss and outputs.
-    backend : Backend
-        The backend that computes the products.
-    parameter_shapes : dict of str to tuple
-        Shapes of the selected parameters, in order.
+    system : lyapkit.Map
+        The map, with a parameter Jacobian.
+    plan : lyapkit.GGNPlan
+        Initial states, inputs, readout, loss and outputs (checked by :func:`lyapkit.map_ggn`).
+    backend : lyapkit.Backend
+        The backend that computes the products (``Backend.ggn``).
+    parameter_shapes : dict of str to tuple of int
+        Shapes of the selected parameters, in the order of the flat vectors.
+
+    See Also
+    --------
+    lyapkit.map_ggn : Builds the operator from a map, initial states, inputs and a readout.
+    lyapkit.CurvatureOperator : GGN and Hessian of torch models by autodiff.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> rng = np.random.default_rng(0)
+    >>> system = lk.WCRNNMap(0.9 * np.eye(3), 0.3 * rng.standard_normal((3, 3)), gamma=0.1)
+    >>> G = lk.map_ggn(system, np.ones(3), np.zeros((10, 0)), np.ones((1, 3)),
+    ...                parameters=("W", "b"), backend="numpy")
+    >>> G.shape, G.parameter_names
+    ((12, 12), ('W', 'b'))
+    >>> v = rng.standard_normal(G.size)
+    >>> bool(np.allclose(G.matvec(v), G.dense() @ v))
+    True
+    >>> {name: part.shape for name, part in G.unflatten(v).items()}
+    {'W': (3, 3), 'b': (3,)}
     """
 
     def __init__(
@@ -89,7 +112,23 @@ class MapGGN:
         return (self.size, self.size)
 
     def unflatten(self, v: Any) -> dict[str, np.ndarray]:
-        """Split a flat vector ``(P,)`` into a dict of arrays with the parameters' shapes."""
+        """Split a flat vector ``(P,)`` into a dict of arrays with the parameters' shapes.
+
+        Parameters
+        ----------
+        v : (P,) array_like
+            A vector on the flattened parameters.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            One float64 array per parameter, with its shape, in order.
+
+        Raises
+        ------
+        ValueError
+            ``v`` does not have shape ``(P,)``.
+        """
         v = self._vectors(v, 1)
         ends = np.cumsum([math.prod(shape) for shape in self.parameter_shapes.values()])
         return {
@@ -100,23 +139,68 @@ class MapGGN:
         }
 
     def matvec(self, v: Any) -> np.ndarray:
-        """``G v`` for ``v`` of shape ``(P,)``."""
+        """``G v`` for ``v`` of shape ``(P,)``.
+
+        Parameters
+        ----------
+        v : (P,) array_like
+            A vector on the flattened parameters.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(P,)`` float64 ``G v``.
+
+        Raises
+        ------
+        ValueError
+            ``v`` does not have shape ``(P,)``.
+        """
         return self.matmat(self._vectors(v, 1)[:, None])[:, 0]
 
     def matmat(self, V: Any) -> np.ndarray:
-        """``G V`` for ``V`` of shape ``(P, k)`` (one forward and one adjoint sweep for all k)."""
+        """``G V`` for ``V`` of shape ``(P, k)`` (one forward and one adjoint sweep for all k).
+
+        Parameters
+        ----------
+        V : (P, k) array_like
+            ``k`` vectors on the flattened parameters, as columns.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(P, k)`` float64 ``G V`` (a ``RuntimeWarning`` when it is not finite).
+
+        Raises
+        ------
+        ValueError
+            ``V`` does not have shape ``(P, k)``.
+        """
         V = self._vectors(V, 2)
         if V.shape[1] == 0:
             return np.zeros(V.shape)
         return self._checked(self.backend.ggn(self.system, self.plan, V))
 
     def dense(self) -> np.ndarray:
-        """``G`` as a symmetric ``(P, P)`` array, from the full forward sensitivities."""
+        """``G`` as a symmetric ``(P, P)`` array, from the full forward sensitivities.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(P, P)`` float64, symmetrised as ``(G + Gᵀ)/2``.
+        """
         G = self._checked(self.backend.ggn(self.system, self.plan))
         return (G + G.T) / 2
 
     def as_linear_operator(self) -> Any:
-        """A symmetric ``scipy.sparse.linalg.LinearOperator`` in float64."""
+        """A symmetric ``scipy.sparse.linalg.LinearOperator`` in float64.
+
+        Returns
+        -------
+        scipy.sparse.linalg.LinearOperator
+            ``(P, P)`` operator whose ``matvec``/``matmat`` (and the adjoint ones) are
+            :meth:`lyapkit.MapGGN.matvec` and :meth:`lyapkit.MapGGN.matmat`.
+        """
         from scipy.sparse.linalg import LinearOperator
 
         return LinearOperator(
@@ -131,8 +215,23 @@ class MapGGN:
     def eigenvalues(self, k: int = 1) -> np.ndarray:
         """The ``k`` largest eigenvalues, descending.
 
-        Dense ``eigh`` when ``P ≤ DENSE_EIGEN_MAX`` or ``k ≥ P/2``; otherwise implicitly restarted
-        Lanczos (``scipy.sparse.linalg.eigsh``, largest algebraic, seeded start vector).
+        Dense ``eigh`` when ``P ≤ DENSE_EIGEN_MAX`` (256) or ``k ≥ P/2``; otherwise implicitly
+        restarted Lanczos (``scipy.sparse.linalg.eigsh``, largest algebraic, seeded start vector).
+
+        Parameters
+        ----------
+        k : int, default 1
+            Number of eigenvalues, ``1 ≤ k ≤ P``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(k,)`` float64 eigenvalues, largest first.
+
+        Raises
+        ------
+        ValueError
+            ``k`` is not an integer in ``[1, P]``.
         """
         P = self.size
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= P:
@@ -197,12 +296,12 @@ def map_ggn(
 
     ``G = (1/N) Σ_{members, outputs t} (C S_t)ᵀ H_ℓ(y_t) (C S_t)`` with the forward sensitivities
     ``S_{t+1} = J_t S_t + ∂f/∂θ (x_t, u_t)``, ``S_0 = 0``, and the readouts ``y_t = C x_t + c``
-    (see :mod:`lyapkit.sensitivity`); ``N`` is the number of loss terms, so that ``G`` is the GGN
-    of the data-set mean loss. ``G`` does not depend on the targets, which are not needed.
+    (see the ``lyapkit.sensitivity`` module); ``N`` is the number of loss terms, so that ``G`` is
+    the GGN of the data-set mean loss. ``G`` does not depend on the targets, which are not needed.
 
     Parameters
     ----------
-    system : Map
+    system : lyapkit.Map
         A map with a parameter Jacobian (``system.jacobian_parameters`` not empty), e.g.
         :class:`lyapkit.WCRNNMap`.
     x0 : (n,) or (E, n) array
@@ -214,17 +313,18 @@ def map_ggn(
         ``C``.
     readout_bias : (o,) array, optional
         ``c`` (zero when omitted; it matters for ``cross_entropy`` only).
-    loss : {"mse", "cross_entropy"}
+    loss : {"mse", "cross_entropy"}, default "mse"
         ``mse``: ``(y − ŷ)²`` per output element; ``cross_entropy``: ``−log softmax(y)_c`` per
         output vector. Other losses need torch autodiff (``lyapkit.curvature``).
-    outputs : {"last", "all"}
+    outputs : {"last", "all"}, default "last"
         Read out after the last step only (``y_T``), or after every step (``y_1 … y_T``).
-    parameters : sequence of str
+    parameters : sequence of str, default ("W", "V", "b")
         The parameters ``θ``, in the order of the flat vectors (names in
         ``system.jacobian_parameters``; for the WCRNN any of ``R, W, gamma, V, b``).
-    backend : str or Backend
-        ``"auto"`` (numba when installed and the map has its kernels, else numpy), ``"numpy"``,
-        ``"numba"``, or a backend implementing ``Backend.ggn``.
+    backend : str or lyapkit.Backend, default "auto"
+        ``"auto"`` (numba when installed and the map has its kernels, else numpy; the first numba
+        call compiles its kernels), ``"numpy"``, ``"numba"``, or a backend implementing
+        ``Backend.ggn``.
 
     Returns
     -------
@@ -233,12 +333,52 @@ def map_ggn(
 
     Raises
     ------
+    TypeError
+        ``system`` is not a :class:`lyapkit.Map`.
     NotImplementedError
         The map provides no parameter Jacobian.
     ValueError
-        Unknown parameters, loss or outputs, or arrays of the wrong shape.
-    BackendError
+        Unknown parameters, loss or outputs; arrays of the wrong shape or not finite; ``x0`` and
+        ``inputs`` with different numbers of members (neither 1).
+    lyapkit.BackendError
         The backend cannot compute GGN products (e.g. torch: it leaves curvature to autodiff).
+
+    See Also
+    --------
+    lyapkit.MapGGN : The operator returned.
+    lyapkit.CurvatureOperator : GGN and Hessian of torch models (any loss) by autodiff.
+    lyapkit.WCRNNMap : A map with an analytic parameter Jacobian.
+
+    References
+    ----------
+    .. [1] N. N. Schraudolph, "Fast curvature matrix-vector products for second-order gradient
+       descent", Neural Computation 14(7), 1723–1738, 2002.
+
+    Examples
+    --------
+    With one output and one member the GGN has rank one, so its top eigenvalue is its trace:
+
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> rng = np.random.default_rng(0)
+    >>> system = lk.WCRNNMap(0.9 * np.eye(3), 0.3 * rng.standard_normal((3, 3)), gamma=0.1,
+    ...                      V=rng.standard_normal((3, 1)))
+    >>> G = lk.map_ggn(system, np.zeros(3), rng.standard_normal((10, 1)), np.ones((1, 3)),
+    ...                parameters=("W", "b"), backend="numpy")
+    >>> G.shape
+    (12, 12)
+    >>> bool(np.isclose(G.eigenvalues(1)[0], np.trace(G.dense())))
+    True
+
+    With ``x0 = 0``, ``W = 0``, no inputs and one step, ``y = γ tanh(b)``; at ``b = 0`` the GGN
+    of ``mse`` in ``b`` is ``(1/N) Jᵀ (2I) J = γ² I`` (``N = 2`` terms):
+
+    >>> system = lk.WCRNNMap(np.eye(2), np.zeros((2, 2)), gamma=0.5)
+    >>> G = lk.map_ggn(system, np.zeros(2), np.zeros((1, 0)), np.eye(2), parameters=("b",),
+    ...                backend="numpy")
+    >>> np.round(G.dense(), 3)
+    array([[0.25, 0.  ],
+           [0.  , 0.25]])
     """
     if not isinstance(system, Map):
         raise TypeError(f"system must be a lyapkit Map, got {type(system).__name__}")

@@ -1,7 +1,8 @@
 """Run store: one netCDF4/HDF5 file per training run, one group per diagnostic.
 
-The trainer records diagnostics with :meth:`RunStore.append` and persists them with
-:meth:`RunStore.flush`; :func:`open_run` reads a run back as an ``xarray.DataTree``.
+The trainer records diagnostics with :meth:`lyapkit.RunStore.append` and persists them with
+:meth:`lyapkit.RunStore.flush`; :func:`lyapkit.open_run` reads a run back as an
+``xarray.DataTree``.
 
 Layout of a run file (netCDF4/HDF5, written through h5netcdf)::
 
@@ -20,9 +21,10 @@ therefore leaves either the previous file or the new one, never a torn one. The 
 that of writing everything recorded so far (linear in the file size; see
 ``docs/howto/run-store.md``); flushes happen on the trainer's schedule.
 
-A run directory has one writer: :func:`lock_run` takes the lock file ``<name>.lock`` (holding
-the owner's pid and host) atomically, recovers a stale one left by a dead process on this host,
-and refuses with :class:`RunLockedError` while another process holds it.
+A run directory has one writer: :func:`lyapkit.store.lock_run` takes the lock file
+``<name>.lock`` (holding the owner's pid and host) atomically, recovers a stale one left by a dead
+process on this host, and refuses with :class:`lyapkit.store.RunLockedError` while another
+process holds it.
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ def _config_json(config: Any) -> str:
 
 
 class RunLockedError(OSError):
-    """Another live process holds the lock of a run (see :func:`lock_run`)."""
+    """Another live process holds the lock of a run (see :func:`lyapkit.store.lock_run`)."""
 
 
 def _lock_owner(path: Path) -> tuple[dict[str, Any] | None, str]:
@@ -150,8 +152,8 @@ def _stale(path: Path, owner: dict[str, Any] | None) -> bool:
 
 
 class RunLock:
-    """The lock of a run, held by this process until :meth:`release` (or the ``with`` block's
-    end). Made by :func:`lock_run`."""
+    """The lock of a run, held by this process until :meth:`lyapkit.store.RunLock.release` (or
+    the ``with`` block's end). Made by :func:`lyapkit.store.lock_run`."""
 
     def __init__(self, path: Path, content: str):
         self.path = path
@@ -534,16 +536,50 @@ def _read_tree(path: str | os.PathLike) -> xr.DataTree:
 class RunStore:
     """The diagnostics of one training run, kept in memory and flushed atomically to one file.
 
-    Make one with :meth:`create` (a new run) or :meth:`open` (resume a run); record with
-    :meth:`append`; persist with :meth:`flush` (also done on leaving a ``with`` block). Each
-    flush rewrites the whole file (xarray cannot append along a dimension of a netCDF file,
-    pydata/xarray#1672): it costs as much as writing everything recorded so far. A store is not
-    thread-safe, and one run file should have one writer. The constructor is internal.
+    Make one with :meth:`lyapkit.RunStore.create` (a new run) or :meth:`lyapkit.RunStore.open`
+    (resume a run); record with :meth:`lyapkit.RunStore.append`; persist with
+    :meth:`lyapkit.RunStore.flush` (also done on leaving a ``with`` block). Each flush rewrites the
+    whole file (xarray cannot append along a dimension of a netCDF file, pydata/xarray#1672): it
+    costs as much as writing everything recorded so far. A store is not thread-safe, and one run
+    file should have one writer.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The run file. The constructor is internal: use :meth:`lyapkit.RunStore.create` or
+        :meth:`lyapkit.RunStore.open`.
+    root_attrs : dict
+        The root attributes (``config``, ``seed``, ``run_id``, ``lyapkit_version``, ``created``,
+        ``format_version``, and ``config_changes`` once a resume changed the configuration).
+    groups : dict
+        The records of each diagnostic, by group name (internal objects).
 
     Attributes
     ----------
     path : pathlib.Path
         The run file.
+
+    See Also
+    --------
+    lyapkit.open_run : Read a run file back as an ``xarray.DataTree``.
+    lyapkit.run_config : The configuration of a run read back.
+
+    Examples
+    --------
+    >>> import lyapkit as lk
+    >>> store = lk.RunStore.create("run.nc", config={"lr": 0.01}, seed=0)
+    >>> store.append("metrics", 0, {"loss": 1.0})
+    >>> store.append("metrics", 10, {"loss": 0.5})
+    >>> store.groups, store.last_step("metrics")
+    (('metrics',), 10)
+    >>> store.flush()
+    >>> run = lk.open_run("run.nc")
+    >>> run["metrics"]["loss"].values, run["metrics"]["step"].values
+    (array([1. , 0.5]), array([ 0, 10]))
+    >>> with lk.RunStore.open("run.nc") as resumed:  # flushed on leaving the block
+    ...     resumed.append("metrics", 20, {"loss": 0.25})
+    >>> resumed
+    RunStore('run.nc', groups={'metrics': 3 steps})
     """
 
     def __init__(self, path: Path, root_attrs: dict[str, Any], groups: dict[str, _Group]):
@@ -572,38 +608,50 @@ class RunStore:
             The full configuration of the run; stored as a JSON string (strict JSON).
         seed : int
             The run's seed (any size; stored as a decimal string).
-        overwrite : bool
+        overwrite : bool, default False
             Replace an existing file at ``path``; otherwise an existing file is an error.
         run_id : str, optional
             The run's identity (root attribute ``run_id``), which its checkpoints carry too;
             default: a new ``uuid4().hex``.
 
+        Returns
+        -------
+        RunStore
+            The new store, already flushed to ``path``.
+
         Raises
         ------
         FileExistsError
-            ``path`` exists and ``overwrite`` is false.
+            ``path`` is an existing file and ``overwrite`` is false.
+        IsADirectoryError
+            ``path`` exists and is not a file (a directory, say).
         TypeError, ValueError
-            ``config`` is not a JSON-serialisable mapping, or ``seed`` not an integer.
+            ``config`` is not a JSON-serialisable mapping, ``seed`` not an integer, or
+            ``run_id`` not a non-empty string (TypeError).
+        ImportError
+            h5netcdf is not installed.
+        OSError
+            The file cannot be written.
         """
         from lyapkit import __version__
 
         _require_h5netcdf()
         config_json = _config_json(config)
         seed = _check_seed(seed)
+        if run_id is None:
+            run_id = uuid.uuid4().hex
+        if not isinstance(run_id, str) or not run_id:
+            raise TypeError(f"run_id must be a non-empty string, got {run_id!r}")
         path = Path(path)
+        if path.exists() and not path.is_file():
+            raise IsADirectoryError(f"{path} exists and is not a file")
         if path.exists() and not overwrite:
             raise FileExistsError(
                 f"{path} exists; pass overwrite=True to replace it, or use "
                 f"RunStore.open({str(path)!r}) to resume that run"
             )
-        if path.exists() and not path.is_file():
-            raise IsADirectoryError(f"{path} exists and is not a file")
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(path)
-        if run_id is None:
-            run_id = uuid.uuid4().hex
-        if not isinstance(run_id, str) or not run_id:
-            raise TypeError(f"run_id must be a non-empty string, got {run_id!r}")
         root_attrs = {
             "config": config_json,
             "seed": str(seed),
@@ -623,12 +671,24 @@ class RunStore:
         All groups are loaded into memory. Temporary files left by a killed writer are removed.
         To resume from a checkpoint at step ``s``, call ``truncate(s)`` before appending.
 
+        Parameters
+        ----------
+        path : str or path-like
+            The run file, written by :meth:`lyapkit.RunStore.create`.
+
+        Returns
+        -------
+        RunStore
+            The store, with every group recorded so far.
+
         Raises
         ------
         FileNotFoundError
             No file at ``path``.
         ValueError
             The file is not a lyapkit run store, or was written by a newer lyapkit.
+        ImportError
+            h5netcdf is not installed.
         """
         path = Path(path)
         tree = _read_tree(path)
@@ -659,13 +719,29 @@ class RunStore:
 
     @property
     def config_changes(self) -> list[dict[str, Any]]:
-        """The notes of :meth:`update_config`, oldest first."""
+        """The notes of :meth:`lyapkit.RunStore.update_config`, oldest first."""
         return json.loads(self._root_attrs.get("config_changes", "[]"))
 
     def update_config(self, config: Mapping[str, Any], note: Mapping[str, Any]) -> None:
-        """Replace the stored configuration and append ``note`` (e.g. the step and the changed
-        keys) to the root attribute ``config_changes``, a JSON list. For changes of keys that do
-        not change the result, made when a run is resumed. Persisted by the next flush."""
+        """Replace the stored configuration and note the change.
+
+        ``note`` (e.g. the step and the changed keys) is appended to the root attribute
+        ``config_changes``, a JSON list (see :attr:`lyapkit.RunStore.config_changes`). For
+        changes of keys that do not change the result, made when a run is resumed. Persisted by
+        the next flush.
+
+        Parameters
+        ----------
+        config : mapping
+            The new full configuration (strict JSON).
+        note : mapping
+            What changed, e.g. ``{"step": 100, "changed": ["log_every"]}`` (strict JSON).
+
+        Raises
+        ------
+        TypeError, ValueError
+            ``config`` or ``note`` is not a JSON-serialisable mapping.
+        """
         config_json = _config_json(config)
         notes = self.config_changes
         notes.append(json.loads(_config_json(note)))
@@ -680,6 +756,16 @@ class RunStore:
 
     def last_step(self, group: str | None = None) -> int | None:
         """Last recorded step of ``group`` (of any group when None); None when there is none.
+
+        Parameters
+        ----------
+        group : str, optional
+            The diagnostic; default: the latest step over all groups.
+
+        Returns
+        -------
+        int or None
+            The last recorded step, or None when nothing is recorded.
 
         Raises
         ------
@@ -704,7 +790,9 @@ class RunStore:
         *,
         attrs: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
-        """Record one diagnostic at one training step (in memory; :meth:`flush` persists it).
+        """Record one diagnostic at one training step, in memory.
+
+        :meth:`lyapkit.RunStore.flush` persists it.
 
         Parameters
         ----------
@@ -757,7 +845,19 @@ class RunStore:
     def truncate(self, step: int) -> None:
         """Drop every record after ``step`` in every group (resume from a checkpoint at ``step``).
 
-        The next :meth:`flush` persists the truncation.
+        The next :meth:`lyapkit.RunStore.flush` persists the truncation.
+
+        Parameters
+        ----------
+        step : int
+            The last step to keep (records at ``step`` itself are kept).
+
+        Raises
+        ------
+        TypeError
+            ``step`` is not an integer (or an integral float).
+        ValueError
+            ``step`` is not finite, not a whole number, or does not fit in int64.
         """
         step = _check_step(step)
         dropped = sum(group.truncate(step) for group in self._groups.values())
@@ -772,7 +872,13 @@ class RunStore:
         return xr.DataTree.from_dict(nodes)
 
     def to_datatree(self) -> xr.DataTree:
-        """Everything recorded so far (flushed or not) as an in-memory ``xarray.DataTree``."""
+        """Everything recorded so far (flushed or not) as an in-memory ``xarray.DataTree``.
+
+        Returns
+        -------
+        xarray.DataTree
+            A deep copy, laid out like the run file (see :func:`lyapkit.open_run`).
+        """
         return self._tree().copy(deep=True)
 
     def flush(self) -> None:
@@ -780,8 +886,12 @@ class RunStore:
 
         Does nothing when nothing changed since the last flush. If writing fails, the previous
         file is left untouched, the temporary file is removed and an ``OSError`` of one line
-        names the run file (:func:`lyapkit._files.atomic_write`); the records stay in memory,
-        so a later flush can succeed.
+        names the run file; the records stay in memory, so a later flush can succeed.
+
+        Raises
+        ------
+        OSError
+            The file cannot be written.
         """
         if not self._dirty:
             return
@@ -809,10 +919,20 @@ class RunStore:
 def open_run(path: str | os.PathLike) -> xr.DataTree:
     """Read a run file into memory as an ``xarray.DataTree`` (the file is not kept open).
 
-    The root holds the attributes ``config`` (a JSON string; :func:`run_config` parses it),
+    The root holds the attributes ``config`` (a JSON string; :func:`lyapkit.run_config` parses it),
     ``seed`` (a decimal string), ``run_id``, ``lyapkit_version``, ``created`` and
     ``format_version`` (and ``config_changes`` after a resume that changed a free key); each
     child is one diagnostic with its own ``step`` coordinate.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The run file, written by :class:`lyapkit.RunStore`.
+
+    Returns
+    -------
+    xarray.DataTree
+        The whole run, loaded into memory.
 
     Raises
     ------
@@ -820,6 +940,25 @@ def open_run(path: str | os.PathLike) -> xr.DataTree:
         No file at ``path``.
     ValueError
         The file is not a lyapkit run store, or was written by a newer lyapkit.
+    ImportError
+        h5netcdf is not installed.
+
+    See Also
+    --------
+    lyapkit.RunStore : Writes run files.
+    lyapkit.run_config : The configuration of the run.
+
+    Examples
+    --------
+    >>> import lyapkit as lk
+    >>> store = lk.RunStore.create("read_back.nc", config={"lr": 0.01}, seed=3)
+    >>> store.append("metrics", 0, {"loss": 0.5, "accuracy": 0.75})
+    >>> store.flush()
+    >>> run = lk.open_run("read_back.nc")
+    >>> sorted(run["metrics"].data_vars), run.attrs["seed"]
+    (['accuracy', 'loss'], '3')
+    >>> float(run["metrics"]["accuracy"].sel(step=0))
+    0.75
     """
     return _read_tree(path)
 
@@ -830,7 +969,30 @@ def run_config(run: xr.DataTree | xr.Dataset) -> dict[str, Any]:
     Parameters
     ----------
     run : xarray.DataTree or xarray.Dataset
-        The tree of :func:`open_run`, or the root group opened with ``xarray.open_dataset``.
+        The tree of :func:`lyapkit.open_run`, or the root group opened with
+        ``xarray.open_dataset``.
+
+    Returns
+    -------
+    dict
+        The configuration, a fresh dict parsed from the stored JSON.
+
+    Raises
+    ------
+    ValueError
+        ``run`` has no ``config`` attribute (it is not the root of a lyapkit run store).
+
+    See Also
+    --------
+    lyapkit.open_run : Read a run file.
+    lyapkit.RunStore.config : The same, from an open store.
+
+    Examples
+    --------
+    >>> import lyapkit as lk
+    >>> store = lk.RunStore.create("configured.nc", config={"lr": 0.01, "steps": 100}, seed=0)
+    >>> lk.run_config(lk.open_run("configured.nc"))
+    {'lr': 0.01, 'steps': 100}
     """
     if "config" not in getattr(run, "attrs", {}):
         raise ValueError("run has no 'config' attribute: pass the root of a lyapkit run store")

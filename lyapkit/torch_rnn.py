@@ -101,7 +101,7 @@ class AdaptedRNN(nn.Module):
         nn.LSTM:         x = (h¹, …, hᴸ, c¹, …, cᴸ)        state_size = L · (P + H)
 
     (``P = proj_size`` or ``H``); one step runs every layer, layer ``l`` reading the new ``h`` of
-    layer ``l − 1`` (the equations are in :mod:`lyapkit.maps.rnn`). The readout sees the top
+    layer ``l − 1`` (the equations are in the module ``lyapkit.maps.rnn``). The readout sees the top
     layer's hidden state ``hᴸ``::
 
         y = head(hᴸ_T)              readout="last"       (batch, k)
@@ -126,8 +126,17 @@ class AdaptedRNN(nn.Module):
         The readout: a path inside ``module`` or a module. Default: the only child of ``module``
         that has parameters and does not hold the recurrent module; none found, the output is
         ``hᴸ`` itself.
-    readout : {"last", "sequence"}
+    readout : {"last", "sequence"}, default "last"
         Read out the last step or every step.
+
+    Attributes
+    ----------
+    rnn : torch.nn.Module
+        The recurrent module (the user's, not a copy).
+    head : torch.nn.Module or None
+        The readout module, or None (the output is ``hᴸ``).
+    input_size, state_size, feature_size : int
+        Sizes of ``u``, of the full state ``x`` and of the top layer's ``hᴸ``.
 
     Raises
     ------
@@ -168,9 +177,14 @@ class AdaptedRNN(nn.Module):
     # --- the protocol -------------------------------------------------------------------------
 
     def layer_parameters(self) -> list[dict[str, torch.Tensor]]:
-        """Each layer's parameters by role (``W_ih``, ``W_hh``, ``b_ih``, ``b_hh``, ``W_hr``): the
-        module's tensors themselves, read at every call (``torch.func.functional_call`` swaps
-        them)."""
+        """Each layer's parameters by role (``W_ih``, ``W_hh``, ``b_ih``, ``b_hh``, ``W_hr``).
+
+        Returns
+        -------
+        list of dict
+            ``{role: tensor}`` per layer: the module's tensors themselves, read at every call
+            (``torch.func.functional_call`` swaps them).
+        """
         return [
             {
                 role: getattr(self.rnn, attr)
@@ -180,19 +194,68 @@ class AdaptedRNN(nn.Module):
         ]
 
     def initial_state(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The zero state ``(batch, state_size)`` in the dtype and device of ``inputs``."""
+        """The zero state ``(batch, state_size)`` in the dtype and device of ``inputs``.
+
+        Parameters
+        ----------
+        inputs : torch.Tensor
+            The input sequences, ``(batch, T, input_size)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Zeros, ``(batch, state_size)``.
+        """
         return inputs.new_zeros(inputs.shape[0], self.state_size)
 
     def step(self, state: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """One step of every layer, ``x_t = f(x_{t−1}, u_t)``, on any leading batch dims."""
+        """One step of every layer, ``x_t = f(x_{t−1}, u_t)``, on any leading batch dims.
+
+        Parameters
+        ----------
+        state : torch.Tensor
+            The states ``x_{t−1}``, ``(..., state_size)``.
+        u : torch.Tensor
+            The inputs ``u_t``, ``(..., input_size)``.
+
+        Returns
+        -------
+        torch.Tensor
+            The next states ``x_t``, ``(..., state_size)``.
+        """
         return rnn_stack_step(torch, self.stack, self.layer_parameters(), state, u)[0]
 
     def features(self, states: torch.Tensor) -> torch.Tensor:
-        """The top layer's hidden state ``hᴸ`` of states ``(..., state_size)``."""
+        """The top layer's hidden state ``hᴸ`` of states ``(..., state_size)``.
+
+        Parameters
+        ----------
+        states : torch.Tensor
+            Full states, ``(..., state_size)``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``hᴸ``, ``(..., feature_size)``.
+        """
         return states[..., self.stack.h_slice(self.stack.num_layers - 1)]
 
     def output(self, states: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        """The readout of states ``(batch, T, state_size)`` under the ``readout`` mode."""
+        """The readout of states ``(batch, T, state_size)`` under the ``readout`` mode.
+
+        Parameters
+        ----------
+        states : torch.Tensor
+            The states ``x_1 … x_T``, ``(batch, T, state_size)``.
+        inputs : torch.Tensor
+            The input sequences (unused: the readout sees the states only).
+
+        Returns
+        -------
+        torch.Tensor
+            ``head(hᴸ_T)`` ``(batch, k)`` for ``readout="last"``, ``head(hᴸ_t)`` ``(batch, T, k)``
+            for ``readout="sequence"``.
+        """
         if self.readout == "last":
             states = states[:, -1]
         features = self.features(states)
@@ -201,7 +264,13 @@ class AdaptedRNN(nn.Module):
     @contextlib.contextmanager
     def reference_path(self) -> Iterator[AdaptedRNN]:
         """Within this context ``forward`` loops over :meth:`step` (twice differentiable, forward
-        mode AD) and every submodule is in eval mode; both are restored on exit."""
+        mode AD) and every submodule is in eval mode; both are restored on exit.
+
+        Yields
+        ------
+        AdaptedRNN
+            The adapter itself.
+        """
         modes = [(m, m.training) for m in self.modules()]
         previous, self._reference = self._reference, True
         self.eval()
@@ -213,8 +282,14 @@ class AdaptedRNN(nn.Module):
                 m.training = training
 
     def as_map(self) -> StackedRNNMap:
-        """The cell as a lyapkit map of the full state, with analytic Jacobians (numpy and torch
-        backends); it reads the module's current weights at the start of every computation."""
+        """The cell as a lyapkit map of the full state, with analytic Jacobians.
+
+        Returns
+        -------
+        lyapkit.StackedRNNMap
+            The map (numpy, torch and numba backends); it reads the module's current weights at
+            the start of every computation.
+        """
         return StackedRNNMap(self.rnn)
 
     # --- sequences ------------------------------------------------------------------------------
@@ -238,7 +313,25 @@ class AdaptedRNN(nn.Module):
         return state
 
     def states(self, inputs: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
-        """All states ``x_1 … x_T`` ``(batch, T, state_size)`` by the loop over :meth:`step`."""
+        """All states ``x_1 … x_T`` ``(batch, T, state_size)`` by the loop over :meth:`step`.
+
+        Parameters
+        ----------
+        inputs : torch.Tensor
+            The input sequences, ``(batch, T, input_size)``, batch first.
+        state : torch.Tensor, optional
+            The initial state ``(batch, state_size)`` (default: zero).
+
+        Returns
+        -------
+        torch.Tensor
+            The states, ``(batch, T, state_size)``.
+
+        Raises
+        ------
+        ValueError
+            If ``inputs`` or ``state`` has the wrong shape.
+        """
         x, out = self._check_inputs(inputs, state), []
         for t in range(inputs.shape[1]):
             x = self.step(x, inputs[:, t])
@@ -247,7 +340,25 @@ class AdaptedRNN(nn.Module):
 
     def forward(self, inputs: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
         """The readout of the network driven by ``inputs`` ``(batch, T, input_size)`` from
-        ``state`` (default 0): the fused kernel, or the loop inside :meth:`reference_path`."""
+        ``state`` (default 0): the fused kernel, or the loop inside :meth:`reference_path`.
+
+        Parameters
+        ----------
+        inputs : torch.Tensor
+            The input sequences, ``(batch, T, input_size)``, batch first.
+        state : torch.Tensor, optional
+            The initial state ``(batch, state_size)`` (default: zero).
+
+        Returns
+        -------
+        torch.Tensor
+            The outputs, as :meth:`output` reads them.
+
+        Raises
+        ------
+        ValueError
+            If ``inputs`` or ``state`` has the wrong shape.
+        """
         x = self._check_inputs(inputs, state)
         if self._reference or not self._fused:
             if self.readout == "sequence":
@@ -264,8 +375,23 @@ class AdaptedRNN(nn.Module):
     # --- PyTorch's state layout ---------------------------------------------------------------
 
     def pack(self, hx: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """The state ``(batch, state_size)`` of PyTorch's ``h`` (``(L, batch, P)``; a cell:
-        ``(batch, H)``) or ``(h, c)`` (LSTM)."""
+        """The state ``(batch, state_size)`` of PyTorch's ``h`` or ``(h, c)`` (LSTM).
+
+        Parameters
+        ----------
+        hx : torch.Tensor or tuple of torch.Tensor
+            ``h`` of shape ``(L, batch, P)`` (a cell: ``(batch, H)``), or ``(h, c)`` for an LSTM.
+
+        Returns
+        -------
+        torch.Tensor
+            The flat state, ``(batch, state_size)``.
+
+        Raises
+        ------
+        ValueError
+            If ``hx`` holds the wrong number of tensors for the cell type.
+        """
         parts = hx if isinstance(hx, tuple) else (hx,)
         if len(parts) != (2 if self.stack.kind == "lstm" else 1):
             raise ValueError(
@@ -278,7 +404,18 @@ class AdaptedRNN(nn.Module):
 
     def unpack(self, state: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """PyTorch's ``h`` (or ``(h, c)``) of a state ``(batch, state_size)``; inverse of
-        :meth:`pack`."""
+        :meth:`pack`.
+
+        Parameters
+        ----------
+        state : torch.Tensor
+            The flat state, ``(batch, state_size)``.
+
+        Returns
+        -------
+        torch.Tensor or tuple of torch.Tensor
+            ``h`` ``(L, batch, P)`` (a cell: ``(batch, H)``), or ``(h, c)`` for an LSTM.
+        """
         L, B = self.stack.num_layers, state.shape[0]
         h = state[:, : L * self.stack.output_size].reshape(B, L, -1).transpose(0, 1)
         parts = [h]
@@ -288,4 +425,11 @@ class AdaptedRNN(nn.Module):
         return tuple(parts) if len(parts) == 2 else parts[0]
 
     def extra_repr(self) -> str:
+        """The sizes and readout mode shown in the module's repr.
+
+        Returns
+        -------
+        str
+            ``"state_size=…, readout=…"``.
+        """
         return f"state_size={self.state_size}, readout={self.readout!r}"

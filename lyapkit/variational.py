@@ -5,11 +5,12 @@ The variational term from step ``s`` to step ``r`` of a trajectory ``x_{t+1} = f
     V_{r:s} = J_{r−1} J_{r−2} ⋯ J_s = ∂x_r / ∂x_s,        J_t = ∂f/∂x (x_t, u_t).
 
 Over long spans its entries over- or underflow and a plain SVD of the explicit product loses every
-singular value below ``ε σ_1``. :func:`variational_term` therefore never forms the product: it
-carries a graded QR factorisation with the row scales in logarithms and finishes with a one-sided
-Jacobi SVD on the graded rows, which keeps every singular value to high relative accuracy however
-far apart they are (see ``docs/theory/variational.md``). :func:`variational_profile` gives
-``log ‖V_{r:r−ℓ}‖₂`` for every lag ``ℓ`` in one backward sweep.
+singular value below ``ε σ_1``. :func:`lyapkit.variational_term` therefore never forms the
+product: it carries a graded QR factorisation with the row scales in logarithms and finishes with
+a one-sided Jacobi SVD on the graded rows, which keeps every singular value to high relative
+accuracy however far apart they are (see ``docs/theory/variational.md``).
+:func:`lyapkit.variational_profile` gives ``log ‖V_{r:r−ℓ}‖₂`` for every lag ``ℓ`` in one
+backward sweep.
 
 The backend records the trajectory and its Jacobians (``Backend.trajectory``); the graded QR
 accumulation and the backward sweep are Python loops over time in numpy, batched over the ensemble
@@ -45,7 +46,7 @@ MAX_MEMORY = 2**31
 JACOBI_TOL_FACTOR = 4.0
 #: Sweeps after which one-sided Jacobi gives up (it converges quadratically, in a few sweeps).
 JACOBI_MAX_SWEEPS = 60
-#: Seed of the fixed random orthogonal start basis ``Q₀`` (see :func:`variational_term`).
+#: Seed of the fixed random orthogonal start basis ``Q₀`` (see :func:`lyapkit.variational_term`).
 BASIS_SEED = 0
 
 _EPS = float(np.finfo(np.float64).eps)
@@ -60,9 +61,12 @@ _LOG_MIN = math.log(float(np.finfo(np.float64).tiny) / _EPS)
 class VariationalTerm:
     """The singular value decomposition ``V = U diag(σ) Wᵀ`` of ``V = J_{stop−1} ⋯ J_start``.
 
+    What :func:`lyapkit.variational_term` returns: the variational term
+    ``V = ∂x_stop/∂x_start`` of ``x_{t+1} = f(x_t, u_t)``, ``J_t = ∂f/∂x (x_t, u_t)``, so that
+    ``V w_i = σ_i u_i``, and the finite-time exponents ``log σ_i / (stop − start)``.
     Arrays have a leading ensemble axis when ``x0`` was ``(E, n)`` or ``inputs`` ``(E, T, m)``.
 
-    Attributes
+    Parameters
     ----------
     log_singular_values : (..., n) float64
         ``log σ_i``, descending (``−inf`` where ``V`` is exactly singular).
@@ -82,6 +86,27 @@ class VariationalTerm:
         State dimension ``n``.
     backend, system, jacobian_method : str
         Backend used, ``repr`` of the map and how its Jacobian was computed.
+
+    See Also
+    --------
+    lyapkit.variational_term : Computes it.
+    lyapkit.VariationalProfile : ``log ‖V‖₂`` over the lag.
+
+    Examples
+    --------
+    ``diag(½, 2)`` over 10 steps: ``σ = 2¹⁰, 2⁻¹⁰``, the expanding direction first:
+
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> system = lk.LinearMap(np.diag([0.5, 2.0]))
+    >>> term = lk.variational_term(system, np.zeros(2), stop=10, backend="numpy")
+    >>> np.round(term.log_singular_values / np.log(2), 6), np.round(term.finite_time_exponents, 3)
+    (array([ 10., -10.]), array([ 0.693, -0.693]))
+    >>> np.round(np.abs(term.right_singular_vectors), 6)  # column i is w_i
+    array([[0., 1.],
+           [1., 0.]])
+    >>> bool(np.allclose(term.matrix, np.diag([0.5**10, 2.0**10]))), term.ensemble
+    (True, None)
     """
 
     log_singular_values: np.ndarray
@@ -109,8 +134,16 @@ class VariationalTerm:
         )
 
     def to_xarray(self) -> Any:
-        """An ``xarray.Dataset`` with dims ``index`` (singular value), ``component``, ``row``,
-        ``column`` and, for an ensemble, ``member``."""
+        """The result as an ``xarray.Dataset`` (needs xarray).
+
+        Returns
+        -------
+        xarray.Dataset
+            Variables ``log_singular_value``, ``finite_time_exponent``,
+            ``right_singular_vector``, ``left_singular_vector`` (and ``matrix`` when it is not
+            None) over the dims ``index`` (singular value), ``component``, ``row``, ``column``
+            and, for an ensemble, ``member``; the span, map and backend as attributes.
+        """
         import xarray as xr
 
         from lyapkit import __version__
@@ -176,9 +209,13 @@ class VariationalTerm:
 class VariationalProfile:
     """``log ‖V_{stop:stop−ℓ}‖₂`` over the lag ``ℓ``, and its exponential rate.
 
+    What :func:`lyapkit.variational_profile` returns, with the least-squares line::
+
+        log ‖V_{stop:stop−ℓ}‖₂ ≈ intercept + rate · ℓ,    V_{stop:stop−ℓ} = J_{stop−1} ⋯ J_{stop−ℓ}.
+
     Arrays have a leading ensemble axis when ``x0`` was ``(E, n)`` or ``inputs`` ``(E, T, m)``.
 
-    Attributes
+    Parameters
     ----------
     lags : (L,) int64
         ``ℓ = 1, …, stop``.
@@ -192,6 +229,22 @@ class VariationalProfile:
         End of the span and state dimension.
     backend, system, jacobian_method : str
         Backend used, ``repr`` of the map and how its Jacobian was computed.
+
+    See Also
+    --------
+    lyapkit.variational_profile : Computes it.
+    lyapkit.VariationalTerm : The full singular value decomposition over one span.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> profile = lk.variational_profile(
+    ...     lk.LinearMap(np.diag([0.5, 2.0])), np.zeros(2), stop=5, backend="numpy")
+    >>> profile.lags, np.round(profile.log_norm / np.log(2), 6)  # ‖V‖₂ = 2^ℓ
+    (array([1, 2, 3, 4, 5]), array([1., 2., 3., 4., 5.]))
+    >>> round(profile.rate, 6), profile.ensemble  # log 2
+    (0.693147, None)
     """
 
     lags: np.ndarray
@@ -217,7 +270,14 @@ class VariationalProfile:
         )
 
     def to_xarray(self) -> Any:
-        """An ``xarray.Dataset`` with dim ``lag`` (and ``member`` for an ensemble)."""
+        """The result as an ``xarray.Dataset`` (needs xarray).
+
+        Returns
+        -------
+        xarray.Dataset
+            Variables ``log_norm`` over the dim ``lag`` (and ``member`` for an ensemble),
+            ``rate`` and ``intercept``; the span, map and backend as attributes.
+        """
         import xarray as xr
 
         from lyapkit import __version__
@@ -251,7 +311,20 @@ class VariationalProfile:
         return xr.Dataset(data, coords=coords, attrs=attrs)
 
     def plot(self, ax: Any = None, **kwargs: Any) -> Any:
-        """Plot ``log ‖V‖₂`` against the lag with the fitted line (dashed); returns the Axes."""
+        """Plot ``log ‖V‖₂`` against the lag with the fitted line (dashed), one curve per member.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw in (default the current axes).
+        **kwargs
+            Passed to ``ax.plot`` for the curves.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The axes drawn in.
+        """
         import matplotlib.pyplot as plt
 
         ax = plt.gca() if ax is None else ax
@@ -513,42 +586,45 @@ def variational_term(
 
     is carried step by step with the row scales ``c`` in logarithms: ``J_t Q = Q' R'``, then
     ``R' diag(e^c) X`` row by row with factors that never exceed 1 (the Benettin QR recursion of
-    Lyapunov exponents, keeping the whole triangular factor). One-sided Jacobi on the rows of
-    ``diag(e^c) X``, in the same log-scaled form, then gives ``V = U diag(σ) Wᵀ`` and ``log σ_i``
-    directly. Each ``σ_i`` is accurate to about ``ε κ(X)`` relative,
-    whatever ``σ_1/σ_n`` is (Demmel & Veselić 1992), and ``X`` is well conditioned when the
-    rows are graded in descending order, which a generic ``Q₀`` ensures (Stewart 1995 pivots
-    instead; Oliveira & Stewart 2000). With ``Q₀ = I`` a map with an invariant contracting
+    Lyapunov exponents [1]_, keeping the whole triangular factor). One-sided Jacobi on the rows
+    of ``diag(e^c) X``, in the same log-scaled form, then gives ``V = U diag(σ) Wᵀ`` and
+    ``log σ_i`` directly. Each ``σ_i`` is accurate to about ``ε κ(X)`` relative,
+    whatever ``σ_1/σ_n`` is (Demmel & Veselić 1992 [2]_), and ``X`` is well conditioned when the
+    rows are graded in descending order, which a generic ``Q₀`` ensures (Stewart 1995 [3]_ pivots
+    instead; Oliveira & Stewart 2000 [4]_). With ``Q₀ = I`` a map with an invariant contracting
     coordinate, e.g. ``diag(½, 2)``, would keep the rows in ascending order and lose the small
     singular value. Over thousands of steps, with singular values far outside the float64
     range, ``log σ_i`` comes out with a relative error of about ``1e-13``.
 
     Parameters
     ----------
-    system : Map or RecurrentNetwork
+    system : lyapkit.Map or lyapkit.RecurrentNetwork
         A built-in map, a wrapped user map, or a recurrent network with ``as_map()`` (lyapkit's
         models, a PyTorch RNN wrapped by :func:`lyapkit.adapt`), whose map is used.
     x0 : array (n,) or (ensemble, n)
         Initial state ``x_0`` (per member for an ensemble).
     inputs : array (T, m) or (ensemble, T, m), optional
         Inputs ``u_t`` of a driven map (zero when omitted); autonomous maps take none.
-    start, stop : int
-        The span ``start ≤ t < stop`` (``0 ≤ start < stop``); ``stop`` defaults to ``T`` and is
-        required without inputs.
-    backend : str or Backend
+    start : int, default 0
+        First step of the span ``start ≤ t < stop`` (``0 ≤ start < stop``).
+    stop : int, optional
+        End of the span; defaults to ``T`` and is required without inputs.
+    backend : str or lyapkit.Backend, default "auto"
         ``"auto"`` or a backend implementing ``trajectory`` (numpy, numba, torch).
-    dtype, device : str, optional
-        Dtype and device of the trajectory (as in :func:`lyapkit.lyapunov_spectrum`); the
-        factorisation always runs in float64 numpy.
-    max_memory : int
+    dtype : str, optional
+        Dtype of the trajectory (as in :func:`lyapkit.lyapunov_spectrum`); the factorisation
+        always runs in float64 numpy.
+    device : str, optional
+        Device of the trajectory (as in :func:`lyapkit.lyapunov_spectrum`).
+    max_memory : int, default 2**31
         Bound in bytes on the stored trajectory and Jacobians,
-        ``8 E ((stop − start) n² + (stop + 1) n)`` for ``E`` members.
-    progress : bool or Progress, optional
+        ``8 E ((stop − start) n² + (stop + 1) n)`` for ``E`` members (default 2 GiB).
+    progress : bool or lyapkit.Progress, optional
         Progress bar over the trajectory.
 
     Returns
     -------
-    VariationalTerm
+    lyapkit.VariationalTerm
         With a leading ensemble axis when ``x0`` is ``(E, n)`` or ``inputs`` is ``(E, T, m)``.
         The graded recursion is a Python loop over the span, batched over members (one LAPACK QR
         of all members per step).
@@ -563,8 +639,40 @@ def variational_term(
 
     Warns
     -----
-    NonFiniteTrajectoryWarning
+    lyapkit.NonFiniteTrajectoryWarning
         When a member's trajectory or Jacobian becomes non-finite (its results are NaN).
+
+    See Also
+    --------
+    lyapkit.variational_profile : ``log ‖V‖₂`` for every lag in one sweep.
+    lyapkit.lyapunov_spectrum : The long-span limit ``log σ_i / (stop − start) → λ_i``.
+
+    References
+    ----------
+    .. [1] G. Benettin, L. Galgani, A. Giorgilli, J.-M. Strelcyn, "Lyapunov characteristic
+       exponents for smooth dynamical systems and for Hamiltonian systems; a method for
+       computing all of them", Meccanica 15, 9–30, 1980.
+    .. [2] J. Demmel, K. Veselić, "Jacobi's method is more accurate than QR", SIAM Journal on
+       Matrix Analysis and Applications 13, 1204–1245, 1992.
+    .. [3] G. W. Stewart, "On graded QR decompositions of products of matrices", Electronic
+       Transactions on Numerical Analysis 3, 39–49, 1995.
+    .. [4] S. Oliveira, D. E. Stewart, "Exponential splittings of products of matrices and
+       accurately computing singular values of long products", Linear Algebra and its
+       Applications 309, 175–190, 2000.
+
+    Examples
+    --------
+    Over 2000 steps of the Hénon map the singular values leave the float64 range (so
+    ``matrix`` is None) and the finite-time exponents approach ``λ = 0.419, −1.623``:
+
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> term = lk.variational_term(
+    ...     lk.Henon(), np.array([0.1, 0.1]), start=100, stop=2100, backend="numpy")
+    >>> term.matrix is None, bool(term.log_singular_values[0] > 709)
+    (True, True)
+    >>> bool(np.allclose(term.finite_time_exponents, [0.419, -1.623], atol=0.03))
+    True
     """
     system = as_system(system)
     chosen, jacobians, blown, batched, stop = _record(
@@ -655,24 +763,68 @@ def variational_profile(
         rate = Σ_ℓ (ℓ − ℓ̄)(y_ℓ − ȳ) / Σ_ℓ (ℓ − ℓ̄)²,   y_ℓ = log ‖V_{stop:stop−ℓ}‖₂,
 
     in nats per step: ``≈ λ_1`` over long spans; ``≈ log r`` for a weakly coupled residual RNN
-    with ``R = r·I`` and small ``γ``.
+    with ``R = r·I`` and small ``γ`` [1]_.
 
     Parameters
     ----------
-    system, x0, inputs, backend, dtype, device, max_memory, progress
-        As in :func:`variational_term`.
+    system : lyapkit.Map or lyapkit.RecurrentNetwork
+        As in :func:`lyapkit.variational_term`.
+    x0 : array (n,) or (ensemble, n)
+        Initial state ``x_0`` (per member for an ensemble).
+    inputs : array (T, m) or (ensemble, T, m), optional
+        Inputs ``u_t`` of a driven map (zero when omitted).
     stop : int, optional
         End of the trajectory (at least 2); defaults to the number of input steps.
+    backend : str or lyapkit.Backend, default "auto"
+        ``"auto"`` or a backend implementing ``trajectory``.
+    dtype : str, optional
+        Dtype of the trajectory; the sweep runs in float64 numpy.
+    device : str, optional
+        Device of the trajectory.
+    max_memory : int, default 2**31
+        Bound in bytes on the stored trajectory and Jacobians, as in
+        :func:`lyapkit.variational_term` with ``start = 0``.
+    progress : bool or lyapkit.Progress, optional
+        Progress bar over the trajectory.
 
     Returns
     -------
-    VariationalProfile
+    lyapkit.VariationalProfile
         With a leading ensemble axis when ``x0`` is ``(E, n)`` or ``inputs`` is ``(E, T, m)``.
 
     Raises
     ------
     TypeError, ValueError, lyapkit.BackendError
-        As in :func:`variational_term`.
+        As in :func:`lyapkit.variational_term`.
+
+    Warns
+    -----
+    lyapkit.NonFiniteTrajectoryWarning
+        When a member's trajectory or Jacobian becomes non-finite (its results are NaN).
+
+    See Also
+    --------
+    lyapkit.variational_term : Every singular value over one span.
+    lyapkit.gradient_propagation : The gradient norms of a network, by autodiff.
+    lyapkit.theory.gradient_norm_rate : The predicted rate ``log ρ(R)`` of a WCRNN.
+
+    References
+    ----------
+    .. [1] I. Dubinin, F. Effenberger, "Fading memory as inductive bias in residual recurrent
+       networks", arXiv:2307.14823, 2023.
+
+    Examples
+    --------
+    A weakly coupled residual map with ``R = 0.9 I``: the norm decays at ``log 0.9 = −0.105``
+    per step of lag:
+
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> rng = np.random.default_rng(0)
+    >>> system = lk.WCRNNMap(R=0.9 * np.eye(4), W=rng.standard_normal((4, 4)), gamma=1e-3)
+    >>> profile = lk.variational_profile(system, np.zeros(4), stop=200, backend="numpy")
+    >>> profile.log_norm.shape, bool(abs(profile.rate - np.log(0.9)) < 0.01)
+    ((200,), True)
     """
     system = as_system(system)
     chosen, jacobians, blown, batched, stop = _record(

@@ -262,16 +262,18 @@ def test_float32_accumulation_is_accurate():
     assert res.exponents[0] == pytest.approx(math.log(1.5), rel=1e-5)
 
 
-def test_twin_float32_default_separation():
-    """The default separation is √ε of the dtype, resolvable in float32; one below 100 ε is refused."""
+@pytest.mark.parametrize("dtype", ["float32", np.float32, np.dtype("float32")], ids=repr)
+def test_twin_float32_default_separation(dtype):
+    """The default separation is √ε of the dtype, resolvable in float32, however the dtype is
+    named; one below 100 ε is refused."""
     kw = dict(steps=2000, transient=100, x0=[0.1, 0.1], seed=0, backend="numpy")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no overflow or NaN warnings either
-        res = lk.max_lyapunov_twin(lk.Henon(), dtype="float32", **kw)
+        res = lk.max_lyapunov_twin(lk.Henon(), dtype=dtype, **kw)
     ref = lk.max_lyapunov_twin(lk.Henon(), steps=200_000, x0=[0.1, 0.1], seed=0, backend="numba")
     assert abs(res.exponents[0] - ref.exponents[0]) < 0.05  # 2000 chaotic steps in float32
     with pytest.raises(ValueError, match="separation"):
-        lk.max_lyapunov_twin(lk.Henon(), dtype="float32", separation=1e-8, **kw)
+        lk.max_lyapunov_twin(lk.Henon(), dtype=dtype, separation=1e-8, **kw)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "longdouble"])

@@ -11,6 +11,7 @@ from torch.func import grad, hessian, jvp
 from lyapkit.effective import (
     adam_effective_rates,
     adam_preconditioner,
+    edge_of_stability,
     preconditioned_sharpness,
     sgd_effective_rates,
     temporal_effective_rates,
@@ -306,6 +307,8 @@ def test_temporal_rate_of_untied_wcrnn_contributions(r, bias, batch, exponent):
         (lambda: sgd_effective_rates([1.0], lr="fast"), ValueError, "lr"),
         (lambda: sgd_effective_rates([1.0], lr=0.1, momentum=1.0), ValueError, "momentum"),
         (lambda: sgd_effective_rates([1.0], lr=0.1, momentum=-0.1), ValueError, "momentum"),
+        (lambda: edge_of_stability(0.0), ValueError, "lr"),
+        (lambda: edge_of_stability(0.1, momentum=1.0), ValueError, "momentum"),
         (lambda: sgd_effective_rates([1j], lr=0.1), ValueError, "eigenvalues"),
         (lambda: sgd_effective_rates([np.nan], lr=0.1), ValueError, "eigenvalues"),
         (lambda: temporal_effective_rates(np.ones(5), 0.1), ValueError, "contributions"),

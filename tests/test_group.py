@@ -211,6 +211,17 @@ def test_a_diverging_member_fails_alone(tmp_path):
         assert_same_run(results[i].path, reference.path, 1e-5)
 
 
+def test_members_diverging_at_the_same_step_all_fail(tmp_path):
+    """Every member lost at once: each is recorded as failed with its FloatingPointError."""
+    configs = group_configs(tmp_path / "group", dtype="float32")[:2]
+    for config in configs:
+        config["optimizer"].update(lr=1e30, clip_grad_norm=0.0)
+        config["diagnostics"] = {}
+    results = train_group(configs)
+    assert all(isinstance(result, FloatingPointError) for result in results), results
+    assert not list((tmp_path / "group").glob("*.lock"))
+
+
 class Interrupt(Progress):
     """A progress meter that interrupts training after ``after`` steps."""
 

@@ -265,6 +265,10 @@ def test_writer_killed_at_random_moments_never_leaves_a_corrupt_file(tmp_path):
         )
         ready = proc.stdout.readline()
         assert ready.strip() == "ready", proc.communicate()[1]
+        written = path.stat().st_mtime_ns
+        deadline = time.monotonic() + 10  # on a loaded machine a flush may take a while
+        while path.stat().st_mtime_ns == written and time.monotonic() < deadline:
+            time.sleep(0.001)  # until the writer has replaced the file once
         time.sleep(rng.uniform(0.05, 0.4))
         if attempt % 2:  # wait for a temporary file, then kill mid-write
             deadline = time.monotonic() + 5

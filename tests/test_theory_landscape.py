@@ -101,6 +101,14 @@ def test_optimal_parameter_is_the_integral_of_its_ode():
         assert optimal_parameter(lam) == pytest.approx(quad, rel=1e-10, abs=1e-13)
 
 
+def test_optimal_parameter_keeps_relative_precision_near_zero():
+    """ω(λ) = λ + λ³/2 + O(λ⁵) (the series of the integrand 1 + 3s²/2): relative precision down to
+    the smallest |λ|, with the sign, and so does the inverse."""
+    lam = np.array([1e-300, 1e-17, -1e-12, 1e-8, -1e-4])
+    np.testing.assert_allclose(optimal_parameter(lam), lam + lam**3 / 2, rtol=4e-16, atol=0)
+    np.testing.assert_allclose(optimal_parametrization(lam).lam, lam - lam**3 / 2, rtol=1e-12)
+
+
 def test_optimal_parametrization_has_unit_normalised_sensitivity():
     """The defining property γ(λ)² λ'(ω)² E[(∂_λ h)²] = 1, with λ'(ω) by finite differences of the
     numerical inverse (independent of the ODE used to derive it)."""

@@ -83,11 +83,71 @@ RESIDUALS = ("homogeneous", "rotational", "heterogeneous", "random_orthogonal")
 
 
 class ConfigError(ValueError):
-    """A configuration key is missing, unknown or has a bad value."""
+    """A configuration key is missing, unknown or has a bad value.
+
+    A ``ValueError`` whose message names the key (dotted, ``table.key``) and the value it got, so
+    that the command line can report it (exit code 2) before anything is written.
+
+    See Also
+    --------
+    lyapkit.trainers.config.validate_config : Raises it for a bad configuration.
+    lyapkit.trainers.trainer.RunError : A valid run that cannot start or resume.
+
+    Examples
+    --------
+    >>> from lyapkit.trainers.config import ConfigError, validate_config
+    >>> issubclass(ConfigError, ValueError)
+    True
+    >>> validate_config({"optimizer": {"lr": -1}})
+    Traceback (most recent call last):
+    ...
+    lyapkit.trainers.config.ConfigError: optimizer.lr must be a positive number, got -1
+    """
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    """Read and validate a TOML configuration file."""
+    """Read and validate a TOML configuration file.
+
+    ``load_config(path) = validate_config(tomllib.load(path))``: the tables of the file merged
+    into the defaults ``DEFAULTS``, every key checked.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The TOML file.
+
+    Returns
+    -------
+    dict
+        The full configuration: every table of ``DEFAULTS``, with the file's values.
+
+    Raises
+    ------
+    lyapkit.trainers.config.ConfigError
+        The file does not exist, is not valid TOML, or holds an unknown key or a bad value.
+
+    See Also
+    --------
+    lyapkit.trainers.config.validate_config : The same for a dict.
+    lyapkit.trainers.trainer.Trainer : Trains the configured run.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from lyapkit.trainers.config import load_config
+    >>> _ = Path("tiny.toml").write_text('''
+    ... [task]
+    ... name = "adding"
+    ... T = 20
+    ...
+    ... [optimizer]
+    ... name = "adam"
+    ... lr = 1e-3
+    ... ''')
+    >>> config = load_config("tiny.toml")
+    >>> config["task"], config["optimizer"]["lr"], config["training"]["steps"]
+    ({'name': 'adding', 'T': 20}, 0.001, 1000)
+    """
     path = Path(path)
     try:
         with path.open("rb") as f:
@@ -100,7 +160,50 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
 
 def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``raw`` into the defaults and check every key; return the full configuration."""
+    """Merge ``raw`` into the defaults and check every key; return the full configuration.
+
+    ``config[table][key] = raw[table][key]`` where given, else ``DEFAULTS[table][key]``. The
+    tables ``task`` and ``model`` take any further keys (the options of the task factory and of
+    the model class, checked when they are built); each table of ``diagnostics`` must be one of
+    ``DIAGNOSTICS`` with exactly one schedule key (``every``, ``at`` or ``logspaced``), and is
+    completed with that diagnostic's defaults.
+
+    Parameters
+    ----------
+    raw : dict
+        A configuration as parsed from TOML: tables of keys; missing tables and keys take the
+        defaults.
+
+    Returns
+    -------
+    dict
+        The full configuration: new dicts of tables (``raw`` is not modified), whose values
+        are ``raw``'s own objects (a list or table given in ``raw`` is not copied).
+
+    Raises
+    ------
+    lyapkit.trainers.config.ConfigError
+        An unknown table or key, a table that is not a table, or a value of the wrong type or
+        out of range; the message names the key.
+
+    See Also
+    --------
+    lyapkit.trainers.config.load_config : Reads and validates a TOML file.
+    lyapkit.trainers.config.schedule_steps : The steps of a diagnostic's schedule.
+
+    Examples
+    --------
+    >>> from lyapkit.trainers.config import validate_config
+    >>> config = validate_config({"diagnostics": {"lyapunov": {"every": 100}}})
+    >>> list(config)
+    ['run', 'task', 'model', 'optimizer', 'schedule', 'training', 'diagnostics']
+    >>> config["diagnostics"]["lyapunov"]
+    {'steps': 500, 'transient': 100, 'k': 0, 'sequences': 4, 'backend': 'numpy', 'every': 100}
+    >>> validate_config({"optimiser": {}})
+    Traceback (most recent call last):
+    ...
+    lyapkit.trainers.config.ConfigError: unknown config table(s) ['optimiser']; tables are [...]
+    """
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:
         raise ConfigError(f"unknown config table(s) {unknown}; tables are {list(DEFAULTS)}")
@@ -225,8 +328,45 @@ def _check_flossing(options: dict[str, Any]) -> None:
 
 
 def schedule_steps(options: dict[str, Any], total: int) -> set[int]:
-    """The training steps (0 … total) at which a diagnostic runs: every N steps, at given steps, or
-    at ``logspaced`` log-spaced steps (always including step 0 and the last step)."""
+    """The training steps (0 … total) at which a diagnostic runs.
+
+    Every ``N`` steps, ``{0, N, 2N, …} ∪ {total}``; at given steps, ``{s ∈ at : s ≤ total}``;
+    or at ``n = logspaced`` log-spaced steps,
+    ``{round((total + 1)^{i/(n−1)}) − 1 : i = 0 … n−1} ∪ {0, total}`` (duplicates merged, so
+    there may be fewer than ``n``).
+
+    Parameters
+    ----------
+    options : dict
+        A diagnostic's options (validated) with one schedule key: ``"every"``, ``"at"`` or
+        ``"logspaced"``.
+    total : int
+        The number of training steps (``training.steps``).
+
+    Returns
+    -------
+    set of int
+        The steps, between 0 and ``total``.
+
+    Raises
+    ------
+    KeyError
+        ``options`` has none of the schedule keys.
+
+    See Also
+    --------
+    lyapkit.trainers.config.validate_config : Checks the schedule keys.
+
+    Examples
+    --------
+    >>> from lyapkit.trainers.config import schedule_steps
+    >>> sorted(schedule_steps({"every": 300}, 1000))
+    [0, 300, 600, 900, 1000]
+    >>> sorted(schedule_steps({"logspaced": 5}, 1000))
+    [0, 5, 31, 177, 1000]
+    >>> sorted(schedule_steps({"at": [0, 10, 5000]}, 1000))
+    [0, 10]
+    """
     if "at" in options:
         return {s for s in options["at"] if s <= total}
     if "every" in options:
@@ -236,7 +376,50 @@ def schedule_steps(options: dict[str, Any], total: int) -> set[int]:
 
 
 def build_residual(spec: Any, hidden_size: int, seed: int) -> np.ndarray:
-    """A residual matrix from a ``model.residual`` table such as ``{kind = "homogeneous", r = 1}``."""
+    """A residual matrix from a ``model.residual`` table such as ``{kind = "homogeneous", r = 1}``.
+
+    ``R = residuals.<kind>(hidden_size, **options)``, the factory of
+    ``lyapkit.trainers.models.residuals`` named by ``kind`` (``"homogeneous"``, ``"rotational"``,
+    ``"heterogeneous"`` or ``"random_orthogonal"``) called with the table's other keys; a factory
+    that takes a ``seed`` gets the run's seed unless the table gives one.
+
+    Parameters
+    ----------
+    spec : dict
+        The ``model.residual`` table: ``kind`` and the factory's keyword arguments.
+    hidden_size : int
+        The model's hidden size ``n``: ``R`` is ``n × n``.
+    seed : int
+        The run's seed, for a random residual whose table gives no ``seed``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The residual matrix ``R``, ``(hidden_size, hidden_size)``.
+
+    Raises
+    ------
+    lyapkit.trainers.config.ConfigError
+        ``spec`` is not a table with a known ``kind``, has a key the factory does not take, or
+        the factory refuses a value.
+
+    See Also
+    --------
+    lyapkit.trainers.trainer.build_model : Builds the model with this residual.
+    lyapkit.trainers.models.WCRNN : The model that takes it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lyapkit.trainers.config import build_residual
+    >>> np.round(build_residual({"kind": "homogeneous", "r": 0.9}, 3, seed=0), 3)
+    array([[0.9, 0. , 0. ],
+           [0. , 0.9, 0. ],
+           [0. , 0. , 0.9]])
+    >>> np.round(build_residual({"kind": "rotational", "phi": 0.5}, 2, seed=0), 3)
+    array([[ 0.878, -0.479],
+           [ 0.479,  0.878]])
+    """
     if not isinstance(spec, dict) or "kind" not in spec:
         raise ConfigError(
             f"model.residual must be a table with a 'kind' in {list(RESIDUALS)}, got {spec!r}"

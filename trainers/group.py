@@ -87,17 +87,17 @@ _PARAMETERS = (
 
 
 def group_key(config: dict[str, Any]) -> tuple | None:
-    """The key of the configurations that :func:`train_group` can train together with ``config``.
+    """The key of the configurations that can train together with ``config`` in one group.
 
-    Configurations with equal keys can be grouped; ``None`` means ``config`` cannot be grouped
+    Configurations with equal keys can be grouped (by :func:`lyapkit.trainers.group.train_group`);
+    ``None`` means ``config`` cannot be grouped
     and must be trained alone. Members may differ only in ``run.name``, ``run.dir``, ``run.seed``
     (hence initial weights and batch order), ``run.threads``, ``model.residual``, ``model.gamma``,
     ``optimizer.lr`` and the options and schedules of the diagnostics; every other key must be
     equal. Supported: the linear-residual ``WCRNN`` (fixed residual) on a task of
-    :data:`GROUPABLE_TASKS`, SGD (optionally with momentum, weight decay and gradient clipping),
+    ``GROUPABLE_TASKS``, SGD (optionally with momentum, weight decay and gradient clipping),
     the constant schedule, and the diagnostics ``lyapunov``, ``gradients``, ``curvature`` and
-    ``effective_lr``.
-    Anything else (another model, variant or optimizer, a trained residual, a schedule, an
+    ``effective_lr``. Anything else (another model, variant or optimizer, a trained residual, a schedule, an
     unknown table or key) gives ``None``.
 
     Parameters
@@ -114,6 +114,24 @@ def group_key(config: dict[str, Any]) -> tuple | None:
     ------
     lyapkit.trainers.config.ConfigError
         ``config`` is not a valid configuration.
+
+    See Also
+    --------
+    lyapkit.trainers.group.train_group : Trains configurations of equal keys together.
+    lyapkit.trainers.sweep.run_sweep : Groups a sweep's runs with ``group=N``.
+
+    Examples
+    --------
+    >>> from lyapkit.trainers.group import group_key
+    >>> base = {"task": {"name": "adding", "T": 10}, "model": {"name": "WCRNN", "hidden_size": 4}}
+    >>> a = group_key({**base, "model": {**base["model"], "gamma": 0.05}})
+    >>> b = group_key({**base, "model": {**base["model"], "gamma": 0.1}, "run": {"seed": 1}})
+    >>> a == b, a is None
+    (True, False)
+    >>> a[:2]
+    (('model.hidden_size', '4'), ('model.name', '"WCRNN"'))
+    >>> group_key({**base, "optimizer": {"name": "adam"}}) is None  # SGD only
+    True
     """
     config = validate_config(config)
     if set(config) != {*_FREE, *_EQUAL, "task", "diagnostics"}:
@@ -249,7 +267,7 @@ class _Group:
 
     def keep(self, keep: list[int]) -> None:
         """Keep only the members at positions ``keep`` (the others failed)."""
-        index = torch.tensor(keep, device=self.lr.device)
+        index = torch.tensor(keep, dtype=torch.long, device=self.lr.device)
         self.members = [self.members[i] for i in keep]
         for name in _PARAMETERS:
             self.params[name] = self.params[name][index]
@@ -447,8 +465,22 @@ def train_group(
     overwrite: bool = False,
     progress: bool | Progress | None = None,
 ) -> list[TrainResult | Exception]:
-    """Train runs whose configurations share a :func:`group_key` together (see the module
-    docstring), each recorded in its own run store as :meth:`Trainer.train` records it.
+    """Train runs whose configurations share a group key together, each in its own run store.
+
+    The ``M`` members' weights are stacked along a leading member axis and each step runs all of
+    them as batched products: member ``k`` computes exactly its own linear-residual WCRNN [1]_
+    on its own batch ``s^{(k)}`` (its own seed's batch order),
+
+    ``x_t^{(k)} = R^{(k)} x_{t−1}^{(k)} + γ^{(k)} ⊙ tanh(W^{(k)} x_{t−1}^{(k)} + V^{(k)} s_t^{(k)} + b^{(k)})``,
+    ``y^{(k)} = C^{(k)} x_T^{(k)} + c^{(k)}``,
+
+    and the objective ``Σ_k L^{(k)}`` has the gradient ``∂L^{(k)}/∂θ^{(k)}`` in member ``k``'s
+    slice. Each member's gradient is clipped by its own norm, ``g ← g · min(1, c / (‖g‖ +
+    10⁻⁶))``, and SGD updates it with its own learning rate: ``d = g + λ θ``,
+    ``m ← β m + d`` (``m = d`` at the first step), ``θ ← θ − η^{(k)} m``. Each member is
+    recorded as :meth:`lyapkit.trainers.trainer.Trainer.train` records it (run file,
+    checkpoint, evaluation, diagnostics, summary), equal to training it alone up to
+    floating-point rounding.
 
     Each member holds its lock ``<run.name>.lock`` while it trains. With ``resume`` (the default,
     a sweep's semantics) a finished member is skipped (its result has ``already_finished``), an
@@ -461,21 +493,26 @@ def train_group(
     Parameters
     ----------
     configs : sequence of dict
-        Run configurations with equal, non-None :func:`group_key` and distinct run files.
-    resume, overwrite : bool
-        As for :meth:`Trainer.train`; they exclude each other.
-    progress : bool or Progress, optional
+        Run configurations with equal, non-None :func:`lyapkit.trainers.group.group_key` and
+        distinct run files.
+    resume : bool, default True
+        As for :meth:`lyapkit.trainers.trainer.Trainer.train`: continue (or skip) existing runs.
+    overwrite : bool, default False
+        As for :meth:`lyapkit.trainers.trainer.Trainer.train`: replace existing runs; excludes
+        ``resume``.
+    progress : bool or lyapkit.Progress, optional
         One bar per group of members at the same step (quiet off a terminal); default off.
 
     Returns
     -------
     list of TrainResult or Exception
-        One entry per configuration, in order: its :class:`TrainResult`, or the exception that
+        One entry per configuration, in order: its
+        :class:`lyapkit.trainers.trainer.TrainResult`, or the exception that
         stopped that member alone: ``FloatingPointError`` when its training loss became
         non-finite (its store keeps the records up to then, its checkpoint the last one, as
-        Trainer leaves them), :class:`RunError` when it could not start or resume, or
-        :class:`lyapkit.store.RunLockedError` when another process holds its lock. The other
-        members go on.
+        Trainer leaves them), :class:`lyapkit.trainers.trainer.RunError` when it could not start
+        or resume, or ``lyapkit.store.RunLockedError`` when another process holds its lock. The
+        other members go on.
 
     Raises
     ------
@@ -484,6 +521,38 @@ def train_group(
         keys, or names one run file twice; ``resume`` and ``overwrite`` are both set.
     lyapkit.trainers.config.ConfigError
         A configuration is invalid (checked for every member before anything is written).
+
+    See Also
+    --------
+    lyapkit.trainers.group.group_key : Which configurations can be grouped.
+    lyapkit.trainers.trainer.Trainer : Trains one run.
+
+    References
+    ----------
+    .. [1] I. Dubinin and F. Effenberger, "Fading memory as inductive bias in residual recurrent
+       networks", arXiv:2307.14823, 2023.
+
+    Examples
+    --------
+    Two seeds trained together give what each gives alone:
+
+    >>> from lyapkit.trainers.group import train_group
+    >>> from lyapkit.trainers.trainer import Trainer
+    >>> base = {
+    ...     "task": {"name": "adding", "T": 10, "n_train": 32, "n_test": 16},
+    ...     "model": {"name": "WCRNN", "hidden_size": 4},
+    ...     "training": {"steps": 2, "batch_size": 16, "eval_every": 2, "checkpoint_every": 2},
+    ... }
+    >>> configs = [{**base, "run": {"name": f"g{i}", "dir": "runs-group", "seed": i}}
+    ...            for i in range(2)]
+    >>> results = train_group(configs)
+    >>> [result.path.name for result in results]
+    ['g0.nc', 'g1.nc']
+    >>> alone = Trainer({**base, "run": {"name": "alone", "dir": "runs-group", "seed": 1}}).train()
+    >>> bool(abs(alone.best_metric - results[1].best_metric) < 1e-5)
+    True
+    >>> [result.already_finished for result in train_group(configs)]  # resumed: nothing to do
+    [True, True]
     """
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other: pick one")

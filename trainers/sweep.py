@@ -92,8 +92,32 @@ def _config_error(message: str) -> Exception:
 class Axis:
     """One dimension of a sweep: config ``keys`` (dotted) that take ``values[j]`` together.
 
-    ``dim`` is the dimension's name in :func:`open_sweep`'s dataset: the last part of the first
-    key (``"model.residual.r"`` → ``"r"``), or the whole key when two axes would share it.
+    Point ``j`` of the axis sets ``config[keys[i]] = values[j][i]`` for every ``i``: a key of
+    ``sweep.grid`` is an axis of one key, a table of ``sweep.zip`` an axis of several keys that
+    move together. ``dim`` is the dimension's name in :func:`lyapkit.trainers.sweep.open_sweep`'s dataset: the
+    last part of the first key (``"model.residual.r"`` → ``"r"``), or the whole key when two axes
+    would share it. ``len(axis)`` is the number of points.
+
+    Parameters
+    ----------
+    keys : tuple of str
+        The dotted configuration keys of the axis.
+    values : tuple of tuple
+        One tuple per point, with a value for each key.
+    dim : str
+        The name of the dimension.
+
+    See Also
+    --------
+    lyapkit.trainers.sweep.SweepSpec : Holds the axes of a sweep.
+    lyapkit.trainers.sweep.sweep_spec : Builds them from a ``[sweep]`` table.
+
+    Examples
+    --------
+    >>> from lyapkit.trainers.sweep import Axis
+    >>> axis = Axis(("task.T", "training.steps"), ((100, 2000), (200, 4000)), "T")
+    >>> len(axis), axis.values[1]
+    (2, (200, 4000))
     """
 
     keys: tuple[str, ...]
@@ -108,8 +132,45 @@ class Axis:
 class SweepSpec:
     """A validated sweep: the base configuration, the axes and the sweep directory.
 
-    ``runs`` lists ``(name, params, config)`` for every point of the grid, in C order of the axes
-    (the last axis varies fastest); ``params`` maps each swept key to its value.
+    The runs are the product of the axes, ``len(runs) = Π_a len(axes[a])``: ``runs`` lists
+    ``(name, params, config)`` for every point of the grid, in C order of the axes (the last axis
+    varies fastest); ``params`` maps each swept key to its value, ``name`` is
+    ``<dim>=<value>_…`` and ``config`` the full, validated configuration of the run (the base
+    with ``params`` set, ``run.dir = <directory>/runs``, ``run.name = name``).
+
+    Parameters
+    ----------
+    base : dict
+        The base configuration (validated, without the ``[sweep]`` table).
+    axes : tuple of Axis
+        The sweep's dimensions.
+    directory : pathlib.Path
+        The sweep directory (``sweep.json`` and ``runs/``).
+    runs : tuple of tuple
+        ``(name, params, config)`` of every run.
+
+    See Also
+    --------
+    lyapkit.trainers.sweep.sweep_spec : Builds and validates a sweep.
+    lyapkit.trainers.sweep.run_sweep : Runs it.
+
+    Examples
+    --------
+    >>> from lyapkit.trainers.sweep import sweep_spec
+    >>> raw = {
+    ...     "task": {"name": "adding", "T": 10, "n_train": 32, "n_test": 16},
+    ...     "model": {"name": "WCRNN", "hidden_size": 4},
+    ...     "training": {"steps": 2, "batch_size": 16, "eval_every": 2, "checkpoint_every": 2},
+    ...     "sweep": {"dir": "sweep-spec", "grid": {"run.seed": [0, 1, 2]}},
+    ... }
+    >>> raw["sweep"]["zip"] = [{"task.T": [10, 20], "training.steps": [2, 4]}]
+    >>> spec = sweep_spec(raw)
+    >>> spec.shape
+    (3, 2)
+    >>> [name for name, _, _ in spec.runs][:3]
+    ['seed=0_T=10', 'seed=0_T=20', 'seed=1_T=10']
+    >>> spec.runs[1][1]
+    {'run.seed': 0, 'task.T': 20, 'training.steps': 4}
     """
 
     base: dict[str, Any]
@@ -119,9 +180,18 @@ class SweepSpec:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The number of points of each axis, in order: the shape of the sweep's summary."""
         return tuple(len(axis) for axis in self.axes)
 
     def manifest(self) -> dict[str, Any]:
+        """The contents of the sweep's ``sweep.json``.
+
+        Returns
+        -------
+        dict
+            ``format_version``, the ``base`` configuration, the ``axes`` (``dim``, ``keys``,
+            ``values`` as lists) and the ``runs``' names in order.
+        """
         return {
             "format_version": FORMAT_VERSION,
             "base": self.base,
@@ -134,7 +204,64 @@ class SweepSpec:
 
 
 def load_sweep(path: str | os.PathLike, directory: str | os.PathLike | None = None) -> SweepSpec:
-    """Read and validate a sweep file (TOML); ``directory`` overrides its ``sweep.dir``."""
+    """Read and validate a sweep file (TOML); ``directory`` overrides its ``sweep.dir``.
+
+    ``load_sweep(path) = sweep_spec(tomllib.load(path))``, with ``sweep.dir`` defaulting to
+    ``sweeps/<file stem>`` (relative to the working directory).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The sweep file: a training configuration with a ``[sweep]`` table.
+    directory : str or os.PathLike, optional
+        The sweep directory, in place of the file's ``sweep.dir``.
+
+    Returns
+    -------
+    SweepSpec
+        The validated sweep.
+
+    Raises
+    ------
+    lyapkit.trainers.config.ConfigError
+        The file does not exist or is not valid TOML, or a key or value of the base, of
+        ``[sweep]`` or of any run is invalid.
+
+    See Also
+    --------
+    lyapkit.trainers.sweep.sweep_spec : The same for a dict.
+    lyapkit.trainers.sweep.run_sweep : Runs the sweep.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from lyapkit.trainers.sweep import load_sweep
+    >>> _ = Path("adding.toml").write_text('''
+    ... [task]
+    ... name = "adding"
+    ... T = 10
+    ... n_train = 32
+    ... n_test = 16
+    ...
+    ... [model]
+    ... name = "WCRNN"
+    ... hidden_size = 4
+    ...
+    ... [training]
+    ... steps = 2
+    ... batch_size = 16
+    ...
+    ... [sweep]
+    ... grid = { "model.gamma" = [0.05, 0.1] }
+    ... ''')
+    >>> spec = load_sweep("adding.toml")
+    >>> print(spec.directory)
+    sweeps/adding
+    >>> [name for name, _, _ in spec.runs]
+    ['gamma=0.05', 'gamma=0.1']
+    >>> print(load_sweep("adding.toml", directory="elsewhere").runs[0][2]["run"]["dir"])
+    elsewhere/runs
+    """
     path = Path(path)
     try:
         with path.open("rb") as f:
@@ -230,14 +357,53 @@ def _axes(options: dict[str, Any]) -> tuple[Axis, ...]:
 
 
 def sweep_spec(raw: dict[str, Any], directory: str | os.PathLike | None = None) -> SweepSpec:
-    """Validate a sweep given as a dict (the parsed TOML): every run's configuration is checked,
-    and every distinct task and model built once, before anything is written.
+    """Validate a sweep given as a dict (the parsed TOML).
+
+    Every run's configuration is checked, and every distinct task and model built once, before
+    anything is written. The runs are the points of the product of the axes: one axis per key
+    of ``sweep.grid`` and one per table of ``sweep.zip`` (see
+    :class:`lyapkit.trainers.sweep.SweepSpec`).
+
+    Parameters
+    ----------
+    raw : dict
+        The tables of a training configuration (the base run) and a ``[sweep]`` table with
+        ``grid`` and/or ``zip`` and optionally ``dir``; ``raw`` is not modified.
+    directory : str or os.PathLike, optional
+        The sweep directory, in place of ``sweep.dir`` (one of them is required).
+
+    Returns
+    -------
+    SweepSpec
+        The validated sweep.
 
     Raises
     ------
     lyapkit.trainers.config.ConfigError
-        A key or value of the base, of ``[sweep]`` or of any run is invalid; the message names
-        the key and, for a run, the run.
+        A key or value of the base, of ``[sweep]`` or of any run is invalid (or two runs get
+        the same name); the message names the key and, for a run, the run.
+
+    See Also
+    --------
+    lyapkit.trainers.sweep.load_sweep : Reads a sweep file.
+    lyapkit.trainers.config.validate_config : Validates each run's configuration.
+
+    Examples
+    --------
+    >>> from lyapkit.trainers.sweep import sweep_spec
+    >>> raw = {
+    ...     "task": {"name": "adding", "T": 10, "n_train": 32, "n_test": 16},
+    ...     "model": {"name": "WCRNN", "hidden_size": 4},
+    ...     "training": {"steps": 2, "batch_size": 16, "eval_every": 2, "checkpoint_every": 2},
+    ...     "sweep": {"dir": "sweep-grid", "grid": {"model.gamma": [0.05, 0.1], "run.seed": [0, 1]}},
+    ... }
+    >>> spec = sweep_spec(raw)
+    >>> spec.shape, [axis.dim for axis in spec.axes]
+    ((2, 2), ['gamma', 'seed'])
+    >>> [name for name, _, _ in spec.runs]
+    ['gamma=0.05_seed=0', 'gamma=0.05_seed=1', 'gamma=0.1_seed=0', 'gamma=0.1_seed=1']
+    >>> spec.runs[-1][2]["model"]
+    {'name': 'WCRNN', 'hidden_size': 4, 'gamma': 0.1}
     """
     from lyapkit.trainers.config import ConfigError, validate_config
 
@@ -381,7 +547,37 @@ def _jobs(names: Sequence[str], configs: dict[str, dict], group: int) -> list[li
 
 @dataclass(frozen=True)
 class SweepResult:
-    """What :func:`run_sweep` did: the status of every run (see :data:`STATUSES`) and errors."""
+    """What :func:`lyapkit.trainers.sweep.run_sweep` did: the status of every run and errors.
+
+    A status is one of ``STATUSES``: ``"finished"`` (the store has a summary), ``"diverged"``
+    (the loss became non-finite), ``"failed"`` (it raised), ``"locked"`` (another process holds
+    its lock), ``"lost"`` (its worker died too often) or ``"pending"`` (not run to completion).
+
+    Parameters
+    ----------
+    directory : pathlib.Path
+        The sweep directory.
+    status : dict
+        The status of each run, by name.
+    errors : dict
+        The error message of each run, by name (empty for a finished or pending run).
+
+    See Also
+    --------
+    lyapkit.trainers.sweep.open_sweep : Reads the runs' results back.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from lyapkit.trainers.sweep import SweepResult
+    >>> result = SweepResult(
+    ...     Path("sweep"),
+    ...     {"a": "finished", "b": "diverged", "c": "finished"},
+    ...     {"a": "", "b": "FloatingPointError: the training loss became nan at step 7", "c": ""},
+    ... )
+    >>> result.ok, result.counts()
+    (False, {'finished': 2, 'diverged': 1})
+    """
 
     directory: Path
     status: dict[str, str]
@@ -393,6 +589,13 @@ class SweepResult:
         return all(s == "finished" for s in self.status.values())
 
     def counts(self) -> dict[str, int]:
+        """The number of runs of each status.
+
+        Returns
+        -------
+        dict
+            ``status: count`` for the statuses that occur, in the order of ``STATUSES``.
+        """
         return {s: n for s in STATUSES if (n := sum(v == s for v in self.status.values()))}
 
 
@@ -451,27 +654,73 @@ def run_sweep(
 ) -> SweepResult:
     """Run every unfinished run of ``spec``; return the status of all of them.
 
+    Each run is :meth:`lyapkit.trainers.trainer.Trainer.train` with ``resume=True`` (or, with
+    ``group``, :func:`lyapkit.trainers.group.train_group`), submitted to ``executor``: finished
+    runs are skipped, interrupted ones continue from their checkpoints, a run that raises is
+    recorded in ``<name>.failed.json`` while the others go on, and a run whose worker died is
+    resubmitted up to ``max_restarts`` times. ``<dir>/sweep.json`` is written first, or checked
+    to describe the same sweep.
+
     Parameters
     ----------
     spec : SweepSpec
-        From :func:`load_sweep` or :func:`sweep_spec`.
+        From :func:`lyapkit.trainers.sweep.load_sweep` or
+        :func:`lyapkit.trainers.sweep.sweep_spec`.
     executor : concurrent.futures.Executor, optional
         Where the runs go, e.g. ``distributed.Client(address).get_executor()`` for a Dask
-        cluster. Default: a process pool of ``workers`` spawned processes, owned (and replaced
-        when a worker dies) by this call.
+        cluster, or a ``concurrent.futures.ThreadPoolExecutor`` to train in this process.
+        Default: a process pool of ``workers`` spawned processes, owned (and replaced when a
+        worker dies) by this call.
     workers : int, optional
         Processes of the default pool; default ``os.cpu_count()`` (at most the runs to do).
-    retry_failed : bool
+    retry_failed : bool, default False
         Run again the runs recorded as diverged, failed or lost; by default they are kept.
-    max_restarts : int
+    max_restarts : int, default 2
         Times a run is resubmitted after its worker died before it is recorded as ``"lost"``.
-    group : int
+    group : int, default 0
         Train up to ``group`` runs that share an architecture (equal
         :func:`lyapkit.trainers.group.group_key`: they may differ in seed, residual, γ and
         learning rate) together in one vectorised pass, each in its own store, equal to training
         it alone up to rounding; 0 or 1: one run at a time (bit-identical to ``lyapkit train``).
     progress : bool, optional
         A bar of runs done / total with its ETA (tqdm, quiet off a terminal).
+
+    Returns
+    -------
+    SweepResult
+        The status (and error) of every run of the sweep, those skipped included.
+
+    Raises
+    ------
+    ValueError
+        ``workers`` is not a positive integer, both ``executor`` and ``workers`` are given, or
+        ``group`` is not a non-negative integer.
+    lyapkit.trainers.config.ConfigError
+        The sweep directory holds another sweep (a ``sweep.json`` with other axes or a base that
+        differs in a key that changes the result).
+
+    See Also
+    --------
+    lyapkit.trainers.sweep.load_sweep : Reads a sweep file.
+    lyapkit.trainers.sweep.open_sweep : Reads the results back.
+
+    Examples
+    --------
+    >>> import concurrent.futures as cf
+    >>> from lyapkit.trainers.sweep import run_sweep, sweep_spec
+    >>> raw = {
+    ...     "task": {"name": "adding", "T": 10, "n_train": 32, "n_test": 16},
+    ...     "model": {"name": "WCRNN", "hidden_size": 4},
+    ...     "training": {"steps": 2, "batch_size": 16, "eval_every": 2, "checkpoint_every": 2},
+    ...     "sweep": {"dir": "sweep-run", "grid": {"model.gamma": [0.05, 0.1]}},
+    ... }
+    >>> spec = sweep_spec(raw)
+    >>> with cf.ThreadPoolExecutor(max_workers=1) as pool:  # in this process
+    ...     result = run_sweep(spec, executor=pool)
+    >>> result.ok, result.counts()
+    (True, {'finished': 2})
+    >>> run_sweep(spec, workers=1).counts()  # a re-run skips the finished runs
+    {'finished': 2}
     """
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
@@ -573,12 +822,21 @@ SUMMARY_ATTRS = {
 }
 
 
-def _summarise(path: Path, status: str) -> dict[str, Any]:
+def _summarise(config: dict[str, Any]) -> dict[str, Any]:
+    """The summary row of one run, reading its store once; its status as
+    :func:`_recorded_status` gives it (a recorded failure first, then finished, else pending)."""
     values: dict[str, Any] = {k: math.nan for k in SUMMARY_ATTRS if k != "status"}
-    values["status"] = status
+    failure, path = _failure_path(config), _store_path(config)
+    values["status"] = json.loads(failure.read_text())["status"] if failure.exists() else "pending"
     if not path.exists():
         return values
-    tree = open_run(path)
+    try:
+        tree = open_run(path)
+    except ValueError:
+        values["status"] = "failed"
+        return values
+    if values["status"] == "pending" and "summary" in tree.children:
+        values["status"] = "finished"
     if "metrics" in tree.children:
         metrics = tree["metrics"].to_dataset()
         name = next(
@@ -610,16 +868,54 @@ def _summarise(path: Path, status: str) -> dict[str, Any]:
 
 
 class Sweep:
-    """A sweep read back by :func:`open_sweep`.
+    """A sweep read back by :func:`lyapkit.trainers.sweep.open_sweep`.
+
+    The runs' results over the swept dimensions: for run ``i`` at the point ``(j_1, …, j_A)`` of
+    the axes, ``summary[v][j_1, …, j_A]`` is the value ``v`` of that run's store (NaN where it
+    has none).
+
+    Parameters
+    ----------
+    directory : pathlib.Path
+        The sweep directory.
+    manifest : dict
+        The contents of its ``sweep.json`` (:meth:`lyapkit.trainers.sweep.SweepSpec.manifest`).
 
     Attributes
     ----------
-    directory : Path
+    directory : pathlib.Path
+        The sweep directory.
     summary : xarray.Dataset
         One value per run over the swept dimensions (e.g. ``(r, seed)``): ``status``,
         ``best_metric``, ``steps_to_threshold``, ``final_loss``, ``last_step``, ``exponent_max``,
         ``exponent_error``, ``top_eigenvalue`` (NaN where not recorded), and ``run``, the run's
         name. A zipped axis is one dimension, its other keys coordinates along it.
+
+    See Also
+    --------
+    lyapkit.trainers.sweep.plot_sweep : Draws a summary variable.
+    lyapkit.open_run : Reads one run.
+
+    Examples
+    --------
+    >>> import concurrent.futures as cf
+    >>> import lyapkit as lk
+    >>> from lyapkit.trainers.sweep import run_sweep, sweep_spec
+    >>> raw = {
+    ...     "task": {"name": "adding", "T": 10, "n_train": 32, "n_test": 16},
+    ...     "model": {"name": "WCRNN", "hidden_size": 4},
+    ...     "training": {"steps": 2, "batch_size": 16, "eval_every": 2, "checkpoint_every": 2},
+    ...     "sweep": {"dir": "sweep-class", "grid": {"model.gamma": [0.05, 0.1]}},
+    ... }
+    >>> with cf.ThreadPoolExecutor(max_workers=1) as pool:
+    ...     _ = run_sweep(sweep_spec(raw), executor=pool)
+    >>> sweep = lk.open_sweep("sweep-class")
+    >>> sweep.dims, sweep.summary["status"].values.tolist()
+    (('gamma',), ['finished', 'finished'])
+    >>> sweep.curves("metrics", "test_rms").sizes  # evaluated at steps 0 and 2
+    Frozen({'gamma': 2, 'step': 2})
+    >>> list(sweep.run(gamma=0.1).children)
+    ['metrics', 'summary']
     """
 
     def __init__(self, directory: Path, manifest: dict[str, Any]):
@@ -629,6 +925,7 @@ class Sweep:
 
     @property
     def dims(self) -> tuple[str, ...]:
+        """The names of the swept dimensions, one per axis, in order."""
         return tuple(axis["dim"] for axis in self._manifest["axes"])
 
     def _coords(self) -> dict[str, Any]:
@@ -650,11 +947,7 @@ class Sweep:
         runs = self._manifest["runs"]
         shape = tuple(len(axis["values"]) for axis in self._manifest["axes"])
         folder = self.directory / RUNS
-        rows = []
-        for name in runs:
-            config = {"run": {"dir": str(folder), "name": name}}
-            status, _ = _recorded_status(config)
-            rows.append(_summarise(_store_path(config), status))
+        rows = [_summarise({"run": {"dir": str(folder), "name": name}}) for name in runs]
         data = {
             key: (self.dims, np.array([row[key] for row in rows]).reshape(shape), dict(attrs))
             for key, attrs in SUMMARY_ATTRS.items()
@@ -673,8 +966,25 @@ class Sweep:
         )
 
     def run(self, **params: Any) -> Any:
-        """The full ``xarray.DataTree`` of one run, chosen by its coordinates, e.g.
-        ``sweep.run(r=0.95, seed=2)``."""
+        """The full ``xarray.DataTree`` of one run, chosen by its coordinates.
+
+        Parameters
+        ----------
+        **params
+            A value for each swept dimension, e.g. ``sweep.run(r=0.95, seed=2)``.
+
+        Returns
+        -------
+        xarray.DataTree
+            The run's store, as :func:`lyapkit.open_run` reads it.
+
+        Raises
+        ------
+        ValueError
+            ``params`` selects more than one run (a dimension left out).
+        KeyError
+            A value is not on its dimension (raised by xarray's ``sel``).
+        """
         names = self.summary["run"].sel(**params)
         if names.size != 1:
             raise ValueError(
@@ -683,9 +993,26 @@ class Sweep:
         return open_run(self.directory / RUNS / f"{names.item()}.nc")
 
     def curves(self, group: str, variable: str) -> Any:
-        """``variable`` of ``group`` (e.g. ``("metrics", "test_accuracy")``) of every run, over the
-        swept dimensions, ``step`` and the variable's own dimensions (NaN where a run has no
-        record at a step)."""
+        """One recorded variable of every run, over the swept dimensions and ``step``.
+
+        Parameters
+        ----------
+        group : str
+            The store group, e.g. ``"metrics"``.
+        variable : str
+            The variable of the group, e.g. ``"test_accuracy"``.
+
+        Returns
+        -------
+        xarray.DataArray
+            Dimensions: the swept ones, ``step`` and the variable's own (NaN where a run has no
+            record at a step, or no store).
+
+        Raises
+        ------
+        ValueError
+            No run of the sweep has recorded ``group/variable``.
+        """
         import xarray as xr
 
         names = self.summary["run"]
@@ -710,7 +1037,50 @@ class Sweep:
 
 
 def open_sweep(directory: str | os.PathLike) -> Sweep:
-    """Read the sweep in ``directory`` (its ``sweep.json`` and every run store)."""
+    """Read the sweep in ``directory`` (its ``sweep.json`` and every run store).
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        A sweep directory, as :func:`lyapkit.trainers.sweep.run_sweep` writes it.
+
+    Returns
+    -------
+    Sweep
+        The sweep, with its summary over the swept dimensions.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``directory`` has no ``sweep.json``.
+    ValueError
+        The ``sweep.json`` was written by a newer lyapkit.
+
+    See Also
+    --------
+    lyapkit.trainers.sweep.Sweep : What it returns.
+    lyapkit.trainers.sweep.run_sweep : Runs a sweep.
+
+    Examples
+    --------
+    >>> import concurrent.futures as cf
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> from lyapkit.trainers.sweep import run_sweep, sweep_spec
+    >>> raw = {
+    ...     "task": {"name": "adding", "T": 10, "n_train": 32, "n_test": 16},
+    ...     "model": {"name": "WCRNN", "hidden_size": 4},
+    ...     "training": {"steps": 2, "batch_size": 16, "eval_every": 2, "checkpoint_every": 2},
+    ...     "sweep": {"dir": "sweep-open", "grid": {"model.gamma": [0.05, 0.1]}},
+    ... }
+    >>> with cf.ThreadPoolExecutor(max_workers=1) as pool:
+    ...     _ = run_sweep(sweep_spec(raw), executor=pool)
+    >>> summary = lk.open_sweep("sweep-open").summary
+    >>> summary["run"].values.tolist(), summary["gamma"].values.tolist()
+    (['gamma=0.05', 'gamma=0.1'], [0.05, 0.1])
+    >>> bool(np.isfinite(summary["best_metric"]).all())
+    True
+    """
     directory = Path(directory)
     path = directory / MANIFEST
     if not path.exists():
@@ -737,11 +1107,58 @@ def plot_sweep(
     over: str = "seed",
     ax: Any = None,
 ) -> Any:
-    """``metric`` against the swept dimension ``x``: mean ± standard deviation over ``over``
-    (the seeds; NaN runs left out), one line per value of ``hue``. Returns the axes.
+    """``metric`` against the swept dimension ``x``: mean ± standard deviation over ``over``.
 
-    Defaults: ``x`` the first swept dimension other than ``over``, ``hue`` the next one (if any).
-    Any further dimension is averaged over as well.
+    For each value of ``hue`` one line ``m(x) = mean(metric)`` over ``over`` (the seeds) and any
+    further dimension, NaN runs left out, with a band ``m(x) ± s(x)``, ``s`` the standard
+    deviation (``ddof = 0``) over the same dimensions.
+
+    Parameters
+    ----------
+    summary : xarray.Dataset
+        A sweep summary (the ``summary`` of :class:`lyapkit.trainers.sweep.Sweep`).
+    metric : str, default "best_metric"
+        The summary variable to draw.
+    x : str, optional
+        The dimension along the horizontal axis; default the first swept dimension other than
+        ``over``.
+    hue : str, optional
+        The dimension of the lines; default the next one (if any).
+    over : str, default "seed"
+        The dimension averaged over.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; default a new figure.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+
+    Raises
+    ------
+    ValueError
+        ``metric`` is not in the summary, ``x`` or ``hue`` is not a swept dimension, or there is
+        no dimension besides ``over``.
+
+    See Also
+    --------
+    lyapkit.trainers.sweep.open_sweep : Reads a sweep's summary.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> from lyapkit.trainers.sweep import plot_sweep
+    >>> summary = xr.Dataset(
+    ...     {"best_metric": (("r", "seed"), np.array([[0.5, 0.7], [0.8, 0.9]]),
+    ...                      {"long_name": "best test accuracy"})},
+    ...     coords={"r": [0.9, 1.0], "seed": [0, 1]},
+    ... )
+    >>> ax = plot_sweep(summary)
+    >>> ax.get_xlabel(), ax.get_ylabel()
+    ('r', 'best test accuracy (mean ± std over seed)')
+    >>> np.round(ax.lines[0].get_ydata(), 3)
+    array([0.6 , 0.85])
     """
     import matplotlib.pyplot as plt
 

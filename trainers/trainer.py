@@ -80,9 +80,35 @@ FREE_KEYS = ("run.dir", "run.name", "run.threads", "training.checkpoint_every")
 
 
 class RunError(ValueError):
-    """A run cannot start or resume as asked: it exists already, its checkpoint belongs to
-    another run, or its configuration differs from the stored one (exit code 2 on the command
-    line)."""
+    """A run cannot start or resume as asked.
+
+    Raised by :meth:`lyapkit.trainers.trainer.Trainer.train` when the run exists already (without
+    ``resume`` or ``overwrite``), its checkpoint belongs to another run (another run id) or cannot
+    be read, or its configuration differs from the stored one in a key that changes the result
+    (every key but ``FREE_KEYS``); exit code 2 on the command line. A ``ValueError``.
+
+    See Also
+    --------
+    lyapkit.trainers.config.ConfigError : An invalid configuration.
+    lyapkit.trainers.trainer.config_differences : The keys a resume compares.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from lyapkit.trainers.trainer import Trainer
+    >>> config = {
+    ...     "run": {"name": "taken", "dir": "runs-taken"},
+    ...     "task": {"name": "adding", "T": 10, "n_train": 32, "n_test": 16},
+    ...     "model": {"name": "WCRNN", "hidden_size": 4},
+    ...     "training": {"steps": 2, "batch_size": 16},
+    ... }
+    >>> Path("runs-taken").mkdir(exist_ok=True)
+    >>> Path("runs-taken/taken.nc").touch()  # a run of that name exists
+    >>> Trainer(config).train()
+    Traceback (most recent call last):
+    ...
+    lyapkit.trainers.trainer.RunError: run 'taken' exists in 'runs-taken' (taken.nc); pass --resume to continue it or --overwrite to replace it
+    """
 
 
 _ABSENT = "(absent)"
@@ -101,9 +127,45 @@ def _leaves(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def config_differences(
     stored: dict[str, Any], new: dict[str, Any]
 ) -> tuple[dict[str, tuple[Any, Any]], dict[str, tuple[Any, Any]]]:
-    """The keys (dotted, e.g. ``optimizer.lr``) whose values differ between two configurations,
-    as ``key: (stored, new)`` (``"(absent)"`` for a missing key): those that change the result,
-    and those of :data:`FREE_KEYS`."""
+    """The keys whose values differ between two configurations, split by whether they matter.
+
+    Both configurations are flattened to dotted keys (``optimizer.lr``; ``new`` after a JSON
+    round trip, as the store keeps it); a key differs when ``stored[key] != new[key]`` or one
+    value is a bool and the other not, and a key missing on one side has the value
+    ``"(absent)"``. The differing keys of ``FREE_KEYS`` (``run.dir``, ``run.name``,
+    ``run.threads``, ``training.checkpoint_every``) cannot change a run's result; the others
+    can, and a resume refuses them.
+
+    Parameters
+    ----------
+    stored : dict
+        The configuration a run was started with (as its store keeps it).
+    new : dict
+        The configuration it is to continue with.
+
+    Returns
+    -------
+    changed : dict
+        ``key: (stored value, new value)`` of the differing keys that change the result, sorted.
+    free : dict
+        The same for the differing keys of ``FREE_KEYS``.
+
+    See Also
+    --------
+    lyapkit.trainers.trainer.Trainer.train : Refuses a resume with ``changed`` keys.
+
+    Examples
+    --------
+    >>> from lyapkit.trainers.config import validate_config
+    >>> from lyapkit.trainers.trainer import config_differences
+    >>> stored = validate_config({"run": {"name": "a"}})
+    >>> new = validate_config({"run": {"name": "b"}, "optimizer": {"lr": 0.1}})
+    >>> changed, free = config_differences(stored, new)
+    >>> changed
+    {'optimizer.lr': (0.01, 0.1)}
+    >>> free
+    {'run.name': ('a', 'b')}
+    """
     old, now = _leaves(stored), _leaves(json.loads(json.dumps(new)))
     result: dict[str, tuple[Any, Any]] = {}
     free: dict[str, tuple[Any, Any]] = {}
@@ -129,9 +191,14 @@ MODELS = tuple(
 class TrainResult:
     """Summary of a finished run.
 
-    Attributes
+    What :meth:`lyapkit.trainers.trainer.Trainer.train` returns. ``steps_to_threshold`` is the
+    learning-efficiency measure of Dubinin & Effenberger [1]_: the first evaluated step ``t``
+    with ``metric(t) ≥ MP`` (accuracy) or ``metric(t) ≤ MP`` (RMS error), ``MP`` the task's
+    ``min_performance``.
+
+    Parameters
     ----------
-    path : Path
+    path : pathlib.Path
         The run file.
     best_metric : float
         Best test accuracy (classification) or lowest test RMS (regression).
@@ -145,8 +212,27 @@ class TrainResult:
     seconds : dict
         Wall-clock seconds spent in training steps (``"training"``), evaluation and each
         diagnostic, in this process.
-    already_finished : bool
+    already_finished : bool, default False
         The run was finished before this call (a resume of a finished run does nothing).
+
+    See Also
+    --------
+    lyapkit.trainers.trainer.Trainer : Trains a run and returns its summary.
+
+    References
+    ----------
+    .. [1] I. Dubinin and F. Effenberger, "Fading memory as inductive bias in residual recurrent
+       networks", arXiv:2307.14823, 2023.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from lyapkit.trainers.trainer import TrainResult
+    >>> result = TrainResult(Path("runs/a.nc"), 0.93, "accuracy", 120, 0.25, {"training": 1.5})
+    >>> result.describe_threshold()
+    'minimal performance reached at step 120'
+    >>> TrainResult(Path("runs/b.nc"), 0.1, "accuracy", -1, 2.3, {}).describe_threshold()
+    'minimal performance not reached'
     """
 
     path: Path
@@ -158,14 +244,62 @@ class TrainResult:
     already_finished: bool = False
 
     def describe_threshold(self) -> str:
-        """``"minimal performance reached at step N"``, or that it was never reached."""
+        """Say at which step the run reached its minimal performance.
+
+        Returns
+        -------
+        str
+            ``"minimal performance reached at step N"``, or ``"minimal performance not
+            reached"``.
+        """
         if self.steps_to_threshold < 0:
             return "minimal performance not reached"
         return f"minimal performance reached at step {self.steps_to_threshold}"
 
 
 def build_model(options: dict[str, Any], task: Task, seed: int) -> torch.nn.Module:
-    """The model of a ``[model]`` table for ``task``: sizes and readout come from the task."""
+    """The model of a ``[model]`` table for ``task``: sizes and readout come from the task.
+
+    ``model = cls(task.input_size, output_size=task.output_size, readout=task.readout,
+    **options)``, ``cls`` the class of ``lyapkit.trainers.models`` named by ``options["name"]``
+    (one of ``MODELS``). A ``residual`` table becomes a matrix
+    (:func:`lyapkit.trainers.config.build_residual`); a class that takes a ``seed`` gets ``seed``
+    unless the table gives one.
+
+    Parameters
+    ----------
+    options : dict
+        The ``[model]`` table: ``name``, ``hidden_size`` and the class's other keyword arguments.
+    task : Task
+        The task, which fixes ``input_size``, ``output_size`` and ``readout``.
+    seed : int
+        The run's seed, for the initial weights and a random residual.
+
+    Returns
+    -------
+    torch.nn.Module
+        The model, a :class:`lyapkit.trainers.models.RecurrentModel`, on the CPU in float32.
+
+    Raises
+    ------
+    lyapkit.trainers.config.ConfigError
+        An unknown model name, no or a bad ``hidden_size``, a key the class does not take, a bad
+        residual, or a value the class refuses.
+
+    See Also
+    --------
+    lyapkit.trainers.models.WCRNN : The default model.
+    lyapkit.trainers.trainer.Trainer : Builds the model of a configuration this way.
+
+    Examples
+    --------
+    >>> from lyapkit.trainers.tasks import make_task
+    >>> from lyapkit.trainers.trainer import build_model
+    >>> task = make_task("adding", T=10, n_train=8, n_test=4)
+    >>> model = build_model({"name": "WCRNN", "hidden_size": 8}, task, seed=0)
+    >>> type(model).__name__, model.state_size, model.readout
+    ('WCRNN', 8, 'last')
+    """
     options = dict(options)
     name = options.pop("name")
     if name not in MODELS:
@@ -283,7 +417,20 @@ def _epoch_order(n: int, seed: int) -> torch.Tensor:
 
 
 class Trainer:
-    """Train a model on a task by BPTT while recording diagnostics (see the module docstring).
+    """Train a model on a task by BPTT while recording diagnostics into a run store.
+
+    The constructor builds the task, the model, the optimizer and its schedule from ``config``;
+    :meth:`lyapkit.trainers.trainer.Trainer.train` then takes ``training.steps`` optimizer steps
+    ``θ ← step(θ, ∇_θ (L_B(θ) + P(θ)))`` on batches ``B`` of the training set (epoch ``e``
+    shuffled by the seed ``(run.seed, e)``), where ``L_B`` is the task's mean loss
+    backpropagated through time and ``P`` the gradient-flossing penalty
+    ``weight · (1/S) Σ_e Σ_i (λ_ei − target)²`` of the top finite-time Lyapunov exponents [2]_ at
+    the steps of ``diagnostics.flossing`` (0 elsewhere, or without it). Every ``eval_every`` steps
+    the test loss and metric go into the group ``metrics`` of ``<run.dir>/<run.name>.nc``; each
+    diagnostic (Lyapunov spectrum, gradient propagation, top curvature eigenvalues, effective
+    learning rates) is recorded on its own schedule; the summary holds the best metric and the
+    first step reaching the minimal performance [1]_. Checkpoints ``<run.name>.ckpt.pt`` allow an
+    exact resume.
 
     Parameters
     ----------
@@ -295,6 +442,69 @@ class Trainer:
         Hooks ``callback(trainer, step, store)`` called at the end of every optimizer step (after
         the scheduled evaluation and diagnostics, before a checkpoint), e.g. to record a custom
         diagnostic with ``store.append(group, step, record)`` on a schedule of their own.
+
+    Attributes
+    ----------
+    config : dict
+        The full, validated configuration.
+    task : Task
+        The task of ``[task]``.
+    model : torch.nn.Module
+        The model of ``[model]``, on ``run.device`` in ``run.dtype``.
+    optimizer : torch.optim.Optimizer
+        The optimizer of ``[optimizer]``.
+    path, checkpoint_path, lock_path : pathlib.Path
+        The run file ``<run.dir>/<run.name>.nc``, its checkpoint and its lock file.
+    seconds : dict
+        Wall-clock seconds spent training, evaluating and in each diagnostic.
+
+    Raises
+    ------
+    lyapkit.trainers.config.ConfigError
+        An invalid configuration, or a task or model that refuses its options.
+    ValueError
+        ``run.device`` is not a device of this machine.
+
+    See Also
+    --------
+    lyapkit.trainers.config.load_config : Reads a configuration file.
+    lyapkit.trainers.sweep.run_sweep : Trains a grid of runs.
+    lyapkit.open_run : Reads a run file back.
+
+    References
+    ----------
+    .. [1] I. Dubinin and F. Effenberger, "Fading memory as inductive bias in residual recurrent
+       networks", arXiv:2307.14823, 2023.
+    .. [2] R. Engelken, "Gradient flossing: improving gradient descent through dynamic control
+       of Jacobians", Advances in Neural Information Processing Systems (NeurIPS), 2023.
+
+    Examples
+    --------
+    A two-step run of a 4-unit WCRNN with the residual ``R = 0.9 I`` on ADD(10), with the
+    Lyapunov spectrum recorded at the last step:
+
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> from lyapkit.trainers.trainer import Trainer
+    >>> config = {
+    ...     "run": {"name": "tiny", "dir": "runs-trainer"},
+    ...     "task": {"name": "adding", "T": 10, "n_train": 32, "n_test": 16},
+    ...     "model": {"name": "WCRNN", "hidden_size": 4, "gamma": 0.05,
+    ...               "residual": {"kind": "homogeneous", "r": 0.9}},
+    ...     "training": {"steps": 2, "batch_size": 16, "eval_every": 1, "checkpoint_every": 2},
+    ...     "diagnostics": {"lyapunov": {"at": [2], "steps": 50, "transient": 10}},
+    ... }
+    >>> trainer = Trainer(config)
+    >>> result = trainer.train()
+    >>> result.path.name, result.metric, result.already_finished
+    ('tiny.nc', 'rms', False)
+    >>> list(lk.open_run(result.path).children)
+    ['metrics', 'lyapunov', 'summary']
+    >>> trainer.train(resume=True).already_finished  # a finished run is left as it is
+    True
+    >>> spectrum = trainer.spectrum(200, transient=10)
+    >>> bool(np.abs(spectrum.exponents - np.log(0.9)).max() < 0.05)  # weak coupling: log|eig R|
+    True
     """
 
     def __init__(
@@ -376,13 +586,27 @@ class Trainer:
         ``overwrite`` an existing run (run file or checkpoint) is refused; ``overwrite`` replaces
         it. ``resume`` continues from the checkpoint after checking that it belongs to the run
         file (same run id) and that the configuration equals the stored one in every key that
-        changes the result (all but :data:`FREE_KEYS`); a finished run is left as it is.
+        changes the result (all but ``FREE_KEYS``); a finished run is left as it is.
+
+        Parameters
+        ----------
+        resume : bool, default False
+            Continue the run from its checkpoint (or start it when there is none).
+        overwrite : bool, default False
+            Replace an existing run.
+
+        Returns
+        -------
+        TrainResult
+            The summary of the run (``already_finished`` for a resume of a finished run).
 
         Raises
         ------
-        ConfigError
+        ValueError
+            ``resume`` and ``overwrite`` are both set.
+        lyapkit.trainers.config.ConfigError
             An option that cannot work (checked before anything is written).
-        RunError
+        lyapkit.trainers.trainer.RunError
             The run exists (without ``resume``/``overwrite``), its checkpoint is another run's,
             or its configuration differs from the stored one.
         lyapkit.store.RunLockedError
@@ -720,9 +944,31 @@ class Trainer:
         k: int | None = None,
         backend: str = "numpy",
     ) -> lyapkit.LyapunovSpectrum:
-        """Lyapunov spectrum of the model's cell (``model.as_map()``, current weights), driven by
-        test sequences laid end to end: member ``i`` of ``sequences`` reads test sequences
-        ``i, i + E, i + 2E, …`` until ``transient + steps`` inputs."""
+        """Lyapunov spectrum of the model's cell (``model.as_map()``, current weights).
+
+        The cell is driven by test sequences laid end to end: member ``i`` of the
+        ``E = min(sequences, N)`` members reads test sequences ``i, i + E, i + 2E, …`` (modulo
+        ``N``) until ``transient + steps`` inputs; :func:`lyapkit.lyapunov_spectrum` (seed 0)
+        averages the QR estimates of the members.
+
+        Parameters
+        ----------
+        steps : int
+            Steps over which the exponents are averaged.
+        transient : int, default 100
+            Steps discarded first.
+        sequences : int, default 4
+            Ensemble members (at most the test set).
+        k : int, optional
+            Number of leading exponents; default all.
+        backend : str, default "numpy"
+            The lyapkit backend.
+
+        Returns
+        -------
+        lyapkit.LyapunovSpectrum
+            The spectrum, with its standard errors over the members.
+        """
         inputs = self._probe[0]
         need, (N, T) = transient + steps, inputs.shape[:2]
         E, repeats = min(sequences, N), -(-need // T)
@@ -742,8 +988,26 @@ class Trainer:
 
     @classmethod
     def from_run(cls, path: str | Path) -> Trainer:
-        """The trainer of a saved run, with the weights of its checkpoint (``<name>.ckpt.pt``
-        beside the run file ``<name>.nc``)."""
+        """The trainer of a saved run, with the weights of its checkpoint.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The run file ``<name>.nc``; its checkpoint ``<name>.ckpt.pt`` lies beside it.
+
+        Returns
+        -------
+        Trainer
+            A trainer built from the stored configuration, its model, optimizer and scheduler
+            restored from the checkpoint.
+
+        Raises
+        ------
+        FileNotFoundError
+            There is no checkpoint beside the run file.
+        lyapkit.trainers.trainer.RunError
+            The checkpoint cannot be read.
+        """
         path = Path(path)
         checkpoint = path.with_name(path.name.removesuffix(".nc") + ".ckpt.pt")
         if not checkpoint.exists():

@@ -21,12 +21,9 @@ and its curvature at the optimum, an autograd Hessian, against ``E[(∂_λ h)²]
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import math
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +32,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+import _report  # noqa: E402 - docs/reproductions/_report.py
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _report import verdict  # noqa: E402
 
 import lyapkit as lk  # noqa: E402
 from lyapkit import theory  # noqa: E402
@@ -242,7 +241,7 @@ def fig1a(budget: Budget, out: Path) -> list[dict]:
             "ours": f"{int(within.sum())} of {within.size} (λ, ρ) cells within {Z_MAX:g} s.e.; "
             f"max |z| = {np.abs(z).max():.2f}; largest relative deviation "
             f"{np.abs(mean / exact - 1).max():.3f} ({budget.sequences} sequences per cell)",
-            "verdict": _verdict(int(within.sum()), within.size, "cells"),
+            "verdict": verdict(int(within.sum()), within.size, "cells"),
             "criterion": f"every cell: |simulation − theory| ≤ {Z_MAX:g} standard errors",
         },
         {
@@ -364,13 +363,13 @@ def fig1bc(budget: Budget, out: Path) -> list[dict]:
             "ours": f"{int((np.abs(z_all) <= Z_MAX).sum())} of {z_all.size} simulated points "
             f"within {Z_MAX:g} s.e. of lyapkit.theory.teacher_student_loss (max |z| = "
             f"{np.abs(z_all).max():.2f}; λ* = {', '.join(f'{v:g}' for v in budget.teachers)})",
-            "verdict": _verdict(int((np.abs(z_all) <= Z_MAX).sum()), z_all.size, "points"),
+            "verdict": verdict(int((np.abs(z_all) <= Z_MAX).sum()), z_all.size, "points"),
             "criterion": f"every point: |simulation − theory| ≤ {Z_MAX:g} standard errors",
         },
         {
             "item": "Fig. 1C (curvature at the optimum)",
             "paper": "the curvature at the optimum explodes as λ* → 1",
-            "ours": "autograd Hessian / theory E[(∂_λ h)²](λ*): "
+            "ours": "autograd Hessian / theory E[(∂_λ h)²] at λ*: "
             + ", ".join(f"{h:.4g}/{e:.4g}" for h, e in zip(hessian, exact, strict=True))
             + f" for λ* = {', '.join(f'{v:g}' for v in stars)}; max |z| = "
             f"{np.abs(z_curv).max():.2f}; finite differences of the theory landscape agree to "
@@ -536,12 +535,6 @@ def _fig3a_table(results: dict[str, dict]) -> list[dict]:
     return rows
 
 
-def _verdict(good: int, total: int, what: str) -> str:
-    if good == total:
-        return "reproduced"
-    return f"partly ({good} of {total} {what})" if good else "not reproduced"
-
-
 ITEMS: dict[str, Callable[[Budget, Path], list[dict]]] = {
     "fig1a": fig1a,
     "fig1bc": fig1bc,
@@ -549,38 +542,16 @@ ITEMS: dict[str, Callable[[Budget, Path], list[dict]]] = {
 }
 
 
-def markdown(rows: list[dict]) -> str:
-    lines = ["| item | paper | ours | verdict (criterion) |", "|---|---|---|---|"]
-    cell = lambda text: text.replace("|", "\\|")  # noqa: E731
-    lines += [
-        f"| {row['item']} | {cell(row['paper'])} | {cell(row['ours'])} | {row['verdict']} "
-        f"({cell(row['criterion'])}) |"
-        for row in rows
-    ]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--full", action="store_true", help="the paper's size (a GPU helps)")
-    parser.add_argument("--smoke", action="store_true", help="a tiny size, for the test suite")
-    parser.add_argument("--only", choices=sorted(ITEMS), action="append", help="items to run")
-    parser.add_argument("--out", type=Path, default=HERE / "figures", help="output folder")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    budget = BUDGETS["full" if args.full else "smoke" if args.smoke else "default"]
-    args.out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(2)
-    for name in args.only or list(ITEMS):
-        start = time.perf_counter()
-        rows = ITEMS[name](budget, args.out)
-        seconds = time.perf_counter() - start
-        record = {"item": name, "budget": budget.name, "seconds": round(seconds, 1), "rows": rows}
-        if name in DETAILS:
-            record["data"] = DETAILS.pop(name)
-        (args.out / f"curse_of_memory_{name}.json").write_text(json.dumps(record, indent=1) + "\n")
-        print(f"\n{name} ({budget.name}; {seconds:.0f} s)\n\n{markdown(rows)}")
-    return 0
+    return _report.main(
+        "curse_of_memory",
+        __doc__.split("\n\n")[0],
+        ITEMS,
+        BUDGETS,
+        HERE / "figures",
+        argv,
+        details=DETAILS,
+    )
 
 
 if __name__ == "__main__":

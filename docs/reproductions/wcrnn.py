@@ -23,13 +23,9 @@ LSTM on the same budget).
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
 import logging
 import math
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +34,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+import _report  # noqa: E402 - docs/reproductions/_report.py
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _report import verdict  # noqa: E402
 
 import lyapkit as lk  # noqa: E402
 from lyapkit.theory import characteristic_frequency  # noqa: E402
@@ -216,7 +214,7 @@ def _fig2_table(rows: list[dict]) -> list[dict]:
             + ", ".join(f"{row['exponent_max_deviation']:.3g}" for row in rows)
             + " against the first-order bound 2γ‖W‖₂/r = "
             + ", ".join(f"{row['first_order_bound']:.3g}" for row in rows),
-            "verdict": _verdict(sum(within), len(within)),
+            "verdict": verdict(sum(within), len(within), "r"),
             "criterion": "every exponent within the first-order bound of log r",
         },
         {
@@ -241,7 +239,7 @@ def _fig2_table(rows: list[dict]) -> list[dict]:
             "paper": "gradient norms fall or grow exponentially at the rate log r (eq. 15)",
             "ours": "fitted rate − log r = "
             + ", ".join(f"{row['gradient_rate'] - row['log_r']:+.3g}" for row in rows),
-            "verdict": _verdict(sum(rate_ok), len(rate_ok)),
+            "verdict": verdict(sum(rate_ok), len(rate_ok), "r"),
             "criterion": "|rate − log r| within the first-order bound",
         },
     ]
@@ -373,7 +371,7 @@ def _fig3_table(add: Any, digits: Any) -> list[dict]:
             "item": "Fig. 3 (ADD: best r)",
             "paper": "weakly subcritical r performs best",
             "ours": f"r with the lowest mean best RMS: {best_r} for {lengths}",
-            "verdict": _verdict(sum(subcritical_best), len(best_r)),
+            "verdict": verdict(sum(subcritical_best), len(best_r), "r"),
             "criterion": "best r in (0.9, 1) for each T",
         },
         {
@@ -401,7 +399,7 @@ def _fig3_table(add: Any, digits: Any) -> list[dict]:
                 f"{float(mp.sel(r=far, T=T)):.0f} vs {float(mp.sel(r=near, T=T)):.0f} (T={T})"
                 for T in add["T"].values
             ),
-            "verdict": _verdict(sum(slower), len(slower)),
+            "verdict": verdict(sum(slower), len(slower), "r"),
             "criterion": f"more iterations at r={far:g} than at r={near:g}, for each T",
         },
         {
@@ -762,7 +760,7 @@ def _table2_table(rows: dict[str, dict[str, float]]) -> list[dict]:
             "item": "Table 2 (Elman)",
             "paper": "WCRNNs outperform the Elman RNN, even with a residual initialisation and clipping",
             "ours": f"mean best accuracy (sequential, permuted digits): {listing}",
-            "verdict": _verdict(sum(beats_elman), len(tasks), "tasks"),
+            "verdict": verdict(sum(beats_elman), len(tasks), "tasks"),
             "criterion": "the best WCRNN variant ≥ Elman, on each task",
         },
         {
@@ -771,16 +769,10 @@ def _table2_table(rows: dict[str, dict[str, float]]) -> list[dict]:
             "ours": ", ".join(
                 f"best WCRNN {best[t]:.3f} vs LSTM {lstm[t]:.3f} ({t})" for t in tasks
             ),
-            "verdict": _verdict(sum(near_lstm), len(tasks), "tasks"),
+            "verdict": verdict(sum(near_lstm), len(tasks), "tasks"),
             "criterion": "the best WCRNN variant within 0.05 of the LSTM or better, on each task",
         },
     ]
-
-
-def _verdict(good: int, total: int, unit: str = "r") -> str:
-    if good == total:
-        return "reproduced"
-    return f"partly ({good} of {total} {unit})" if good else "not reproduced"
 
 
 ITEMS: dict[str, Callable[[Budget, Path], list[dict]]] = {
@@ -793,39 +785,16 @@ ITEMS: dict[str, Callable[[Budget, Path], list[dict]]] = {
 }
 
 
-def markdown(rows: list[dict]) -> str:
-    lines = ["| item | paper | ours | verdict (criterion) |", "|---|---|---|---|"]
-    cell = lambda text: text.replace("|", "\\|")  # noqa: E731
-    lines += [
-        f"| {row['item']} | {cell(row['paper'])} | {cell(row['ours'])} | {row['verdict']} "
-        f"({cell(row['criterion'])}) |"
-        for row in rows
-    ]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--full", action="store_true", help="the paper's size (a GPU helps)")
-    parser.add_argument("--smoke", action="store_true", help="a tiny size, for the test suite")
-    parser.add_argument("--only", choices=sorted(ITEMS), action="append", help="items to run")
-    parser.add_argument("--out", type=Path, default=HERE / "figures", help="output folder")
-    parser.add_argument("--lr", type=float, help="learning rate of the trained items")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    budget = BUDGETS["full" if args.full else "smoke" if args.smoke else "default"]
-    if args.lr is not None:
-        budget = dataclasses.replace(budget, name=f"{budget.name}, lr {args.lr:g}", lr=args.lr)
-    args.out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(2)
-    for name in args.only or sorted(ITEMS):
-        start = time.perf_counter()
-        rows = ITEMS[name](budget, args.out)
-        seconds = time.perf_counter() - start
-        record = {"item": name, "budget": budget.name, "seconds": round(seconds, 1), "rows": rows}
-        (args.out / f"wcrnn_{name}.json").write_text(json.dumps(record, indent=1) + "\n")
-        print(f"\n{name} ({budget.name}; {seconds:.0f} s)\n\n{markdown(rows)}")
-    return 0
+    return _report.main(
+        "wcrnn",
+        __doc__.split("\n\n")[0],
+        ITEMS,
+        BUDGETS,
+        HERE / "figures",
+        argv,
+        learning_rate=True,
+    )
 
 
 if __name__ == "__main__":

@@ -28,6 +28,35 @@ class NumbaKernels:
         parameter_jacobian(x, u, params, codes, out)   out (dim, P)  = ∂f/∂θ
         parameter_jvp(x, u, params, codes, V, out)     out (k, dim) += V (∂f/∂θ)ᵀ,  V (k, P)
         parameter_vjp(x, u, params, codes, L, out)     out (k, P)   += L ∂f/∂θ,     L (k, dim)
+
+    Parameters
+    ----------
+    step : numba dispatcher
+        ``step(x, u, params, out)``: writes ``f(x, u)`` into ``out`` (``(dim,)``).
+    jacobian : numba dispatcher
+        ``jacobian(x, u, params, J)``: writes ``∂f/∂x (x, u)`` into ``J`` (``(dim, dim)``).
+    params : tuple
+        The map's parameters (floats and arrays), passed to every kernel.
+    parameter_jacobian : numba dispatcher, optional
+        ``parameter_jacobian(x, u, params, codes, out)``: writes ``∂f/∂θ`` into ``out``.
+    parameter_jvp : numba dispatcher, optional
+        ``parameter_jvp(x, u, params, codes, V, out)``: adds ``V (∂f/∂θ)ᵀ`` to ``out``.
+    parameter_vjp : numba dispatcher, optional
+        ``parameter_vjp(x, u, params, codes, L, out)``: adds ``L ∂f/∂θ`` to ``out``.
+
+    See Also
+    --------
+    lyapkit.Map.numba_kernels : Where a map returns its kernels.
+    lyapkit.from_numba : A map from user kernels.
+
+    Examples
+    --------
+    >>> import lyapkit as lk
+    >>> kernels = lk.Henon(a=1.4, b=0.3).numba_kernels()
+    >>> kernels.params
+    (1.4, 0.3)
+    >>> kernels.has_parameter_kernels
+    False
     """
 
     step: Any
@@ -39,22 +68,67 @@ class NumbaKernels:
 
     @property
     def has_parameter_kernels(self) -> bool:
-        """Whether the three parameter-Jacobian kernels are present."""
+        """Whether the three parameter-Jacobian kernels are present.
+
+        Returns
+        -------
+        bool
+            True when ``parameter_jacobian``, ``parameter_jvp`` and ``parameter_vjp`` are all set.
+        """
         return None not in (self.parameter_jacobian, self.parameter_jvp, self.parameter_vjp)
 
 
 class Map(abc.ABC):
     """A discrete map ``x_{t+1} = f(x_t, u_t)`` with state Jacobian ``J_t = ∂f/∂x (x_t, u_t)``.
 
+    The abstract base of every lyapkit map: a subclass sets ``dim`` (and ``input_dim`` for a
+    driven map) and implements :meth:`lyapkit.Map.step` and :meth:`lyapkit.Map.jacobian`.
     ``step`` and ``jacobian`` are batched over leading axes: ``x`` has shape ``(..., dim)``, ``u`` shape
     ``(..., input_dim)`` or ``None`` (no input, or zero input for a driven map). ``jacobian`` returns
     ``(..., dim, dim)``. ``namespaces`` names the array libraries (``"numpy"``, ``"torch"``) whose arrays
     ``step`` and ``jacobian`` accept; ``numba_kernels`` returns kernels for the numba backend or None.
 
     Optionally a map provides its parameter Jacobian ``∂f/∂θ`` (which makes GGN products possible
-    without autodiff, see :func:`lyapkit.sensitivity.map_ggn`): it lists the parameters in
-    ``jacobian_parameters`` and implements :meth:`parameter_jacobian`; :meth:`parameter_jvp` and
-    :meth:`parameter_vjp` go through that dense Jacobian unless the map overrides them.
+    without autodiff, see :func:`lyapkit.map_ggn`): it lists the parameters in
+    ``jacobian_parameters`` and implements :meth:`lyapkit.Map.parameter_jacobian`;
+    :meth:`lyapkit.Map.parameter_jvp` and :meth:`lyapkit.Map.parameter_vjp` go through that dense
+    Jacobian unless the map overrides them.
+
+    Attributes
+    ----------
+    name : str
+        A label for reports.
+    dim, input_dim : int
+        Dimensions of the state ``x`` and of the input ``u`` (0: autonomous).
+    jacobian_method : {"analytic", "autodiff", "finite-difference"}
+        How the Jacobian is computed.
+    namespaces : frozenset of str
+        The array libraries whose arrays the map accepts.
+    period : float or None
+        Period of each coordinate for maps on a torus (differences are wrapped), or None.
+    jacobian_parameters : tuple of str
+        Parameters whose Jacobian ``∂f/∂θ`` the map provides (empty: none).
+
+    See Also
+    --------
+    lyapkit.from_numpy, lyapkit.from_numba, lyapkit.from_torch : Maps from plain functions.
+    lyapkit.lyapunov_spectrum : The Lyapunov spectrum of a map.
+
+    Examples
+    --------
+    A map needs ``dim``, ``step`` and ``jacobian``; ``x → 2x`` has the exponent ``ln 2``:
+
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> class Doubling(lk.Map):
+    ...     dim = 1
+    ...     def step(self, x, u=None):
+    ...         return 2.0 * x
+    ...     def jacobian(self, x, u=None):
+    ...         return 2.0 * np.ones(x.shape + (1,))
+    >>> res = lk.lyapunov_spectrum(Doubling(), steps=20, seed=0, backend="numpy")
+    >>> round(float(res.exponents[0]), 3)
+    0.693
     """
 
     name: str = "map"
@@ -63,25 +137,72 @@ class Map(abc.ABC):
     #: How the Jacobian is computed: "analytic", "autodiff" or "finite-difference".
     jacobian_method: str = "analytic"
     namespaces: frozenset[str] = frozenset({"numpy", "torch"})
-    #: Period of each coordinate for maps on a torus (differences are wrapped), or None.
+    # Period of each coordinate for maps on a torus (differences are wrapped), or None
+    # (a plain comment: the class docstring's Attributes section documents it).
     period: float | None = None
-    #: Parameters whose Jacobian ``∂f/∂θ`` the map provides (:meth:`parameter_jacobian`), if any.
+    #: Parameters whose Jacobian ``∂f/∂θ`` the map provides
+    #: (:meth:`lyapkit.Map.parameter_jacobian`), if any.
     jacobian_parameters: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def step(self, x: Any, u: Any = None) -> Any:
-        """Return ``f(x, u)``."""
+        """Return ``f(x, u)``.
+
+        Parameters
+        ----------
+        x : numpy.ndarray or torch.Tensor
+            States, shape ``(..., dim)``.
+        u : numpy.ndarray or torch.Tensor, optional
+            Inputs, shape ``(..., input_dim)``; None: no input (zero input for a driven map).
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            The next states ``f(x, u)``, shape ``(..., dim)``, in the array library of ``x``.
+        """
 
     @abc.abstractmethod
     def jacobian(self, x: Any, u: Any = None) -> Any:
-        """Return ``∂f/∂x (x, u)`` with shape ``(..., dim, dim)``."""
+        """Return ``∂f/∂x (x, u)`` with shape ``(..., dim, dim)``.
+
+        Parameters
+        ----------
+        x : numpy.ndarray or torch.Tensor
+            States, shape ``(..., dim)``.
+        u : numpy.ndarray or torch.Tensor, optional
+            Inputs, shape ``(..., input_dim)``; None: no input (zero input for a driven map).
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            The state Jacobians, shape ``(..., dim, dim)``: ``J[..., i, j] = ∂f_i/∂x_j``.
+        """
 
     def step_and_jacobian(self, x: Any, u: Any = None) -> tuple[Any, Any]:
-        """Return ``(f(x, u), ∂f/∂x (x, u))``; maps override this to share work."""
+        """Return ``(f(x, u), ∂f/∂x (x, u))``; maps override this to share work.
+
+        Parameters
+        ----------
+        x : numpy.ndarray or torch.Tensor
+            States, shape ``(..., dim)``.
+        u : numpy.ndarray or torch.Tensor, optional
+            Inputs, shape ``(..., input_dim)``; None: no input (zero input for a driven map).
+
+        Returns
+        -------
+        tuple
+            The next states ``(..., dim)`` and the Jacobians ``(..., dim, dim)``.
+        """
         return self.step(x, u), self.jacobian(x, u)
 
     def parameters(self) -> dict[str, Any]:
-        """The map's parameters by name."""
+        """The map's parameters by name.
+
+        Returns
+        -------
+        dict
+            ``{name: value}`` (floats and float64 arrays); empty for a map without parameters.
+        """
         return {}
 
     def prepare(self) -> None:  # noqa: B027 (a hook; most maps need nothing)
@@ -89,19 +210,52 @@ class Map(abc.ABC):
         refresh them here."""
 
     def initial_state(self, rng: np.random.Generator) -> np.ndarray:
-        """A random initial state of shape ``(dim,)`` in the map's typical domain."""
+        """A random initial state of shape ``(dim,)`` in the map's typical domain.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The source of randomness.
+
+        Returns
+        -------
+        numpy.ndarray
+            A state of shape ``(dim,)``; here uniform in ``[−0.5, 0.5)``.
+        """
         return rng.uniform(-0.5, 0.5, self.dim)
 
     def numba_kernels(self) -> NumbaKernels | None:
-        """Kernels for the numba backend, or None when the map has none."""
+        """Kernels for the numba backend, or None when the map has none.
+
+        Returns
+        -------
+        lyapkit.NumbaKernels or None
+            The jitted kernels and their parameters; None here (no numba backend for the map).
+        """
         return None
 
     def parameter_shapes(self, names: Sequence[str] | None = None) -> dict[str, tuple[int, ...]]:
         """Shapes of the parameters ``names`` (default: all of ``jacobian_parameters``), in order.
 
-        The flat parameter axis of :meth:`parameter_jacobian` holds these parameters in this order,
-        each flattened row-major. Raises NotImplementedError for a map without a parameter
-        Jacobian, ValueError for an unknown, repeated or empty selection.
+        The flat parameter axis of :meth:`lyapkit.Map.parameter_jacobian` holds these parameters
+        in this order, each flattened row-major.
+
+        Parameters
+        ----------
+        names : sequence of str or str, optional
+            The selected parameters (a single name is accepted); default ``jacobian_parameters``.
+
+        Returns
+        -------
+        dict
+            ``{name: shape}`` in the order of the selection.
+
+        Raises
+        ------
+        NotImplementedError
+            For a map without a parameter Jacobian (empty ``jacobian_parameters``).
+        ValueError
+            For an unknown, repeated or empty selection.
         """
         if not self.jacobian_parameters:
             raise NotImplementedError(
@@ -124,7 +278,29 @@ class Map(abc.ABC):
         """``∂f/∂θ (x, u)`` with shape ``(..., dim, P)``.
 
         Column block ``p`` holds ``∂f/∂θ_p`` of the ``p``-th parameter in ``names`` (default:
-        ``jacobian_parameters``), flattened row-major; see :meth:`parameter_shapes`.
+        ``jacobian_parameters``), flattened row-major; see :meth:`lyapkit.Map.parameter_shapes`.
+
+        Parameters
+        ----------
+        x : numpy.ndarray or torch.Tensor
+            States, shape ``(..., dim)``.
+        u : numpy.ndarray or torch.Tensor, optional
+            Inputs, shape ``(..., input_dim)``; None: zero input.
+        names : sequence of str or str, optional
+            The selected parameters; default ``jacobian_parameters``.
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            ``∂f/∂θ``, shape ``(..., dim, P)`` with ``P`` the total size of the selection.
+
+        Raises
+        ------
+        NotImplementedError
+            For a map without a parameter Jacobian, or one that lists ``jacobian_parameters``
+            but does not implement this method.
+        ValueError
+            For an unknown, repeated or empty selection.
         """
         self.parameter_shapes(names)  # raises for a map without a parameter Jacobian
         raise NotImplementedError(
@@ -132,13 +308,47 @@ class Map(abc.ABC):
         )
 
     def parameter_jvp(self, x: Any, u: Any, V: Any, names: Sequence[str] | None = None) -> Any:
-        """``(∂f/∂θ)(x, u) V`` with shape ``(..., dim, k)``, for directions ``V`` (P, k)."""
+        """``(∂f/∂θ)(x, u) V`` with shape ``(..., dim, k)``, for directions ``V`` (P, k).
+
+        Parameters
+        ----------
+        x : numpy.ndarray or torch.Tensor
+            States, shape ``(..., dim)``.
+        u : numpy.ndarray or torch.Tensor or None
+            Inputs, shape ``(..., input_dim)``; None: zero input.
+        V : numpy.ndarray or torch.Tensor
+            ``k`` parameter directions, shape ``(P, k)`` (the flat layout of
+            :meth:`lyapkit.Map.parameter_shapes`).
+        names : sequence of str or str, optional
+            The selected parameters; default ``jacobian_parameters``.
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            The state perturbations ``(∂f/∂θ) V``, shape ``(..., dim, k)``.
+        """
         return self.parameter_jacobian(x, u, names) @ V
 
     def parameter_vjp(self, x: Any, u: Any, L: Any, names: Sequence[str] | None = None) -> Any:
         """``Σ_b (∂f/∂θ)(x_b, u_b)ᵀ L_b`` with shape ``(P, k)``, for ``L`` (..., dim, k).
 
         Summed over the batch axes ``b``: the parameters are shared by all batch elements.
+
+        Parameters
+        ----------
+        x : numpy.ndarray or torch.Tensor
+            States, shape ``(..., dim)``.
+        u : numpy.ndarray or torch.Tensor or None
+            Inputs, shape ``(..., input_dim)``; None: zero input.
+        L : numpy.ndarray or torch.Tensor
+            ``k`` cotangents of the next state, shape ``(..., dim, k)``.
+        names : sequence of str or str, optional
+            The selected parameters; default ``jacobian_parameters``.
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            The parameter cotangents ``Σ_b (∂f/∂θ)ᵀ L_b``, shape ``(P, k)``.
         """
         JtL = self.parameter_jacobian(x, u, names).mT @ L  # (..., P, k)
         return JtL.reshape((math.prod(JtL.shape[:-2]),) + tuple(JtL.shape[-2:])).sum(0)
@@ -174,6 +384,13 @@ class ArrayMap(Map):
         self._converted: dict[tuple, dict[str, Any]] = {}
 
     def parameters(self) -> dict[str, Any]:
+        """The map's parameters by name.
+
+        Returns
+        -------
+        dict
+            ``{name: value}``: a copy of the stored floats and float64 arrays.
+        """
         return dict(self._params)
 
     def _params_like(self, x: Any) -> dict[str, Any]:
@@ -200,12 +417,54 @@ class ArrayMap(Map):
         return x.new_zeros(shape) if is_torch_tensor(x) else np.zeros(shape, dtype=x.dtype)
 
     def step(self, x: Any, u: Any = None) -> Any:
+        """Return ``f(x, u)``, computed in the array library, dtype and device of ``x``.
+
+        Parameters
+        ----------
+        x : numpy.ndarray or torch.Tensor
+            States, shape ``(..., dim)``.
+        u : numpy.ndarray or torch.Tensor, optional
+            Inputs, shape ``(..., input_dim)``; None: no input (zero input for a driven map).
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            The next states, shape ``(..., dim)``.
+        """
         return self._step(namespace_of(x), self._params_like(x), x, self._zero_input(x, u))
 
     def jacobian(self, x: Any, u: Any = None) -> Any:
+        """Return the analytic ``∂f/∂x (x, u)``, in the array library, dtype and device of ``x``.
+
+        Parameters
+        ----------
+        x : numpy.ndarray or torch.Tensor
+            States, shape ``(..., dim)``.
+        u : numpy.ndarray or torch.Tensor, optional
+            Inputs, shape ``(..., input_dim)``; None: no input (zero input for a driven map).
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            The state Jacobians, shape ``(..., dim, dim)``: ``J[..., i, j] = ∂f_i/∂x_j``.
+        """
         return self._jacobian(namespace_of(x), self._params_like(x), x, self._zero_input(x, u))
 
     def step_and_jacobian(self, x: Any, u: Any = None) -> tuple[Any, Any]:
+        """Return ``(f(x, u), ∂f/∂x (x, u))``, sharing the work where the map can.
+
+        Parameters
+        ----------
+        x : numpy.ndarray or torch.Tensor
+            States, shape ``(..., dim)``.
+        u : numpy.ndarray or torch.Tensor, optional
+            Inputs, shape ``(..., input_dim)``; None: no input (zero input for a driven map).
+
+        Returns
+        -------
+        tuple
+            The next states ``(..., dim)`` and the Jacobians ``(..., dim, dim)``.
+        """
         xp, p, u = namespace_of(x), self._params_like(x), self._zero_input(x, u)
         return self._step_and_jacobian(xp, p, x, u)
 
@@ -220,6 +479,32 @@ class ArrayMap(Map):
         return [factors[name] for name in shapes]
 
     def parameter_jacobian(self, x: Any, u: Any = None, names: Sequence[str] | None = None) -> Any:
+        """``∂f/∂θ (x, u)`` with shape ``(..., dim, P)``, built from the row-local factors.
+
+        ``∂f_i/∂θ_kj = δ_ik d_i z_j``; column block ``p`` holds the ``p``-th selected parameter,
+        flattened row-major (:meth:`lyapkit.Map.parameter_shapes`).
+
+        Parameters
+        ----------
+        x : numpy.ndarray or torch.Tensor
+            States, shape ``(..., dim)``.
+        u : numpy.ndarray or torch.Tensor, optional
+            Inputs, shape ``(..., input_dim)``; None: zero input.
+        names : sequence of str or str, optional
+            The selected parameters; default ``jacobian_parameters``.
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            ``∂f/∂θ``, shape ``(..., dim, P)``.
+
+        Raises
+        ------
+        NotImplementedError
+            For a map without a parameter Jacobian (empty ``jacobian_parameters``).
+        ValueError
+            For an unknown, repeated or empty selection.
+        """
         xp, n, blocks = namespace_of(x), self.dim, []
         eye = xp.eye(n, dtype=x.dtype, device=x.device)[:, :, None]
         for d, z in self._selected_factors(x, u, names):
@@ -228,6 +513,33 @@ class ArrayMap(Map):
         return xp.concatenate(blocks, -1)
 
     def parameter_jvp(self, x: Any, u: Any, V: Any, names: Sequence[str] | None = None) -> Any:
+        """``(∂f/∂θ)(x, u) V`` with shape ``(..., dim, k)``, without forming ``∂f/∂θ``.
+
+        ``((∂f/∂θ) V)_i = d_i Σ_j V_ij z_j`` per parameter, at ``O(dim·q)`` per direction.
+
+        Parameters
+        ----------
+        x : numpy.ndarray or torch.Tensor
+            States, shape ``(..., dim)``.
+        u : numpy.ndarray or torch.Tensor or None
+            Inputs, shape ``(..., input_dim)``; None: zero input.
+        V : numpy.ndarray or torch.Tensor
+            ``k`` parameter directions, shape ``(P, k)``.
+        names : sequence of str or str, optional
+            The selected parameters; default ``jacobian_parameters``.
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            ``(∂f/∂θ) V``, shape ``(..., dim, k)``.
+
+        Raises
+        ------
+        NotImplementedError
+            For a map without a parameter Jacobian (empty ``jacobian_parameters``).
+        ValueError
+            For an unknown, repeated or empty selection.
+        """
         xp, n, k = namespace_of(x), self.dim, V.shape[-1]
         out, offset = 0.0, 0
         for d, z in self._selected_factors(x, u, names):
@@ -238,6 +550,33 @@ class ArrayMap(Map):
         return out
 
     def parameter_vjp(self, x: Any, u: Any, L: Any, names: Sequence[str] | None = None) -> Any:
+        """``Σ_b (∂f/∂θ)(x_b, u_b)ᵀ L_b`` with shape ``(P, k)``, without forming ``∂f/∂θ``.
+
+        ``(Σ_b (∂f/∂θ)ᵀ L)_kj = Σ_b d_bk L_bk z_bj`` per parameter, summed over the batch axes.
+
+        Parameters
+        ----------
+        x : numpy.ndarray or torch.Tensor
+            States, shape ``(..., dim)``.
+        u : numpy.ndarray or torch.Tensor or None
+            Inputs, shape ``(..., input_dim)``; None: zero input.
+        L : numpy.ndarray or torch.Tensor
+            ``k`` cotangents of the next state, shape ``(..., dim, k)``.
+        names : sequence of str or str, optional
+            The selected parameters; default ``jacobian_parameters``.
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            The parameter cotangents, shape ``(P, k)``.
+
+        Raises
+        ------
+        NotImplementedError
+            For a map without a parameter Jacobian (empty ``jacobian_parameters``).
+        ValueError
+            For an unknown, repeated or empty selection.
+        """
         xp, n, k = namespace_of(x), self.dim, L.shape[-1]
         grads = []
         for d, z in self._selected_factors(x, u, names):

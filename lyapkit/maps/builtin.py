@@ -18,8 +18,44 @@ def _kernels(step: str, jacobian: str, params: tuple) -> NumbaKernels:
 class Henon(ArrayMap):
     """Hénon map ``(x, y) → (1 − a x² + y, b x)``; Jacobian ``[[−2 a x, 1], [b, 0]]``.
 
-    At ``a = 1.4, b = 0.3`` the exponents are ``(0.4192, −1.6232)`` (Sprott 2003); their sum is
-    ``log b`` exactly.
+    The map of Hénon [1]_. ``det J = −b`` at every point, so the exponents sum to ``log b``
+    exactly; at ``a = 1.4, b = 0.3`` they are ``(0.4192, −1.6232)`` (Sprott 2003 [2]_).
+
+    Parameters
+    ----------
+    a : float, default 1.4
+        The quadratic coefficient.
+    b : float, default 0.3
+        The contraction ``|det J|``.
+
+    Raises
+    ------
+    ValueError
+        If ``a`` or ``b`` is not one real number.
+
+    See Also
+    --------
+    lyapkit.lyapunov_spectrum : Its exponents.
+
+    References
+    ----------
+    .. [1] M. Hénon, "A two-dimensional mapping with a strange attractor", *Communications in
+       Mathematical Physics* 50, 69–77 (1976).
+    .. [2] J. C. Sprott, *Chaos and Time-Series Analysis*,
+       Oxford University Press (2003).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> henon = lk.Henon()
+    >>> henon.step(np.array([0.0, 0.0]))
+    array([1., 0.])
+    >>> res = lk.lyapunov_spectrum(henon, steps=2000, seed=0, backend="numpy")
+    >>> bool(abs(res.exponents[0] - 0.419) < 0.02)
+    True
+    >>> bool(abs(res.exponents.sum() - np.log(0.3)) < 1e-9)
+    True
     """
 
     name = "henon"
@@ -29,6 +65,18 @@ class Henon(ArrayMap):
         self._set_params(a=real("a", a), b=real("b", b))
 
     def initial_state(self, rng: np.random.Generator) -> np.ndarray:
+        """A random initial state ``U(−0.1, 0.1)²`` near the origin, in the attractor's basin.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The source of randomness.
+
+        Returns
+        -------
+        numpy.ndarray
+            A state of shape ``(dim,)``.
+        """
         return rng.uniform(-0.1, 0.1, 2)
 
     def _step(self, xp, p, x, u):
@@ -39,11 +87,49 @@ class Henon(ArrayMap):
         return matrix(xp, [[-2 * p["a"] * x[..., 0], one], [p["b"] * one, 0 * one]])
 
     def numba_kernels(self) -> NumbaKernels:
+        """The numba kernels ``henon_step`` and ``henon_jacobian``.
+
+        Returns
+        -------
+        lyapkit.NumbaKernels
+            The jitted step and Jacobian, with parameters ``(a, b)``.
+        """
         return _kernels("henon_step", "henon_jacobian", (self._params["a"], self._params["b"]))
 
 
 class Logistic(ArrayMap):
-    """Logistic map ``x → r x (1 − x)``; Jacobian ``r (1 − 2x)``. At ``r = 4`` the exponent is ``ln 2``."""
+    """Logistic map ``x → r x (1 − x)``; Jacobian ``r (1 − 2x)``.
+
+    The map popularised by May [1]_. At ``r = 4`` the exponent is ``ln 2`` (the map is conjugate to
+    the tent map with ``μ = 2``).
+
+    Parameters
+    ----------
+    r : float, default 4.0
+        The growth rate; orbits stay in ``[0, 1]`` for ``0 ≤ r ≤ 4``.
+
+    Raises
+    ------
+    ValueError
+        If ``r`` is not one real number.
+
+    See Also
+    --------
+    lyapkit.Tent : The map it is conjugate to at ``r = 4``.
+
+    References
+    ----------
+    .. [1] R. M. May, "Simple mathematical models with very complicated dynamics", *Nature* 261,
+       459–467 (1976).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> res = lk.lyapunov_spectrum(lk.Logistic(r=4.0), steps=2000, seed=0, backend="numpy")
+    >>> bool(abs(res.exponents[0] - np.log(2)) < 0.01)
+    True
+    """
 
     name = "logistic"
     dim = 1
@@ -52,6 +138,18 @@ class Logistic(ArrayMap):
         self._set_params(r=real("r", r))
 
     def initial_state(self, rng: np.random.Generator) -> np.ndarray:
+        """A random initial state ``U(0.05, 0.95)``, inside the invariant interval.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The source of randomness.
+
+        Returns
+        -------
+        numpy.ndarray
+            A state of shape ``(dim,)``.
+        """
         return rng.uniform(0.05, 0.95, 1)
 
     def _step(self, xp, p, x, u):
@@ -61,6 +159,13 @@ class Logistic(ArrayMap):
         return (p["r"] * (1 - 2 * x))[..., None]
 
     def numba_kernels(self) -> NumbaKernels:
+        """The numba kernels ``logistic_step`` and ``logistic_jacobian``.
+
+        Returns
+        -------
+        lyapkit.NumbaKernels
+            The jitted step and Jacobian, with parameters ``(r,)``.
+        """
         return _kernels("logistic_step", "logistic_jacobian", (self._params["r"],))
 
 
@@ -70,6 +175,27 @@ class Tent(ArrayMap):
     For ``μ = 2`` binary floating point sends every orbit to 0 within ~53 steps (the map shifts
     mantissa bits out); the exponent stays ``ln 2`` but the orbit is not typical. Use ``μ < 2`` for
     orbits that stay on the attractor.
+
+    Parameters
+    ----------
+    mu : float, default 2.0
+        The slope ``μ``; orbits stay in ``[0, 1]`` for ``0 ≤ μ ≤ 2``.
+
+    Raises
+    ------
+    ValueError
+        If ``mu`` is not one real number.
+
+    See Also
+    --------
+    lyapkit.Logistic : Conjugate to the tent map with ``μ = 2`` at ``r = 4``.
+
+    Examples
+    --------
+    >>> import lyapkit as lk
+    >>> res = lk.lyapunov_spectrum(lk.Tent(mu=1.9), steps=200, seed=0, backend="numpy")
+    >>> round(float(res.exponents[0]), 3)  # ln 1.9
+    0.642
     """
 
     name = "tent"
@@ -79,6 +205,18 @@ class Tent(ArrayMap):
         self._set_params(mu=real("mu", mu))
 
     def initial_state(self, rng: np.random.Generator) -> np.ndarray:
+        """A random initial state ``U(0, 1)``.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The source of randomness.
+
+        Returns
+        -------
+        numpy.ndarray
+            A state of shape ``(dim,)``.
+        """
         return rng.uniform(0.0, 1.0, 1)
 
     def _step(self, xp, p, x, u):
@@ -88,11 +226,40 @@ class Tent(ArrayMap):
         return xp.where(x < 0.5, x * 0 + p["mu"], x * 0 - p["mu"])[..., None]
 
     def numba_kernels(self) -> NumbaKernels:
+        """The numba kernels ``tent_step`` and ``tent_jacobian``.
+
+        Returns
+        -------
+        lyapkit.NumbaKernels
+            The jitted step and Jacobian, with parameters ``(mu,)``.
+        """
         return _kernels("tent_step", "tent_jacobian", (self._params["mu"],))
 
 
 class CatMap(ArrayMap):
-    """Arnold's cat map ``(x, y) → (2x + y, x + y) mod 1``; exponents ``±ln((3 + √5)/2)``."""
+    """Arnold's cat map ``(x, y) → (2x + y, x + y) mod 1``; exponents ``±ln((3 + √5)/2)``.
+
+    A hyperbolic automorphism of the unit torus (Arnold & Avez [1]_): its Jacobian is the constant
+    matrix ``A = [[2, 1], [1, 1]]``, whose eigenvalues are ``(3 ± √5)/2``, and the map preserves
+    area (``det A = 1``). The coordinates have period 1.
+
+    See Also
+    --------
+    lyapkit.CoupledStandardMaps : Another map on a torus.
+
+    References
+    ----------
+    .. [1] V. I. Arnold and A. Avez, *Ergodic Problems of Classical Mechanics*, W. A. Benjamin,
+       New York (1968).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> res = lk.lyapunov_spectrum(lk.CatMap(), steps=200, transient=20, seed=0, backend="numpy")
+    >>> np.round(res.exponents, 3)
+    array([ 0.962, -0.962])
+    """
 
     name = "cat"
     dim = 2
@@ -102,6 +269,18 @@ class CatMap(ArrayMap):
         self._set_params(A=np.array([[2.0, 1.0], [1.0, 1.0]]))
 
     def initial_state(self, rng: np.random.Generator) -> np.ndarray:
+        """A random initial state uniform on the unit torus ``[0, 1)²``.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The source of randomness.
+
+        Returns
+        -------
+        numpy.ndarray
+            A state of shape ``(dim,)``.
+        """
         return rng.uniform(0.0, 1.0, 2)
 
     def _step(self, xp, p, x, u):
@@ -111,6 +290,13 @@ class CatMap(ArrayMap):
         return x[..., :, None] * 0 + p["A"]
 
     def numba_kernels(self) -> NumbaKernels:
+        """The numba kernels ``cat_step`` and ``cat_jacobian``.
+
+        Returns
+        -------
+        lyapkit.NumbaKernels
+            The jitted step and Jacobian, with parameters ``()``.
+        """
         return _kernels("cat_step", "cat_jacobian", ())
 
 
@@ -123,7 +309,41 @@ class CoupledStandardMaps(ArrayMap):
         θ_i' = θ_i + p_i'                                                           (mod 2π)
 
     With ``K = ∂p'/∂θ`` (symmetric) the Jacobian is ``[[I + K, I], [K, I]]``, so ``det J = 1`` and
-    the exponents pair as ``λ_i = −λ_{2M−i+1}``.
+    the exponents pair as ``λ_i = −λ_{2M−i+1}``. Each map is Chirikov's standard map [1]_.
+
+    Parameters
+    ----------
+    M : int, default 3
+        Number of maps on the ring (the state has ``2M`` coordinates, each of period ``2π``).
+    k : float or (M,) array, default 1.0
+        Kick strength ``k_i``, one for all maps or one per map.
+    coupling : float, default 0.1
+        The nearest-neighbour coupling ``Γ``.
+
+    Raises
+    ------
+    ValueError
+        If ``M`` is not a positive integer, ``k`` is neither a scalar nor of shape ``(M,)``, or
+        ``coupling`` is not one real number.
+
+    See Also
+    --------
+    lyapkit.CatMap : A map on the two-torus.
+
+    References
+    ----------
+    .. [1] B. V. Chirikov, "A universal instability of many-dimensional oscillator systems",
+       *Physics Reports* 52(5), 263–379 (1979).
+
+    Examples
+    --------
+    >>> import lyapkit as lk
+    >>> system = lk.CoupledStandardMaps(M=2, k=2.0, coupling=0.1)
+    >>> system.dim
+    4
+    >>> res = lk.lyapunov_spectrum(system, steps=1000, seed=0, backend="numpy")
+    >>> bool(abs(res.exponents.sum()) < 1e-9)  # symplectic: det J = 1
+    True
     """
 
     name = "coupled_standard_maps"
@@ -148,6 +368,18 @@ class CoupledStandardMaps(ArrayMap):
         )
 
     def initial_state(self, rng: np.random.Generator) -> np.ndarray:
+        """A random initial state uniform on the torus ``[0, 2π)^(2M)``.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The source of randomness.
+
+        Returns
+        -------
+        numpy.ndarray
+            A state of shape ``(dim,)``.
+        """
         return rng.uniform(0.0, 2 * math.pi, self.dim)
 
     def _momentum_kick(self, xp, p, theta):
@@ -177,6 +409,13 @@ class CoupledStandardMaps(ArrayMap):
         )
 
     def numba_kernels(self) -> NumbaKernels:
+        """The numba kernels ``coupled_standard_step`` and ``coupled_standard_jacobian``.
+
+        Returns
+        -------
+        lyapkit.NumbaKernels
+            The jitted step and Jacobian, with parameters ``(k, coupling)``.
+        """
         return _kernels(
             "coupled_standard_step",
             "coupled_standard_jacobian",
@@ -185,7 +424,38 @@ class CoupledStandardMaps(ArrayMap):
 
 
 class LinearMap(ArrayMap):
-    """Linear map ``x → A x + B u``; its exponents are ``log|eig(A)|`` (sorted)."""
+    """Linear map ``x → A x + B u``; its exponents are ``log|eig(A)|`` (sorted).
+
+    The Jacobian is ``A`` everywhere (the input does not change it), so the spectrum is that of
+    ``A`` whatever the inputs.
+
+    Parameters
+    ----------
+    A : (n, n) array
+        The state matrix; ``dim = n``.
+    B : (n, m) array, optional
+        The input matrix; ``input_dim = m`` (default: no input).
+
+    Raises
+    ------
+    ValueError
+        If ``A`` is not square or ``B`` does not have ``n`` rows and two axes.
+
+    See Also
+    --------
+    lyapkit.WCRNNMap : Tends to a linear map as its coupling vanishes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> linear = lk.LinearMap(np.array([[0.5, 1.0], [0.0, 0.8]]))
+    >>> res = lk.lyapunov_spectrum(linear, steps=100, transient=50, seed=0, backend="numpy")
+    >>> np.round(res.exponents, 3)  # log 0.8, log 0.5
+    array([-0.223, -0.693])
+    >>> lk.LinearMap(np.eye(2), B=np.ones((2, 1))).step(np.zeros(2), np.array([3.0]))
+    array([3., 3.])
+    """
 
     name = "linear"
 
@@ -201,6 +471,18 @@ class LinearMap(ArrayMap):
         self._set_params(A=A, B=B)
 
     def initial_state(self, rng: np.random.Generator) -> np.ndarray:
+        """A random initial state ``N(0, I)``.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The source of randomness.
+
+        Returns
+        -------
+        numpy.ndarray
+            A state of shape ``(dim,)``.
+        """
         return rng.standard_normal(self.dim)
 
     def _step(self, xp, p, x, u):
@@ -211,13 +493,63 @@ class LinearMap(ArrayMap):
         return x[..., :, None] * 0 + p["A"]
 
     def numba_kernels(self) -> NumbaKernels:
+        """The numba kernels ``linear_step`` and ``linear_jacobian``.
+
+        Returns
+        -------
+        lyapkit.NumbaKernels
+            The jitted step and Jacobian, with parameters ``(A, B)``.
+        """
         return _kernels("linear_step", "linear_jacobian", (self._params["A"], self._params["B"]))
 
 
 class TanhNetwork(ArrayMap):
     """Random rate network ``x → tanh(g W x + U u + b)``, ``W_ij ~ N(0, 1/n)``.
 
-    Jacobian ``diag(1 − x'²) g W``. For ``g > 1`` (and large ``n``) the autonomous network is chaotic.
+    Jacobian ``diag(1 − x'²) g W``. For ``g > 1`` (and large ``n``) the autonomous network is chaotic
+    (the discrete-time counterpart of Sompolinsky et al. [1]_). With ``b = 0`` and no input, 0 is a
+    fixed point, stable when ``g ρ(W) < 1`` (``ρ(W) → 1`` as ``n`` grows).
+
+    Parameters
+    ----------
+    n : int, default 64
+        Number of units (``dim``).
+    g : float, default 1.5
+        The gain multiplying ``W``.
+    input_dim : int, default 0
+        Number of inputs.
+    W : (n, n) array, optional
+        Recurrent weights (default: ``N(0, 1/n)`` entries drawn from ``seed``).
+    U : (n, input_dim) array, optional
+        Input weights (default: ``N(0, 1)`` entries drawn from ``seed``).
+    b : (n,) array, optional
+        Bias (default: zero).
+    seed : int or None, default 0
+        Seed of the random weights.
+
+    Raises
+    ------
+    ValueError
+        If ``W``, ``U`` or ``b`` has the wrong shape, or ``g`` is not one real number.
+
+    See Also
+    --------
+    lyapkit.WCRNNMap : A residual recurrent network.
+
+    References
+    ----------
+    .. [1] H. Sompolinsky, A. Crisanti and H. J. Sommers, "Chaos in random neural networks",
+       *Physical Review Letters* 61(3), 259–262 (1988).
+
+    Examples
+    --------
+    >>> import lyapkit as lk
+    >>> chaotic = lk.lyapunov_spectrum(lk.TanhNetwork(n=32, g=2.0), steps=300, k=1, seed=0,
+    ...                                backend="numpy")
+    >>> quiet = lk.lyapunov_spectrum(lk.TanhNetwork(n=32, g=0.5), steps=300, k=1, seed=0,
+    ...                              backend="numpy")
+    >>> bool(chaotic.exponents[0] > 0), bool(quiet.exponents[0] < 0)
+    (True, True)
     """
 
     name = "tanh_network"
@@ -258,5 +590,12 @@ class TanhNetwork(ArrayMap):
         return y, (1 - y * y)[..., :, None] * p["gW"]
 
     def numba_kernels(self) -> NumbaKernels:
+        """The numba kernels ``tanh_network_step`` and ``tanh_network_jacobian``.
+
+        Returns
+        -------
+        lyapkit.NumbaKernels
+            The jitted step and Jacobian, with parameters ``(g W, U, b)``.
+        """
         p = self._params
         return _kernels("tanh_network_step", "tanh_network_jacobian", (p["gW"], p["U"], p["b"]))

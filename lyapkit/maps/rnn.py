@@ -292,15 +292,22 @@ class StackedRNNMap(ArrayMap):
 
     ``s = (h¹, …, hᴸ)`` for ``nn.RNN``/``nn.GRU`` and ``(h¹, …, hᴸ, c¹, …, cᴸ)`` for ``nn.LSTM``
     (each ``h`` of ``proj_size`` entries when the LSTM has a projection); the input is the module's
-    ``u`` (``input_dim = input_size``). Equations and Jacobians: :mod:`lyapkit.maps.rnn`. Dropout
-    between layers is not applied (a map is the deterministic network).
+    ``u`` (``input_dim = input_size``). Layer ``l`` applies PyTorch's cell to its own state and
+    ``x_l`` (``x_1 = u``, ``x_l = h'^{l−1}``), e.g. for ``nn.RNN``::
 
-    The map holds the module, not a copy of its weights: :meth:`prepare`, which every lyapkit
-    computation calls first, reads its current parameters (as float64 numpy arrays), so a module
-    trained between two analyses is analysed with its new weights.
+        h'^l = φ(W_ih x_l + b_ih + W_hh h^l + b_hh),    ∂h'^l/∂h^l = diag(φ'(a)) W_hh
+
+    and the state Jacobian is block lower triangular by layer, the rows of layer ``l`` being its
+    own block plus ``(∂h'^l/∂x_l)(∂h'^{l−1}/∂s)``. The GRU and LSTM equations and Jacobians are
+    in the docstring of the module ``lyapkit.maps.rnn``. Dropout between layers is not applied (a
+    map is the deterministic network).
+
+    The map holds the module, not a copy of its weights: :meth:`lyapkit.StackedRNNMap.prepare`,
+    which every lyapkit computation calls first, reads its current parameters (as float64 numpy
+    arrays), so a module trained between two analyses is analysed with its new weights.
 
     On the numba backend the same equations run as the kernels ``stacked_rnn_step`` and
-    ``stacked_rnn_jacobian`` of :mod:`lyapkit.maps.numba_kernels`, with the weights packed into
+    ``stacked_rnn_jacobian`` of ``lyapkit.maps.numba_kernels``, with the weights packed into
     arrays (one compiled loop serves every cell type and size, cached on disk).
 
     Parameters
@@ -308,6 +315,50 @@ class StackedRNNMap(ArrayMap):
     module : nn.RNN, nn.GRU, nn.LSTM, nn.RNNCell, nn.GRUCell or nn.LSTMCell
         Any ``num_layers``, ``batch_first`` either way (the map acts on one time step), with or
         without biases, ``proj_size`` (LSTM). Bidirectional modules are refused.
+
+    Attributes
+    ----------
+    module : torch.nn.Module
+        The wrapped module (not a copy).
+    stack : RNNStack
+        Its cell type and sizes.
+
+    Raises
+    ------
+    ValueError
+        For a bidirectional module (not a causal map of its state).
+    TypeError
+        For anything but the six module types above.
+
+    See Also
+    --------
+    lyapkit.from_torch : Builds this map from a module or a module holding one.
+    lyapkit.adapt : The same network as a :class:`lyapkit.RecurrentNetwork`.
+
+    References
+    ----------
+    .. [1] J. L. Elman, "Finding structure in time",
+       *Cognitive Science* 14(2), 179–211 (1990).
+    .. [2] S. Hochreiter and J. Schmidhuber, "Long short-term memory", *Neural Computation* 9(8),
+       1735–1780 (1997).
+    .. [3] K. Cho, B. van Merriënboer, C. Gulcehre, D. Bahdanau, F. Bougares, H. Schwenk and
+       Y. Bengio, "Learning phrase representations using RNN encoder-decoder for statistical
+       machine translation", *Proceedings of EMNLP*, 1724–1734 (2014).
+
+    Examples
+    --------
+    The analytic Jacobian of a two-layer LSTM agrees with autodiff:
+
+    >>> import torch
+    >>> import lyapkit as lk
+    >>> _ = torch.manual_seed(0)
+    >>> cell = lk.StackedRNNMap(torch.nn.LSTM(3, 4, num_layers=2))
+    >>> cell.name, cell.dim, cell.input_dim
+    ('LSTM(2x4)', 16, 3)
+    >>> s, u = torch.rand(16, dtype=torch.float64), torch.rand(3, dtype=torch.float64)
+    >>> J_autodiff = torch.autograd.functional.jacobian(lambda x: cell.step(x, u), s)
+    >>> bool(torch.allclose(cell.jacobian(s, u), J_autodiff))
+    True
     """
 
     jacobian_method = "analytic"
@@ -346,9 +397,17 @@ class StackedRNNMap(ArrayMap):
         return rnn_stack_step(xp, self.stack, self._layers(p), x, u, jacobian=True)
 
     def numba_kernels(self) -> NumbaKernels:
-        """The kernels ``stacked_rnn_step`` / ``stacked_rnn_jacobian``, with parameters ``(meta,
-        w)``: the layout header and per-layer weight offsets (int64), and the weights (float64),
-        as :mod:`lyapkit.maps.numba_kernels` describes."""
+        """The kernels ``stacked_rnn_step`` / ``stacked_rnn_jacobian``, with packed weights.
+
+        The weights are packed once per :meth:`lyapkit.StackedRNNMap.prepare`.
+
+        Returns
+        -------
+        lyapkit.NumbaKernels
+            The kernels, with parameters ``(meta, w)``: the layout header and per-layer weight
+            offsets (int64), and the weights (float64), as ``lyapkit.maps.numba_kernels``
+            describes.
+        """
         from lyapkit.maps import numba_kernels as nk
 
         if self._packed is None:
@@ -374,7 +433,18 @@ class StackedRNNMap(ArrayMap):
 
     def initial_state(self, rng: np.random.Generator) -> np.ndarray:
         """A small random state ``U(−0.1, 0.1)`` (hidden states of a trained network are bounded by
-        1 for tanh and sigmoid gates)."""
+        1 for tanh and sigmoid gates).
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The source of randomness.
+
+        Returns
+        -------
+        numpy.ndarray
+            A state of shape ``(dim,)``.
+        """
         return rng.uniform(-0.1, 0.1, self.dim)
 
     def __repr__(self) -> str:

@@ -146,12 +146,66 @@ def from_torch(
     autodiff; their input dimension is the cell's ``input_size``. A stacked ``nn.RNN``,
     ``nn.GRU`` or ``nn.LSTM`` (any ``num_layers``, ``proj_size``, with or without biases; not
     bidirectional), or a module holding exactly one of them (and given no ``dim``), becomes a
-    :class:`~lyapkit.maps.rnn.StackedRNNMap` of its full stacked state with analytic Jacobians,
+    :class:`lyapkit.StackedRNNMap` of its full stacked state with analytic Jacobians,
     which runs on the numpy, torch and numba backends (:func:`lyapkit.adapt` gives the same map, and the
     learning-dynamics protocol, as ``adapt(module).as_map()``). Any other callable ``fn(x)`` or
     ``fn(x, u)`` (when ``input_dim > 0``) acting on a single state of shape ``(dim,)`` needs
     ``dim``; it must be composable with ``torch.func`` transforms (no in-place updates of
-    captured tensors, no ``.item()``); its Jacobians come by autodiff.
+    captured tensors, no ``.item()``); its Jacobians come by autodiff,
+    ``J = vmap(jacrev(f))(x, u)`` over the batch of states, ``J[..., i, j] = ∂f_i/∂x_j``. Such a
+    map accepts torch tensors only (``namespaces = {"torch"}``); a module whose parameters are in
+    another dtype or device than the state is copied there, never modified.
+
+    Parameters
+    ----------
+    fn : callable or torch.nn.Module
+        The recurrent module or cell, a module holding one, or a callable ``fn(x)`` /
+        ``fn(x, u)`` of one state.
+    dim : int, optional
+        The state dimension; required for a callable that is not (and does not hold exactly one)
+        ``nn.RNN``/``nn.GRU``/``nn.LSTM`` or cell, ignored otherwise.
+    input_dim : int, default 0
+        The input dimension of a callable (``fn(x, u)`` when positive); recurrent modules and
+        cells take theirs from ``input_size``.
+    name : str, optional
+        A label for reports (default: the callable's type name); used for plain callables only.
+
+    Returns
+    -------
+    lyapkit.Map
+        A ``StackedRNNMap`` (analytic Jacobians) for a stacked module or a module holding one,
+        else a ``TorchMap`` (autodiff Jacobians, ``jacobian_method="autodiff"``).
+
+    Raises
+    ------
+    ValueError
+        If ``dim`` is missing for a callable that needs it, ``dim`` is not a positive integer or
+        ``input_dim`` a non-negative one, or the recurrent module is bidirectional.
+    TypeError
+        If ``fn`` is not callable.
+    ImportError
+        If torch is not installed.
+
+    See Also
+    --------
+    lyapkit.StackedRNNMap : The map of a stacked recurrent module.
+    lyapkit.from_numpy : A map from numpy callables.
+    lyapkit.adapt : A PyTorch recurrent network as a :class:`lyapkit.RecurrentNetwork`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import lyapkit as lk
+    >>> squash = lk.from_torch(lambda x: torch.tanh(1.5 * x), dim=3)
+    >>> squash.jacobian_method  # J = vmap(jacrev(f)) on the first call of jacobian
+    'autodiff'
+    >>> squash.step(torch.ones(5, 3, dtype=torch.float64)).shape
+    torch.Size([5, 3])
+    >>> lk.from_torch(torch.nn.GRU(2, 4, num_layers=2))
+    StackedRNNMap(GRU(2x4), dim=8, input_dim=2)
+    >>> cell = lk.from_torch(torch.nn.LSTMCell(2, 4))  # state (h, c)
+    >>> cell.dim, cell.input_dim
+    (8, 2)
     """
     torch = import_optional("torch", "torch")
     nn = torch.nn

@@ -176,7 +176,7 @@ def from_numpy(
     name: str = "user_map",
     period: float | None = None,
 ) -> CallableMap:
-    """Wrap numpy callables as a map.
+    r"""Wrap numpy callables as a map.
 
     ``step(x)`` (or ``step(x, u)`` when ``input_dim > 0``) returns the next state; ``jacobian`` has the
     same signature and returns ``∂f/∂x``. Without ``vectorized`` the callables see one state of shape
@@ -185,7 +185,73 @@ def from_numpy(
     number) wraps state differences for maps on a torus. The callables must return real arrays of
     exactly the expected shape (``(dim,)``, ``(dim, dim)``; with ``vectorized``, the batch shape
     in front): complex values are refused with a TypeError and other shapes with a ValueError
-    naming the callable, rather than cast or reshaped.
+    naming the callable, rather than cast or reshaped. The finite-difference Jacobian is central,
+
+    .. math::
+
+        J_{:, j} \approx \frac{f(x + h e_j) - f(x - h e_j)}{2 h},
+        \qquad h = \varepsilon^{1/3} \max(1, |x_j|),
+
+    with relative error ``O(h²) ≈ 1e-10`` for smooth maps (``ε`` the float64 machine epsilon).
+
+    Parameters
+    ----------
+    step : callable
+        ``step(x)``, or ``step(x, u)`` when ``input_dim > 0``: the next state.
+    dim : int
+        The state dimension.
+    jacobian : callable, optional
+        ``jacobian(x[, u])``: ``∂f/∂x``, shape ``(dim, dim)`` per state (default: central finite
+        differences, with a logged warning).
+    input_dim : int, default 0
+        The input dimension.
+    vectorized : bool, default False
+        Whether the callables take batches ``(..., dim)`` (else one call per state).
+    name : str, default "user_map"
+        A label for reports and error messages.
+    period : float, optional
+        The period of every coordinate, for a map on a torus (state differences are wrapped).
+
+    Returns
+    -------
+    lyapkit.Map
+        A map on numpy arrays (``namespaces = {"numpy"}``), with ``jacobian_method``
+        ``"analytic"`` or ``"finite-difference"``.
+
+    Raises
+    ------
+    TypeError
+        If ``step`` is not callable or ``jacobian`` is neither callable nor None; when called,
+        if a callable returns complex values.
+    ValueError
+        If ``dim`` is not a positive integer, ``input_dim`` a non-negative one, or ``period``
+        None or a positive finite number; when called, if a callable returns the wrong shape.
+
+    See Also
+    --------
+    lyapkit.from_numba : The same from numba kernels, for the numba backend.
+    lyapkit.from_torch : The same from a torch callable, with autodiff Jacobians.
+
+    Examples
+    --------
+    The Hénon map written by hand matches the built-in one:
+
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> def step(x):
+    ...     return np.array([1 - 1.4 * x[0] ** 2 + x[1], 0.3 * x[0]])
+    >>> def jacobian(x):
+    ...     return np.array([[-2.8 * x[0], 1.0], [0.3, 0.0]])
+    >>> henon = lk.from_numpy(step, dim=2, jacobian=jacobian, name="my_henon")
+    >>> mine = lk.lyapunov_spectrum(henon, steps=300, x0=np.array([0.1, 0.1]), seed=0)
+    >>> builtin = lk.lyapunov_spectrum(lk.Henon(), steps=300, x0=np.array([0.1, 0.1]), seed=0,
+    ...                                backend="numpy")
+    >>> bool(np.allclose(mine.exponents, builtin.exponents))
+    True
+    >>> lk.from_numpy(lambda x: x[:1], dim=2, jacobian=jacobian).step(np.zeros(2))
+    Traceback (most recent call last):
+    ...
+    ValueError: user_map: the step callable '<lambda>' returned an array of shape (1,), expected (2,) (dim=2)
     """
     return CallableMap(
         step, dim, jacobian, input_dim=input_dim, vectorized=vectorized, name=name, period=period
@@ -212,6 +278,61 @@ def from_numba(
     loop serves every parameter value. The map runs on the numba backend and, one kernel call per
     state, on the numpy backend. ``period`` (a positive number) wraps state differences for maps
     on a torus.
+
+    Parameters
+    ----------
+    step : numba dispatcher
+        ``step(x, u, params, out)``, an ``@numba.njit`` function: writes ``f(x, u)`` into ``out``.
+    jacobian : numba dispatcher
+        ``jacobian(x, u, params, J)``, an ``@numba.njit`` function: writes ``∂f_i/∂x_j`` into
+        ``J[i, j]``.
+    dim : int
+        The state dimension.
+    input_dim : int, default 0
+        The input dimension.
+    params : tuple, default ()
+        The parameters passed to both kernels (floats and arrays).
+    name : str, default "numba_map"
+        A label for reports.
+    period : float, optional
+        The period of every coordinate, for a map on a torus (state differences are wrapped).
+
+    Returns
+    -------
+    lyapkit.Map
+        A map on numpy arrays whose :meth:`lyapkit.Map.numba_kernels` are these kernels.
+
+    Raises
+    ------
+    TypeError
+        If ``step`` or ``jacobian`` is not a numba-jitted function.
+    ValueError
+        If ``dim`` is not a positive integer, ``input_dim`` a non-negative one, or ``period``
+        None or a positive finite number.
+
+    See Also
+    --------
+    lyapkit.from_numpy : The same from plain numpy callables.
+    lyapkit.NumbaKernels : The kernels' calling convention.
+
+    Examples
+    --------
+    The logistic map ``x → r x (1 − x)`` with ``r`` passed in ``params``:
+
+    >>> import numba
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> @numba.njit
+    ... def step(x, u, params, out):
+    ...     out[0] = params[0] * x[0] * (1.0 - x[0])
+    >>> @numba.njit
+    ... def jacobian(x, u, params, J):
+    ...     J[0, 0] = params[0] * (1.0 - 2.0 * x[0])
+    >>> logistic = lk.from_numba(step, jacobian, dim=1, params=(3.9,), name="logistic")
+    >>> logistic.step(np.array([0.5]))
+    array([0.975])
+    >>> logistic.jacobian(np.array([0.25]))
+    array([[1.95]])
     """
     return NumbaMap(
         step, jacobian, dim, input_dim=input_dim, params=params, name=name, period=period

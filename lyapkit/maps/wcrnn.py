@@ -42,9 +42,11 @@ class WCRNNMap(ArrayMap):
         type A:           x' = tanh(R x) + γ ⊙ a          J = diag(1 − tanh²(R x)) R + diag(γ ⊙ (1 − a²)) W
         type B:           x' = tanh(R x + γ ⊙ (W x + V s + b))    J = diag(1 − x'²) (R + diag(γ) W)
 
-    As ``γ → 0`` the exponents of the linear-residual map tend to ``log|eig(R)|``. The parameter
-    Jacobian ``∂f/∂θ`` (:meth:`parameter_jacobian`, for ``R, W, gamma, V, b``) is analytic, which
-    gives GGN products without autodiff (:func:`lyapkit.sensitivity.map_ggn`).
+    (eq. 11 of the paper [1]_ for the linear residual, eqs. 18 and 19 for types A and B). As
+    ``γ → 0`` the exponents of the linear-residual map tend to ``log|eig(R)|``. The parameter
+    Jacobian ``∂f/∂θ`` (:meth:`lyapkit.Map.parameter_jacobian`, for ``R, W, gamma, V, b``) is
+    analytic and row-local, ``∂f_i/∂θ_kj = δ_ik d_i z_j``, which gives GGN products without
+    autodiff (:func:`lyapkit.map_ggn`).
 
     Parameters
     ----------
@@ -52,14 +54,47 @@ class WCRNNMap(ArrayMap):
         Residual matrix.
     W : (n, n) array
         Recurrent coupling weights.
-    gamma : float or (n,) array
-        Coupling strength ``γ``, scalar or per unit.
+    gamma : float or (n,) array, default 0.05
+        Coupling strength ``γ``, scalar or per unit (stored per unit).
     V : (n, m) array, optional
         Input weights; ``m`` is the input dimension (0 when omitted).
     b : (n,) array, optional
         Bias (zero when omitted).
-    variant : {"linear", "A", "B"}
+    variant : {"linear", "A", "B"}, default "linear"
         Linear residual, non-linear type A or type B.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``variant``, a non-square ``R``, or ``W``, ``gamma``, ``V`` or ``b`` of
+        a shape that does not match ``R``.
+
+    See Also
+    --------
+    lyapkit.trainers.models.WCRNN : The trainable network whose cell this is.
+    lyapkit.theory.wcrnn_prediction : The exponents predicted from ``R``.
+    lyapkit.map_ggn : GGN products through the analytic parameter Jacobian.
+
+    References
+    ----------
+    .. [1] I. Dubinin and F. Effenberger, "Fading memory as inductive bias in residual recurrent
+       networks", arXiv:2307.14823, 2023.
+
+    Examples
+    --------
+    With a weak coupling the exponents are those of the residual, ``log|eig(R)|``:
+
+    >>> import numpy as np
+    >>> import lyapkit as lk
+    >>> rng = np.random.default_rng(0)
+    >>> cell = lk.WCRNNMap(np.diag([0.9, 0.5]), rng.standard_normal((2, 2)), gamma=1e-3)
+    >>> res = lk.lyapunov_spectrum(cell, steps=200, transient=20, seed=0, backend="numpy")
+    >>> bool(np.allclose(res.exponents, np.log([0.9, 0.5]), atol=0.01))
+    True
+    >>> cell.parameter_shapes()
+    {'R': (2, 2), 'W': (2, 2), 'gamma': (2,), 'V': (2, 0), 'b': (2,)}
+    >>> cell.parameter_jacobian(np.zeros(2)).shape
+    (2, 12)
     """
 
     name = "wcrnn"
@@ -142,6 +177,14 @@ class WCRNNMap(ArrayMap):
         }
 
     def numba_kernels(self) -> NumbaKernels:
+        """The numba kernels ``wcrnn_step``, ``wcrnn_jacobian`` and the three parameter kernels.
+
+        Returns
+        -------
+        lyapkit.NumbaKernels
+            The kernels, with parameters ``(variant code, R, W, gamma, V, b)`` and the
+            parameter-Jacobian kernels of GGN products.
+        """
         from lyapkit.maps import numba_kernels as nk
 
         p = self._params

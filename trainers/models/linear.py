@@ -1,8 +1,9 @@
 """Linear recurrent networks: complex-diagonal (LRU), real-diagonal, 2×2 block-diagonal and dense.
 
 Every model runs the linear recurrence ``h_t = A h_{t−1} + B u_t`` (A diagonal, block-diagonal or
-dense; complex for complex units) with :func:`linear_recurrence` (the parallel scan
-:func:`linear_scan`, or for a diagonal ``A`` on the CPU a tape-free loop), and is a
+dense; complex for complex units) with :func:`lyapkit.trainers.models.linear_recurrence` (the
+parallel scan :func:`lyapkit.trainers.models.linear_scan`, or for a diagonal ``A`` on the CPU a
+tape-free loop), and is a
 :class:`lyapkit.LinearMap` snapshot of its weights (``model.as_map()``), whose Lyapunov exponents
 are ``log|eig(A)|``. These are the students and the teacher of the curse-of-memory teacher–student
 task (Zucchet & Orvieto 2024).
@@ -35,7 +36,7 @@ Seed = int | np.random.Generator | None
 def _check_recurrence(
     decay: torch.Tensor, drive: torch.Tensor, state: torch.Tensor | None
 ) -> torch.dtype:
-    """Validate the arguments of :func:`linear_scan`; return the promoted dtype."""
+    """Validate the arguments of :func:`lyapkit.trainers.models.linear_scan`; return the promoted dtype."""
     if not isinstance(drive, torch.Tensor) or drive.ndim < 2:
         raise ValueError(
             f"drive must be a tensor (..., T, n), got {getattr(drive, 'shape', drive)!r}"
@@ -55,6 +56,9 @@ def linear_scan(
 ) -> torch.Tensor:
     """All states of the linear recurrence ``h_t = A h_{t−1} + x_t``, ``t = 1 … T``, by a parallel scan.
 
+    The solution ``h_t = A^t h_0 + Σ_{s ≤ t} A^{t−s} x_s`` is built in ``⌈log₂ T⌉`` doubling levels
+    ``y_t ← y_t + A^{2^k} y_{t−2^k}`` (see Notes), each vectorised over time.
+
     Parameters
     ----------
     decay : torch.Tensor
@@ -70,6 +74,17 @@ def linear_scan(
     torch.Tensor
         ``h_1 … h_T``, shape ``(..., T, n)``, in the promoted dtype of ``decay`` and ``drive``.
 
+    Raises
+    ------
+    ValueError
+        If ``drive`` is not a tensor with at least 2 dims, ``decay`` is not of shape ``(n,)`` or
+        ``(n, n)`` for the last dim ``n`` of ``drive``, or ``state`` is not of shape ``(..., n)``
+        matching the leading dims of ``drive``.
+
+    See Also
+    --------
+    lyapkit.trainers.models.linear_recurrence : The same recurrence by the fastest exact route.
+
     Notes
     -----
     Hillis–Steele doubling: starting from ``y = x``, level ``k = 0, 1, …`` adds ``A^{2^k}`` applied to
@@ -77,6 +92,24 @@ def linear_scan(
     ``y_t = Σ_{s = t−2^{k+1}+1}^{t} A^{t−s} x_s``, so ``⌈log₂ T⌉`` levels give ``y_t = h_t``. The
     powers come by repeated squaring. A nonzero ``h_0`` is scanned as an extra leading drive element.
     Each level is out-of-place and vectorised over time, so autograd differentiates through it.
+
+    References
+    ----------
+    .. [1] W. D. Hillis and G. L. Steele Jr., "Data parallel algorithms", Communications of the
+       ACM 29(12), 1170–1183, 1986.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lyapkit.trainers.models import linear_scan
+    >>> linear_scan(torch.tensor([0.5, -0.5]), torch.ones(4, 2)).tolist()
+    [[1.0, 1.0], [1.5, 0.5], [1.75, 0.75], [1.875, 0.625]]
+
+    A rotation by 90° from ``h_0 = (1, 0)``:
+
+    >>> A = torch.tensor([[0.0, -1.0], [1.0, 0.0]])
+    >>> linear_scan(A, torch.ones(4, 2), state=torch.tensor([1.0, 0.0])).tolist()
+    [[1.0, 2.0], [-1.0, 2.0], [-1.0, 0.0], [1.0, 0.0]]
     """
     dtype = _check_recurrence(decay, drive, state)
     y, power = drive.to(dtype), decay.to(dtype)
@@ -102,7 +135,7 @@ class _DiagonalRecurrence(torch.autograd.Function):
         g_t = ḡ_t + conj(a) ⊙ g_{t+1},   ∂L/∂x_t = g_t,   ∂L/∂a = Σ_t g_t ⊙ conj(h_{t−1}),   ∂L/∂h_0 = conj(a) ⊙ g_1.
 
     Both directions run as a tape-free loop on the CPU (``O(T)`` work, no per-step autograd
-    nodes) and as the parallel :func:`linear_scan` on other devices.
+    nodes) and as the parallel :func:`lyapkit.trainers.models.linear_scan` on other devices.
     """
 
     @staticmethod
@@ -134,11 +167,45 @@ class _DiagonalRecurrence(torch.autograd.Function):
 def linear_recurrence(
     decay: torch.Tensor, drive: torch.Tensor, state: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """``h_t = A h_{t−1} + x_t`` as :func:`linear_scan` (same arguments), by the fastest exact route.
+    """All states of ``h_t = A h_{t−1} + x_t``, ``t = 1 … T``, by the fastest exact route.
 
-    A diagonal ``A`` runs :class:`_DiagonalRecurrence` (a tape-free loop on the CPU, where the
-    scan's ``O(T log T)`` work is about seven times slower; the parallel scan elsewhere); a dense ``A`` runs
-    the parallel scan, whose ``⌈log₂ T⌉`` large matrix products beat ``T`` small ones everywhere.
+    The same result as :func:`lyapkit.trainers.models.linear_scan`. A diagonal ``A`` runs a
+    tape-free loop on the CPU (where the scan's ``O(T log T)`` work is about seven times slower)
+    whose backward is the adjoint recurrence ``g_t = ḡ_t + conj(a) ⊙ g_{t+1}`` run backwards in
+    time, and the parallel scan elsewhere; a dense ``A`` runs the parallel scan, whose ``⌈log₂ T⌉``
+    large matrix products beat ``T`` small ones everywhere.
+
+    Parameters
+    ----------
+    decay : torch.Tensor
+        ``A``: a vector ``(n,)`` for a diagonal recurrence (``A h = a ⊙ h``) or a matrix ``(n, n)``
+        (``A h = h @ A.T`` on row vectors); real or complex.
+    drive : torch.Tensor
+        The drive ``x_1 … x_T``, shape ``(..., T, n)``.
+    state : torch.Tensor, optional
+        ``h_0``, shape ``(..., n)``; default 0.
+
+    Returns
+    -------
+    torch.Tensor
+        ``h_1 … h_T``, shape ``(..., T, n)``, in the promoted dtype of ``decay`` and ``drive``. The
+        diagonal CPU loop is differentiable once (not twice).
+
+    Raises
+    ------
+    ValueError
+        For arguments of mismatched shapes, as :func:`lyapkit.trainers.models.linear_scan`.
+
+    See Also
+    --------
+    lyapkit.trainers.models.linear_scan : The parallel scan.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lyapkit.trainers.models import linear_recurrence
+    >>> linear_recurrence(torch.tensor([0.5, -0.5]), torch.ones(4, 2)).tolist()
+    [[1.0, 1.0], [1.5, 0.5], [1.75, 0.75], [1.875, 0.625]]
     """
     dtype = _check_recurrence(decay, drive, state)
     if decay.ndim != 1:
@@ -179,8 +246,29 @@ def ring_sample(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` eigenvalues uniform on the ring ``r_min ≤ |λ| ≤ r_max``, ``0 ≤ arg λ ≤ max_phase``.
 
-    Returns ``(radius, phase)``: ``|λ|² ~ U(r_min², r_max²)`` (uniform in area, Orvieto et al.
-    2023) and ``arg λ ~ U(0, max_phase)``, independently.
+    ``|λ|² ~ U(r_min², r_max²)`` (uniform in area, Orvieto et al. 2023) and
+    ``arg λ ~ U(0, max_phase)``, independently.
+
+    Parameters
+    ----------
+    n : int
+        Number of eigenvalues.
+    r_min, r_max : float
+        Radii of the ring, ``0 ≤ r_min ≤ r_max ≤ 1``.
+    max_phase : float
+        Largest argument, in ``[0, 2π]``.
+    rng : numpy.random.Generator
+        The random generator.
+
+    Returns
+    -------
+    radius, phase : numpy.ndarray
+        ``|λ|`` and ``arg λ``, each of shape ``(n,)``.
+
+    Raises
+    ------
+    ValueError
+        If the radii are not ``0 ≤ r_min ≤ r_max ≤ 1`` or ``max_phase`` is not in ``[0, 2π]``.
     """
     r_min, r_max = _check_radii(r_min, r_max)
     if not 0 <= max_phase <= TWO_PI:
@@ -194,17 +282,38 @@ def ring_blocks(
 ) -> np.ndarray:
     """Block-diagonal ``(n, n)`` matrix of ring-sampled rotation–scaling blocks ``r [[cos φ, −sin φ], [sin φ, cos φ]]``.
 
-    Its eigenvalues are ``r_i e^{±iφ_i}`` with ``(r_i, φ_i)`` from :func:`ring_sample`; an odd ``n``
+    Its eigenvalues are ``r_i e^{±iφ_i}`` with ``(r_i, φ_i)`` from ``ring_sample``; an odd ``n``
     ends with a 1×1 block ``r`` (a real eigenvalue on the ring).
+
+    Parameters
+    ----------
+    n : int
+        Size of the matrix.
+    r_min, r_max : float
+        Radii of the ring, ``0 ≤ r_min ≤ r_max ≤ 1``.
+    max_phase : float
+        Largest argument ``φ``, in ``[0, 2π]``.
+    rng : numpy.random.Generator
+        The random generator.
+
+    Returns
+    -------
+    numpy.ndarray
+        The float64 ``(n, n)`` block-diagonal matrix.
+
+    Raises
+    ------
+    ValueError
+        For radii or ``max_phase`` out of range (as ``ring_sample``).
     """
     radius, phase = ring_sample((n + 1) // 2, r_min, r_max, max_phase, rng)
     return rotation_blocks(phase[: n // 2], radius, n)
 
 
 class _LinearRNN(RecurrentModel):
-    """Shared machinery of the linear models: ``h_t = A h_{t−1} + B u_t`` run by :func:`linear_scan`.
+    """Shared machinery of the linear models: ``h_t = A h_{t−1} + B u_t`` run by :func:`lyapkit.trainers.models.linear_scan`.
 
-    Subclasses implement :meth:`recurrence`. With ``complex_units`` the hidden state ``h ∈ ℂ^H`` is
+    Subclasses implement ``recurrence()``. With ``complex_units`` the hidden state ``h ∈ ℂ^H`` is
     stored as ``s = (Re h, Im h)``.
     """
 
@@ -212,11 +321,26 @@ class _LinearRNN(RecurrentModel):
 
     @abc.abstractmethod
     def recurrence(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(A, B)`` of ``h_t = A h_{t−1} + B u_t``: ``A`` ``(H,)`` (diagonal) or ``(H, H)``, ``B`` ``(H, input_size)``."""
+        """The matrices ``(A, B)`` of ``h_t = A h_{t−1} + B u_t``.
+
+        Returns
+        -------
+        A : torch.Tensor
+            ``(H,)`` (diagonal) or ``(H, H)``; complex for complex units.
+        B : torch.Tensor
+            ``(H, input_size)``.
+        """
 
     def eigenvalues(self) -> torch.Tensor:
-        """The eigenvalues of ``A`` (for complex units: the ``H`` complex ``λ``, each the
-        eigenvalue pair ``λ, λ̄`` of the real map)."""
+        """The eigenvalues of ``A``; their logs ``log|λ|`` are the Lyapunov exponents.
+
+        Returns
+        -------
+        torch.Tensor
+            The ``H`` eigenvalues (the diagonal itself for a diagonal ``A``, else
+            ``torch.linalg.eigvals(A)``, complex). For complex units each ``λ`` stands for the
+            eigenvalue pair ``λ, λ̄`` of the real map.
+        """
         A = self.recurrence()[0]
         return A if A.ndim == 1 else torch.linalg.eigvals(A)
 
@@ -235,14 +359,40 @@ class _LinearRNN(RecurrentModel):
         return u @ B.T
 
     def step(self, state: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """``s_t`` from ``h_t = A h_{t−1} + B u_t`` on ``state`` ``(..., state_size)``, ``u`` ``(..., input_size)``."""
+        """One step ``h_t = A h_{t−1} + B u_t`` in the real state coordinates ``s``.
+
+        Parameters
+        ----------
+        state : torch.Tensor
+            The state ``s_{t−1}``, shape ``(..., state_size)`` (``(Re h, Im h)`` for complex units).
+        u : torch.Tensor
+            The input ``u_t``, shape ``(..., input_size)``.
+
+        Returns
+        -------
+        torch.Tensor
+            The next state ``s_t``, shape ``(..., state_size)``.
+        """
         A, B = self.recurrence()
         h = self._hidden(state)
         h = A * h if A.ndim == 1 else h @ A.T
         return self._real(h + self._input(B, u))
 
     def fast_states(self, inputs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """``s_1 … s_T`` ``(batch, T, state_size)`` by :func:`linear_recurrence`."""
+        """The states ``s_1 … s_T`` by :func:`lyapkit.trainers.models.linear_recurrence`.
+
+        Parameters
+        ----------
+        inputs : torch.Tensor
+            The validated inputs, shape ``(batch, T, input_size)``.
+        state : torch.Tensor
+            The initial state ``s_0``, shape ``(batch, state_size)``.
+
+        Returns
+        -------
+        torch.Tensor
+            The states, shape ``(batch, T, state_size)``.
+        """
         A, B = self.recurrence()
         return self._real(linear_recurrence(A, self._input(B, inputs), self._hidden(state)))
 
@@ -257,6 +407,12 @@ class _LinearRNN(RecurrentModel):
 
         (each unit's ``(Re h_j, Im h_j)`` sees the block ``[[Re λ_j, −Im λ_j], [Im λ_j, Re λ_j]]``), so
         every ``|λ_j|`` is the modulus of two eigenvalues ``λ_j, λ̄_j`` of ``A_s``.
+
+        Returns
+        -------
+        lyapkit.LinearMap
+            The map, of dimension ``state_size`` and input dimension ``input_size``; its exponents
+            are ``log|eig(A_s)|``.
         """
         with torch.no_grad():
             A, B = self.recurrence()
@@ -270,30 +426,51 @@ class _LinearRNN(RecurrentModel):
 class ComplexDiagonalRNN(_LinearRNN):
     """Complex-diagonal linear RNN ``h_t = λ ⊙ h_{t−1} + γ(λ) ⊙ (B u_t)``, ``h ∈ ℂ^H``.
 
+    The readout is ``y = Re(C h) + c`` (``+ D u`` with ``skip``); the state is stored as
+    ``s = (Re h, Im h)`` (``state_size = 2 hidden_size``) and the Lyapunov exponents are
+    ``log|λ_j|``, each twice.
+
     Parameters
     ----------
-    input_size, hidden_size, output_size, readout
-        As for :class:`~lyapkit.trainers.models.base.RecurrentModel`; the state is ``s = (Re h, Im h)``
-        (``state_size = 2 hidden_size``).
-    parametrization : {"exponential", "polar"}
+    input_size, hidden_size, output_size : int
+        Dimensions of ``u_t``, of ``h_t`` (complex units) and of ``y``.
+    readout : {"last", "sequence"}, default "last"
+        Read out the last state or every state (see
+        :class:`lyapkit.trainers.models.RecurrentModel`).
+    parametrization : {"exponential", "polar"}, default "exponential"
         How the trainable ``ν, θ`` (attributes ``nu``, ``theta``, shape ``(H,)``) give ``λ``:
 
         - ``"exponential"`` (LRU): ``λ = exp(−exp(ν) + i exp(θ))``, i.e. ``ν = log(−log|λ|)``,
           ``θ = log arg λ``; ``|λ| < 1`` for every finite ``ν``;
         - ``"polar"``: ``λ = ν e^{iθ}``, i.e. ``ν = |λ|``, ``θ = arg λ``.
-    normalization : bool
+    normalization : bool, default True
         Scale the input of unit ``j`` by ``γ_j = sqrt(1 − |λ_j|²)``, recomputed from ``λ`` in every
         forward pass (so it is differentiated too); otherwise ``γ = 1``. It keeps the stationary
         variance ``E|h_j|² = γ_j² Σ_k |B_jk|² / (1 − |λ_j|²) = Σ_k |B_jk|²`` for i.i.d. unit-variance
         inputs, whatever ``|λ_j|``; it needs ``|λ| ≤ 1`` (NaN otherwise, possible for ``"polar"``).
-    r_min, r_max, max_phase : float
+    r_min, r_max, max_phase : float, default 0, 1 and 2π
         Ring initialisation (Orvieto et al. 2023): ``|λ|² ~ U(r_min², r_max²)`` (uniform on the ring's
         area), ``arg λ ~ U(0, max_phase)``; ``0 ≤ r_min ≤ r_max ≤ 1``, ``0 ≤ max_phase ≤ 2π``.
-    skip : bool
+    skip : bool, default False
         Add the skip term ``D u_t`` (``D`` ``(output_size, input_size)``, attribute ``skip``, torch's
         default ``nn.Linear`` initialisation) to the readout.
     seed : int or numpy.random.Generator, optional
-        Seeds the ring and ``B`` samples; the readout follows torch's global RNG.
+        Seeds the ring and ``B`` samples; the readout follows torch's global RNG (which also seeds
+        the samples when ``seed`` is None, so ``torch.manual_seed`` makes the model reproducible).
+
+    Raises
+    ------
+    ValueError
+        If ``parametrization`` is unknown; the radii are not ``0 ≤ r_min ≤ r_max ≤ 1`` or
+        ``max_phase`` is not in ``[0, 2π]``; a sampled ``|λ|`` is 1 (``r_min = r_max = 1``) with
+        the exponential parametrisation or normalisation, or 0 (``r_max = 0``) with the
+        exponential parametrisation; ``seed`` is not an int, a Generator or None; or for bad sizes
+        or ``readout``.
+
+    See Also
+    --------
+    lyapkit.trainers.models.LRU : This model with the LRU's choices.
+    lyapkit.theory.exponential_parametrization : The exponential parametrisation and its derivatives.
 
     Notes
     -----
@@ -302,6 +479,25 @@ class ComplexDiagonalRNN(_LinearRNN):
     sqrt(2 input_size)``, so ``E Σ_k |B_jk|² = 1``. The readout is the real affine map
     ``y = W (Re h, Im h) + c (+ D u)`` of the base class (``decoder``), which is
     ``y = Re(C h) + c (+ D u)`` with the complex ``C = W[:, :H] − i W[:, H:]``.
+
+    References
+    ----------
+    .. [1] A. Orvieto, S. L. Smith, A. Gu, A. Fernando, C. Gulcehre, R. Pascanu and S. De,
+       "Resurrecting recurrent neural networks for long sequences", ICML 2023 (arXiv:2303.06349).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lyapkit.trainers.models import ComplexDiagonalRNN
+    >>> _ = torch.manual_seed(0)
+    >>> model = ComplexDiagonalRNN(1, 4, 1, parametrization="polar", r_min=0.5, r_max=0.9, seed=0)
+    >>> model.state_size, model.as_map().dim
+    (8, 8)
+    >>> radius = model.eigenvalues().abs()
+    >>> bool(((radius >= 0.5) & (radius <= 0.9)).all())
+    True
+    >>> tuple(model(torch.randn(2, 6, 1)).shape)
+    (2, 1)
     """
 
     complex_units = True
@@ -356,20 +552,49 @@ class ComplexDiagonalRNN(_LinearRNN):
         self.skip = nn.Linear(self.input_size, self.output_size, bias=False) if skip else None
 
     def eigenvalues(self) -> torch.Tensor:
-        """``λ`` ``(H,)`` from the parameters ``ν, θ``."""
+        """The eigenvalues ``λ`` from the parameters ``ν, θ``.
+
+        ``λ = exp(−exp(ν) + i exp(θ))`` (exponential) or ``λ = ν e^{iθ}`` (polar).
+
+        Returns
+        -------
+        torch.Tensor
+            ``λ``, complex, shape ``(H,)`` (differentiable in ``ν, θ``).
+        """
         if self.parametrization == "polar":
             return torch.polar(self.nu, self.theta)
         return torch.exp(torch.complex(-torch.exp(self.nu), torch.exp(self.theta)))
 
     def recurrence(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(λ, γ(λ) ⊙ B)`` with ``γ = sqrt(1 − |λ|²)`` under normalisation, else 1."""
+        """The recurrence ``(λ, γ(λ) ⊙ B)``, ``γ = sqrt(1 − |λ|²)`` under normalisation, else 1.
+
+        Returns
+        -------
+        A : torch.Tensor
+            ``λ``, complex, shape ``(H,)``.
+        B : torch.Tensor
+            ``γ(λ) ⊙ B`` (rows scaled), complex, shape ``(H, input_size)``.
+        """
         lam, B = self.eigenvalues(), torch.complex(self.B_re, self.B_im)
         if self.normalization:
             B = B * torch.sqrt(1 - (lam.real**2 + lam.imag**2))[:, None]
         return lam, B
 
     def output(self, states: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        """``Re(C h) + c``, plus ``D u`` with ``skip``, on the last or every step."""
+        """The readout ``Re(C h) + c``, plus ``D u`` with ``skip``, on the last or every step.
+
+        Parameters
+        ----------
+        states : torch.Tensor
+            The states ``s = (Re h, Im h)``, shape ``(batch, T, state_size)``.
+        inputs : torch.Tensor
+            The inputs ``(batch, T, input_size)`` (for the skip term).
+
+        Returns
+        -------
+        torch.Tensor
+            ``(batch, output_size)`` for ``readout="last"``, else ``(batch, T, output_size)``.
+        """
         y = super().output(states, inputs)
         if self.skip is None:
             return y
@@ -379,11 +604,59 @@ class ComplexDiagonalRNN(_LinearRNN):
 class LRU(ComplexDiagonalRNN):
     """Linear Recurrent Unit (Orvieto et al. 2023): ``h_t = λ ⊙ h_{t−1} + γ(λ) ⊙ (B u_t)``, ``y_t = Re(C h_t) + D u_t + c``.
 
-    A :class:`ComplexDiagonalRNN` with the exponential parametrisation
+    A :class:`lyapkit.trainers.models.ComplexDiagonalRNN` with the exponential parametrisation
     ``λ = exp(−exp(ν) + i exp(θ))``, normalisation ``γ = sqrt(1 − |λ|²)``, ring initialisation and
     the skip term ``D u``. The defaults ``r_min = 0``, ``r_max = 1``, ``max_phase = 2π`` are those of
     the LRU paper's reference initialisation (its long-range tasks use e.g. ``r_min = 0.9``,
     ``r_max = 0.999``, ``max_phase = π/10``).
+
+    Parameters
+    ----------
+    input_size, hidden_size, output_size : int
+        Dimensions of ``u_t``, of ``h_t`` (complex units; ``state_size = 2 hidden_size``) and of ``y``.
+    readout : {"last", "sequence"}, default "last"
+        Read out the last state or every state (see
+        :class:`lyapkit.trainers.models.RecurrentModel`).
+    r_min, r_max, max_phase : float, default 0, 1 and 2π
+        Ring initialisation: ``|λ|² ~ U(r_min², r_max²)``, ``arg λ ~ U(0, max_phase)``;
+        ``0 ≤ r_min ≤ r_max ≤ 1``, ``0 ≤ max_phase ≤ 2π``.
+    seed : int or numpy.random.Generator, optional
+        Seeds the ring and ``B`` samples (default: drawn from torch's global RNG); the readout and
+        ``D`` follow torch's global RNG.
+
+    Raises
+    ------
+    ValueError
+        For radii or ``max_phase`` out of range, a bad ``seed``, sizes or ``readout`` (as
+        :class:`lyapkit.trainers.models.ComplexDiagonalRNN`).
+
+    See Also
+    --------
+    lyapkit.trainers.models.ComplexDiagonalRNN : The general complex-diagonal model.
+    lyapkit.theory.lru_ring_variance : The stationary variance at ring initialisation.
+
+    References
+    ----------
+    .. [1] A. Orvieto, S. L. Smith, A. Gu, A. Fernando, C. Gulcehre, R. Pascanu and S. De,
+       "Resurrecting recurrent neural networks for long sequences", ICML 2023 (arXiv:2303.06349).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from lyapkit.trainers.models import LRU
+    >>> _ = torch.manual_seed(0)
+    >>> lru = LRU(2, 8, 1, r_min=0.9, r_max=0.999, max_phase=np.pi / 10, seed=0)
+    >>> lam = lru.eigenvalues().detach()
+    >>> bool(lam.abs().min() >= 0.9), bool(lam.angle().max() <= np.pi / 10)
+    (True, True)
+    >>> x = torch.randn(3, 20, 2)
+    >>> tuple(lru(x).shape)
+    (3, 1)
+    >>> with lru.reference_path():
+    ...     looped = lru(x)
+    >>> bool(torch.allclose(lru(x), looped, atol=1e-5))
+    True
     """
 
     def __init__(
@@ -434,7 +707,47 @@ class RealDiagonalRNN(_RealLinearRNN):
 
     ``a`` (attribute ``a``, trainable) is initialised ``a_j ~ U(r_min, r_max)``,
     ``0 ≤ r_min ≤ r_max ≤ 1``; ``B ~ N(0, 1/input_size)`` entrywise. The readout is the base class's
-    affine ``y = C h + c``. ``seed`` seeds ``a`` and ``B``.
+    affine ``y = C h + c``. ``seed`` seeds ``a`` and ``B``. The exponents are ``log|a_j|``.
+
+    Parameters
+    ----------
+    input_size, hidden_size, output_size : int
+        Dimensions of ``u_t``, of ``h_t`` and of ``y``.
+    readout : {"last", "sequence"}, default "last"
+        Read out the last state or every state (see
+        :class:`lyapkit.trainers.models.RecurrentModel`).
+    r_min, r_max : float, default 0 and 1
+        Range of the initial ``a_j``, ``0 ≤ r_min ≤ r_max ≤ 1``.
+    seed : int or numpy.random.Generator, optional
+        Seeds ``a`` and ``B`` (default: drawn from torch's global RNG); the readout follows torch's
+        global RNG.
+
+    Raises
+    ------
+    ValueError
+        If the radii are not ``0 ≤ r_min ≤ r_max ≤ 1``, ``seed`` is not an int, a Generator or None,
+        or for bad sizes or ``readout``.
+
+    See Also
+    --------
+    lyapkit.trainers.models.ComplexDiagonalRNN : The complex-diagonal counterpart.
+
+    References
+    ----------
+    .. [1] N. Zucchet and A. Orvieto, "Recurrent neural networks: vanishing and exploding
+       gradients are not the end of the story", NeurIPS 2024 (arXiv:2405.21064).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from lyapkit.trainers.models import RealDiagonalRNN
+    >>> _ = torch.manual_seed(0)
+    >>> model = RealDiagonalRNN(1, 3, 1, r_min=0.5, r_max=0.9, seed=0)
+    >>> np.round(model.a.detach().numpy(), 3)
+    array([0.507, 0.825, 0.865], dtype=float32)
+    >>> tuple(model(torch.randn(2, 6, 1)).shape)
+    (2, 1)
     """
 
     def __init__(
@@ -454,7 +767,15 @@ class RealDiagonalRNN(_RealLinearRNN):
         self.a = _parameter(rng.uniform(r_min, r_max, self.hidden_size))
 
     def recurrence(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(a, B)``."""
+        """The recurrence ``(a, B)`` of ``h_t = a ⊙ h_{t−1} + B u_t``.
+
+        Returns
+        -------
+        A : torch.Tensor
+            The diagonal ``a``, shape ``(H,)``.
+        B : torch.Tensor
+            The input matrix, shape ``(H, input_size)``.
+        """
         return self.a, self.B
 
 
@@ -463,9 +784,49 @@ class BlockDiagonalRNN(_RealLinearRNN):
 
     The blocks ``M_k`` (attribute ``blocks``, ``(H/2, 2, 2)``) are free trainable 2×2 matrices,
     initialised as the rotation–scaling blocks ``r_k [[cos φ_k, −sin φ_k], [sin φ_k, cos φ_k]]`` of
-    :func:`ring_blocks` (eigenvalues ``r_k e^{±iφ_k}`` on the ring ``r_min ≤ r ≤ r_max``,
+    ``ring_blocks`` (eigenvalues ``r_k e^{±iφ_k}`` on the ring ``r_min ≤ r ≤ r_max``,
     ``0 ≤ φ ≤ max_phase``). ``hidden_size`` must be even. ``B ~ N(0, 1/input_size)`` entrywise;
     readout ``y = C h + c``. ``seed`` seeds the blocks and ``B``.
+
+    Parameters
+    ----------
+    input_size, hidden_size, output_size : int
+        Dimensions of ``u_t``, of ``h_t`` and of ``y``.
+    readout : {"last", "sequence"}, default "last"
+        Read out the last state or every state (see
+        :class:`lyapkit.trainers.models.RecurrentModel`).
+    r_min, r_max, max_phase : float, default 0, 1 and 2π
+        Ring of the initial eigenvalues ``r_k e^{±iφ_k}``: ``r_k² ~ U(r_min², r_max²)``,
+        ``φ_k ~ U(0, max_phase)``; ``0 ≤ r_min ≤ r_max ≤ 1``, ``0 ≤ max_phase ≤ 2π``.
+    seed : int or numpy.random.Generator, optional
+        Seeds the blocks and ``B`` (default: drawn from torch's global RNG).
+
+    Raises
+    ------
+    ValueError
+        If ``hidden_size`` is odd, the radii or ``max_phase`` are out of range, ``seed`` is not an
+        int, a Generator or None, or for bad sizes or ``readout``.
+
+    See Also
+    --------
+    lyapkit.trainers.models.DenseLinearRNN : The dense counterpart.
+
+    References
+    ----------
+    .. [1] N. Zucchet and A. Orvieto, "Recurrent neural networks: vanishing and exploding
+       gradients are not the end of the story", NeurIPS 2024 (arXiv:2405.21064).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from lyapkit.trainers.models import BlockDiagonalRNN
+    >>> _ = torch.manual_seed(0)
+    >>> model = BlockDiagonalRNN(1, 4, 1, r_min=0.8, r_max=0.9, seed=0)
+    >>> tuple(model.blocks.shape)
+    (2, 2, 2)
+    >>> np.round(model.eigenvalues().abs().detach().numpy(), 3)
+    array([0.882, 0.882, 0.892, 0.892], dtype=float32)
     """
 
     def __init__(
@@ -489,7 +850,15 @@ class BlockDiagonalRNN(_RealLinearRNN):
         self.blocks = _parameter(np.einsum("iaib->iab", R))
 
     def recurrence(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(blockdiag(blocks), B)`` with the dense ``(H, H)`` block-diagonal matrix."""
+        """The recurrence ``(blockdiag(blocks), B)``.
+
+        Returns
+        -------
+        A : torch.Tensor
+            The dense ``(H, H)`` block-diagonal matrix.
+        B : torch.Tensor
+            The input matrix, shape ``(H, input_size)``.
+        """
         k = self.blocks.shape[0]
         eye = torch.eye(k, dtype=self.blocks.dtype, device=self.blocks.device)
         A = torch.einsum("ij,iab->iajb", eye, self.blocks).reshape(2 * k, 2 * k)
@@ -500,10 +869,49 @@ class DenseLinearRNN(_RealLinearRNN):
     """Dense linear RNN ``h_t = A h_{t−1} + B u_t``.
 
     ``A`` (attribute ``A``, trainable) is initialised as ``O · R · Oᵀ`` with ``O`` Haar-orthogonal and
-    ``R`` the ring-sampled rotation–scaling blocks of :func:`ring_blocks`, so the eigenvalues of ``A``
+    ``R`` ring-sampled rotation–scaling blocks (as :class:`lyapkit.trainers.models.BlockDiagonalRNN`'s),
+    so the eigenvalues of ``A``
     are ``r_k e^{±iφ_k}`` with moduli on the ring ``r_min ≤ r ≤ r_max`` (and arguments within
     ``±max_phase``). ``B ~ N(0, 1/input_size)`` entrywise; readout ``y = C h + c``. ``seed`` seeds
     ``A`` and ``B``.
+
+    Parameters
+    ----------
+    input_size, hidden_size, output_size : int
+        Dimensions of ``u_t``, of ``h_t`` and of ``y``.
+    readout : {"last", "sequence"}, default "last"
+        Read out the last state or every state (see
+        :class:`lyapkit.trainers.models.RecurrentModel`).
+    r_min, r_max, max_phase : float, default 0, 1 and 2π
+        Ring of the initial eigenvalues: ``r² ~ U(r_min², r_max²)``, ``φ ~ U(0, max_phase)``;
+        ``0 ≤ r_min ≤ r_max ≤ 1``, ``0 ≤ max_phase ≤ 2π``.
+    seed : int or numpy.random.Generator, optional
+        Seeds ``A`` and ``B`` (default: drawn from torch's global RNG).
+
+    Raises
+    ------
+    ValueError
+        If the radii or ``max_phase`` are out of range, ``seed`` is not an int, a Generator or None,
+        or for bad sizes or ``readout``.
+
+    See Also
+    --------
+    lyapkit.trainers.models.linear_teacher : The frozen dense teacher of the curse-of-memory task.
+
+    References
+    ----------
+    .. [1] N. Zucchet and A. Orvieto, "Recurrent neural networks: vanishing and exploding
+       gradients are not the end of the story", NeurIPS 2024 (arXiv:2405.21064).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from lyapkit.trainers.models import DenseLinearRNN
+    >>> _ = torch.manual_seed(0)
+    >>> model = DenseLinearRNN(1, 4, 1, r_min=0.8, r_max=0.9, seed=0)
+    >>> np.round(np.sort(model.eigenvalues().abs().detach().numpy()), 3)
+    array([0.882, 0.882, 0.892, 0.892], dtype=float32)
     """
 
     def __init__(
@@ -525,7 +933,15 @@ class DenseLinearRNN(_RealLinearRNN):
         self.A = _parameter(O @ R @ O.T)
 
     def recurrence(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(A, B)``."""
+        """The recurrence ``(A, B)`` of ``h_t = A h_{t−1} + B u_t``.
+
+        Returns
+        -------
+        A : torch.Tensor
+            The dense recurrent matrix, shape ``(H, H)``.
+        B : torch.Tensor
+            The input matrix, shape ``(H, input_size)``.
+        """
         return self.A, self.B
 
 
@@ -539,11 +955,59 @@ def linear_teacher(
 ) -> DenseLinearRNN:
     """The dense linear teacher RNN of the curse-of-memory teacher–student task (Zucchet & Orvieto 2024).
 
-    A :class:`DenseLinearRNN` ``h_t = A h_{t−1} + B u_t``, ``y_t = C h_t`` whose eigenvalues
+    A :class:`lyapkit.trainers.models.DenseLinearRNN` ``h_t = A h_{t−1} + B u_t``, ``y_t = C h_t`` whose eigenvalues
     ``r e^{±iφ}`` come in complex-conjugate pairs (a real one for odd ``hidden_size``) with moduli
     ``|λ|² ~ U(nu0², 1)``, so ``nu0 ≤ |λ| < 1``, and ``φ ~ U(0, 2π)``; ``B ~ N(0, 1/input_size)``,
     ``C ~ N(0, 1/hidden_size)`` entrywise, ``c = 0``. All drawn from ``seed`` (same seed, same
     teacher); every parameter is frozen (``requires_grad = False``). ``nu0 → 1`` lengthens its memory.
+
+    Parameters
+    ----------
+    input_size : int, default 1
+        Dimension of ``u_t``.
+    hidden_size : int, default 10
+        Dimension of ``h_t``.
+    output_size : int, default 1
+        Dimension of ``y_t``.
+    nu0 : float, default 0.9
+        Smallest eigenvalue modulus, in ``[0, 1)``.
+    readout : {"last", "sequence"}, default "sequence"
+        Read out the last state or every state.
+    seed : int or numpy.random.Generator, optional
+        Seeds every draw (default: drawn from torch's global RNG).
+
+    Returns
+    -------
+    lyapkit.trainers.models.DenseLinearRNN
+        The frozen teacher.
+
+    Raises
+    ------
+    ValueError
+        If ``nu0`` is not in ``[0, 1)``, ``seed`` is not an int, a Generator or None, or for bad
+        sizes or ``readout``.
+
+    See Also
+    --------
+    lyapkit.trainers.tasks.teacher_student : The teacher–student regression task.
+    lyapkit.theory.teacher_student_loss : Its loss landscape in one dimension.
+
+    References
+    ----------
+    .. [1] N. Zucchet and A. Orvieto, "Recurrent neural networks: vanishing and exploding
+       gradients are not the end of the story", NeurIPS 2024 (arXiv:2405.21064).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lyapkit.trainers.models import linear_teacher
+    >>> teacher = linear_teacher(hidden_size=6, nu0=0.9, seed=0)
+    >>> bool(teacher.eigenvalues().abs().min() >= 0.9)
+    True
+    >>> any(p.requires_grad for p in teacher.parameters())
+    False
+    >>> tuple(teacher(torch.randn(2, 7, 1)).shape)
+    (2, 7, 1)
     """
     if not 0 <= nu0 < 1:
         raise ValueError(f"nu0 must be in [0, 1), got {nu0!r}")

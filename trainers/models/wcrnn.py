@@ -47,17 +47,17 @@ class _ResidualLoop(torch.autograd.Function):
         g_{t−1} += Rᵀ ε_t + Wᵀ δ_t,   ∂L/∂W = Σ_t δ_t x_{t−1}ᵀ,   ∂L/∂R = Σ_t ε_t x_{t−1}ᵀ,
         ∂L/∂V = Σ_t δ_t s_tᵀ,   ∂L/∂b = Σ_t δ_t.
 
-    A small model (32 units, batch 64) spends its time in the per-operation overhead of eager
-    torch, so a time step is a few in-place operations on one row of a preallocated buffer
-    (forward ``addmm_ → sigmoid_ → addcmul_``, type A ``addmm_ → sigmoid_ → add → addcmul_``;
-    backward ``addmm → mul``), the per-step views are made once (``unbind``), and the factors
-    that do not depend on ``g`` are computed for all steps at once. ``tanh`` is evaluated as
-    ``2σ(2z) − 1``: torch's float32 ``tanh`` is scalar code on the CPU, 5× the time of the
-    vectorised ``sigmoid``; then ``1 − tanh² = 4σ(1 − σ)``, whose constant factors (4, 4γ) are
-    carried by the weights of the backward product instead of by the errors. A training step
-    costs about 0.6× the fused ``nn.RNN`` kernel's at 16 units, batch 8, 50 steps and 1.4× at 128
-    units, batch 64, 784 steps (``benchmarks/bench_models.py``' sizes, one CPU thread). Not twice
-    differentiable: curvature passes use the reference loop (:meth:`RecurrentModel.reference_path`).
+    A small model (32 units, batch 64) spends its time in the per-operation overhead of eager torch,
+    so a time step is a few in-place operations on one row of a preallocated buffer (forward
+    ``addmm_ → sigmoid_ → addcmul_``, type A ``addmm_ → sigmoid_ → add → addcmul_``; backward
+    ``addmm → mul``), the per-step views are made once (``unbind``), and the factors that do not
+    depend on ``g`` are computed for all steps at once. ``tanh`` is evaluated as ``2σ(2z) − 1``:
+    torch's float32 ``tanh`` is scalar code on the CPU, 5× the time of the vectorised ``sigmoid``;
+    then ``1 − tanh² = 4σ(1 − σ)``, whose constant factors (4, 4γ) are carried by the weights of the
+    backward product instead of by the errors. A training step costs about 0.6× the fused ``nn.RNN``
+    kernel's at 16 units, batch 8, 50 steps and 1.4× at 128 units, batch 64, 784 steps
+    (``benchmarks/bench_models.py``' sizes, one CPU thread). Not twice differentiable: curvature
+    passes use the reference loop (:meth:`~lyapkit.trainers.models.RecurrentModel.reference_path`).
     """
 
     @staticmethod
@@ -153,7 +153,7 @@ class _ResidualLoop(torch.autograd.Function):
 
 
 class WCRNN(RecurrentModel):
-    """Weakly coupled residual RNN with an affine readout.
+    r"""Weakly coupled residual RNN with an affine readout.
 
     With ``a_t = tanh(W x_{t−1} + V s_t + b)``::
 
@@ -162,32 +162,91 @@ class WCRNN(RecurrentModel):
         type B:           x_t = tanh(R x_{t−1} + γ ⊙ (W x_{t−1} + V s_t + b))
         readout:          y = C x_T + c   (or y_t = C x_t + c for every t)
 
-    As ``γ → 0`` the Lyapunov exponents tend to ``log|eig(R)|`` (:meth:`theory`).
+    As ``γ → 0`` the Lyapunov exponents tend to ``log|eig(R)|``
+    (:meth:`~lyapkit.trainers.models.WCRNN.theory`).
 
     Parameters
     ----------
     input_size, hidden_size, output_size : int
         Dimensions of ``s_t``, ``x_t`` and ``y``.
-    readout : {"last", "sequence"}
+    readout : {"last", "sequence"}, default "last"
         Read out the last state or every state.
     residual : (n, n) array or tensor, or callable, optional
         The residual ``R`` (default the identity, i.e. critical), e.g. from
         :mod:`lyapkit.trainers.models.residuals`; or a callable ``ρ(x)`` (torch, batched over leading axes,
         e.g. an ``nn.Module``) replacing ``R x`` for a non-linear residual.
-    gamma : float or (n,) array
-        Coupling ``γ``, scalar or per unit; fixed.
-    variant : {"linear", "A", "B"}
+    gamma : float or (n,) array, default 0.05
+        Coupling ``γ``, scalar or per unit; fixed (a buffer).
+    variant : {"linear", "A", "B"}, default "linear"
         Linear residual, non-linear type A or type B.
-    train_residual : bool
+    train_residual : bool, default False
         Train ``R`` too (it is a fixed buffer by default). A callable module's own parameters are
         always registered.
+
+    Attributes
+    ----------
+    R : torch.Tensor or None
+        The residual matrix (a buffer, or a parameter with ``train_residual``); None for a callable
+        residual, which is ``residual_fn``.
+    gamma : torch.Tensor
+        The coupling ``γ``, shape ``(n,)``.
+    encoder, recurrent : torch.nn.Linear
+        ``V s + b`` and ``W x``.
+
+    Raises
+    ------
+    ValueError
+        If ``variant`` is not one of ``"linear"``, ``"A"``, ``"B"``; ``gamma`` is complex, not finite,
+        or neither a scalar nor of shape ``(n,)``; a matrix ``residual`` is complex, not finite or not
+        ``(n, n)``; or ``train_residual`` is set with a callable residual (and for bad sizes or
+        ``readout``, as :class:`lyapkit.trainers.models.RecurrentModel`).
+    TypeError
+        If ``residual`` is neither an array, a tensor nor a callable.
+
+    See Also
+    --------
+    lyapkit.WCRNNMap : The same cell as a map with analytic Jacobians
+        (:meth:`~lyapkit.trainers.models.WCRNN.as_map`).
+    lyapkit.theory.wcrnn_prediction : The weak-coupling prediction
+        (:meth:`~lyapkit.trainers.models.WCRNN.theory`).
+    lyapkit.trainers.models.ElmanRNN : An Elman RNN with the weakly coupled residual initialisation.
 
     Notes
     -----
     ``W`` is ``self.recurrent.weight``; ``V`` and ``b`` are ``self.encoder.weight`` and
     ``self.encoder.bias``; ``C``, ``c`` are ``self.decoder``. The linear-residual and type-A loops run
-    tape-free with a hand-written BPTT (:class:`_ResidualLoop`); type B runs through the fused
+    tape-free with a hand-written BPTT (a custom ``torch.autograd.Function``); type B runs through the fused
     ``nn.RNN`` kernel with ``W_hh = R + diag(γ) W``, ``W_ih = diag(γ) V`` and bias ``γ ⊙ b``.
+
+    In the weak-coupling limit the variational term is the product of the residual's Jacobians,
+    so for a matrix residual the exponents are
+
+    .. math::
+
+        \lambda_i = \log |\mathrm{eig}_i(R)| + O(\gamma).
+
+    References
+    ----------
+    .. [1] I. Dubinin and F. Effenberger, "Fading memory as inductive bias in residual recurrent
+       networks", arXiv:2307.14823, 2023.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> import lyapkit as lk
+    >>> from lyapkit.trainers.models import WCRNN, residuals
+    >>> _ = torch.manual_seed(0)
+    >>> R = residuals.rotational(4, 2 * np.pi / 28, r=0.95)
+    >>> model = WCRNN(1, 4, 2, residual=R, gamma=0.01)
+    >>> tuple(model(torch.randn(3, 10, 1)).shape)
+    (3, 2)
+    >>> pred = model.theory()
+    >>> np.round(pred.exponents, 3), pred.regime
+    (array([-0.051, -0.051, -0.051, -0.051]), 'sub-critical')
+    >>> res = lk.lyapunov_spectrum(model.as_map(), steps=300, seed=0, backend="numpy")
+    >>> bool(np.all(np.abs(res.exponents - pred.exponents) < 0.01))
+    True
     """
 
     def __init__(
@@ -244,7 +303,20 @@ class WCRNN(RecurrentModel):
         return self.residual_fn(x) if self.residual_fn is not None else x @ self.R.T
 
     def step(self, state: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """One step of the chosen variant (see the class docstring)."""
+        """One step ``x_t = f(x_{t−1}, s_t)`` of the chosen variant (see the class docstring).
+
+        Parameters
+        ----------
+        state : torch.Tensor
+            The state ``x_{t−1}``, shape ``(..., hidden_size)``.
+        u : torch.Tensor
+            The input ``s_t``, shape ``(..., input_size)``.
+
+        Returns
+        -------
+        torch.Tensor
+            The next state ``x_t``, shape ``(..., hidden_size)``.
+        """
         pre = self.recurrent(state) + self.encoder(u)
         if self.variant == "B":
             return torch.tanh(self._residual(state) + self.gamma * pre)
@@ -254,6 +326,22 @@ class WCRNN(RecurrentModel):
         return residual + self.gamma * torch.tanh(pre)
 
     def fast_states(self, inputs: torch.Tensor, state: torch.Tensor) -> torch.Tensor | None:
+        """The states by the fused ``nn.RNN`` kernel (type B) or the tape-free BPTT loop (linear, A).
+
+        Parameters
+        ----------
+        inputs : torch.Tensor
+            The validated inputs, shape ``(batch, T, input_size)``.
+        state : torch.Tensor
+            The initial state ``x_0``, shape ``(batch, hidden_size)``.
+
+        Returns
+        -------
+        torch.Tensor or None
+            The states ``x_1 … x_T``, shape ``(batch, T, hidden_size)``; None (use the loop over
+            :meth:`~lyapkit.trainers.models.WCRNN.step`) for a callable residual or a ``gamma`` that
+            requires grad. The tape-free loop is differentiable once only.
+        """
         if self.residual_fn is not None or self.gamma.requires_grad:
             return None  # the tape-free loop treats a callable residual and γ as constants
         W, V, b, gamma = self.recurrent.weight, self.encoder.weight, self.encoder.bias, self.gamma
@@ -275,9 +363,28 @@ class WCRNN(RecurrentModel):
         return states.transpose(0, 1)
 
     def theory(self, tol: float = 1e-9) -> WCRNNPrediction:
-        """The weak-coupling prediction ``(exponents, regime)``: ``log|eig(R)|`` descending, and the
-        regime from ``ρ(R)``. For types A and B it is the linearisation at the origin, which the
-        network follows while ``ρ(R) ≤ 1`` (tanh saturates super-critical growth)."""
+        """The weak-coupling prediction ``(exponents, regime)``: ``log|eig(R)|`` descending.
+
+        The regime comes from the spectral radius ``ρ(R)``. For types A and B it is the
+        linearisation at the origin, which the network follows while ``ρ(R) ≤ 1`` (tanh saturates
+        super-critical growth).
+
+        Parameters
+        ----------
+        tol : float, default 1e-9
+            Tolerance on ``|ρ(R) − 1|`` within which the regime is critical (passed to
+            :func:`lyapkit.theory.wcrnn_prediction`).
+
+        Returns
+        -------
+        lyapkit.theory.WCRNNPrediction
+            The predicted exponents (descending, per step) and the regime.
+
+        Raises
+        ------
+        ValueError
+            If the residual is a callable rather than a matrix.
+        """
         if self.R is None:
             raise ValueError(
                 "theory() needs a matrix residual R; this WCRNN has a callable residual"
@@ -285,8 +392,15 @@ class WCRNN(RecurrentModel):
         return wcrnn_prediction(self.R.detach().cpu().double().numpy(), tol)
 
     def as_map(self) -> Map:
-        """A :class:`lyapkit.WCRNNMap` snapshot of the current weights (every backend), or the
-        autodiff map of :meth:`step` for a callable residual."""
+        """A snapshot of the current weights as a map of the state ``x`` with input ``s``.
+
+        Returns
+        -------
+        lyapkit.Map
+            A float64 :class:`lyapkit.WCRNNMap` (analytic Jacobians, every backend), or for a
+            callable residual the autodiff map of :meth:`~lyapkit.trainers.models.WCRNN.step` (torch
+            backend only).
+        """
         if self.residual_fn is not None:
             return super().as_map()
 

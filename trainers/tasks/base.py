@@ -23,8 +23,33 @@ DEFAULT_DATA_ROOT = Path("~/.lyapkit/data")
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The directory that holds the downloaded data sets.
 
-    ``root`` when given, else the environment variable ``LYAPKIT_DATA``, else ``~/.lyapkit/data``
-    (``~`` expanded). The directory need not exist.
+    The first of ``root``, the environment variable ``LYAPKIT_DATA`` and ``~/.lyapkit/data``,
+    with ``~`` expanded: ``data_root(root) = expanduser(root or $LYAPKIT_DATA or
+    ~/.lyapkit/data)``. The directory need not exist.
+
+    Parameters
+    ----------
+    root : str or os.PathLike, optional
+        An explicit data directory; default None (the environment variable, else the default).
+
+    Returns
+    -------
+    pathlib.Path
+        The data directory, user-expanded (not resolved, not created).
+
+    See Also
+    --------
+    lyapkit.trainers.tasks.sequential_mnist : Reads ``<data_root>/mnist/``.
+    lyapkit.trainers.tasks.sequential_cifar10 : Reads ``<data_root>/cifar-10-batches-py/``.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from lyapkit.trainers.tasks import data_root
+    >>> print(data_root("/tmp/lyapkit-data"))
+    /tmp/lyapkit-data
+    >>> data_root("~/data") == Path.home() / "data"
+    True
     """
     if root is None:
         root = os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT
@@ -64,6 +89,13 @@ def optional_count(value: int | None, name: str, available: int) -> int:
 class Task:
     """A supervised sequence task: train and test tensors and how to score a model on them.
 
+    The inputs are batch-first sequences ``u ∈ R^{N × T × input_size}``; the targets belong to the
+    last step (``readout="last"``) or to every step (``"sequence"``). A model's test outputs
+    ``ŷ`` are scored by ``metric``: the accuracy ``mean(argmax ŷ = y)`` or the RMS error
+    ``sqrt(mean((y − ŷ)²))``, and the threshold of minimal performance (MP) of Dubinin &
+    Effenberger's learning-efficiency measure [1]_ is reached when the accuracy is
+    ``≥ min_performance`` or the RMS error ``≤ min_performance``.
+
     Parameters
     ----------
     name : str
@@ -72,10 +104,10 @@ class Task:
         Width of each input step and of the model's readout (the number of classes for a
         classification task).
     loss : {"cross_entropy", "mse"}
-        The training loss, by its name in :mod:`lyapkit.losses`.
+        The training loss, by its name in ``lyapkit.losses``.
     readout : {"last", "sequence"}
         Whether the target belongs to the last step only or to every step (the ``readout`` of
-        :class:`~lyapkit.trainers.models.base.RecurrentModel`).
+        :class:`lyapkit.trainers.models.RecurrentModel`).
     metric : {"accuracy", "rms"}
         The performance measure: the fraction of correctly classified samples, or the root mean
         square error ``sqrt(mean((y − ŷ)²))`` (the square root of the ``mse`` loss).
@@ -84,14 +116,48 @@ class Task:
         measure (the number of training iterations until the test metric first reaches it):
         reached when the accuracy is ``≥ min_performance``, or the RMS error ``≤ min_performance``.
     train_inputs, test_inputs : torch.Tensor
-        float32 ``(N, T, input_size)``, batch first as the models of :mod:`lyapkit.trainers.models` take them.
+        float32 ``(N, T, input_size)``, batch first as the models of ``lyapkit.trainers.models``
+        take them.
     train_targets, test_targets : torch.Tensor
         int64 class labels ``(N,)`` (``(N, T)`` for a per-step readout) for ``cross_entropy``;
         float32 ``(N, output_size)`` (``(N, T, output_size)``) for ``mse``.
-    info : dict
-        Task-specific extras: ``"permutation"`` (the pixel permutation of a permuted task, an int
-        array: step ``t`` shows pixel ``permutation[t]``), ``"teacher"`` (the teacher network of the
-        teacher–student task), ``"root"`` (the directory the data were read from).
+    info : dict, optional
+        Task-specific extras (default empty): ``"permutation"`` (the pixel permutation of a
+        permuted task, an int array: step ``t`` shows pixel ``permutation[t]``), ``"teacher"``
+        (the teacher network of the teacher–student task), ``"root"`` (the directory the data
+        were read from).
+
+    Raises
+    ------
+    ValueError
+        An unknown ``loss``, ``readout`` or ``metric``, or inputs or targets of a split whose
+        dtype or shape do not fit the sizes, the loss and the readout.
+
+    See Also
+    --------
+    lyapkit.trainers.tasks.make_task : Builds a task by its registered name.
+    lyapkit.trainers.tasks.adding_problem : A generated task.
+
+    References
+    ----------
+    .. [1] I. Dubinin and F. Effenberger, "Fading memory as inductive bias in residual recurrent
+       networks", arXiv:2307.14823, 2023.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lyapkit.trainers.tasks import Task
+    >>> x = torch.zeros(6, 5, 2)
+    >>> task = Task("zeros", input_size=2, output_size=1, loss="mse", readout="last",
+    ...             metric="rms", min_performance=0.1, train_inputs=x,
+    ...             train_targets=torch.zeros(6, 1), test_inputs=x[:2],
+    ...             test_targets=torch.zeros(2, 1))
+    >>> task.length
+    5
+    >>> [tuple(inputs.shape) for inputs, _ in task.loader("train", batch_size=4)]
+    [(4, 5, 2), (2, 5, 2)]
+    >>> task.reaches_min_performance(0.05), task.reaches_min_performance(0.2)
+    (True, False)
     """
 
     name: str
@@ -142,7 +208,25 @@ class Task:
         return self.train_inputs.shape[1]
 
     def data(self, split: Literal["train", "test"] = "train") -> tuple[torch.Tensor, torch.Tensor]:
-        """``(inputs, targets)`` of ``split`` (``"train"`` or ``"test"``)."""
+        """The inputs and targets of one split.
+
+        Parameters
+        ----------
+        split : {"train", "test"}, default "train"
+            Which split.
+
+        Returns
+        -------
+        inputs : torch.Tensor
+            ``train_inputs`` or ``test_inputs``.
+        targets : torch.Tensor
+            ``train_targets`` or ``test_targets``.
+
+        Raises
+        ------
+        ValueError
+            ``split`` is neither ``"train"`` nor ``"test"``.
+        """
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         return getattr(self, f"{split}_inputs"), getattr(self, f"{split}_targets")
@@ -156,21 +240,31 @@ class Task:
         seed: int = 0,
         drop_last: bool = False,
     ) -> DataLoader:
-        """A :class:`torch.utils.data.DataLoader` over ``split`` yielding ``(inputs, targets)`` batches.
+        """A ``torch.utils.data.DataLoader`` over ``split`` yielding ``(inputs, targets)`` batches.
 
         Parameters
         ----------
-        split : {"train", "test"}
+        split : {"train", "test"}, default "train"
             Which data.
-        batch_size : int
+        batch_size : int, default 128
             Samples per batch (the last batch may be smaller unless ``drop_last``).
         shuffle : bool, optional
             Reshuffle at every pass; default True for ``"train"``, False for ``"test"``.
-        seed : int
+        seed : int, default 0
             Seeds the loader's own ``torch.Generator``: the sequence of epoch orders is the same
             for the same seed, whatever else uses torch's global generator.
-        drop_last : bool
+        drop_last : bool, default False
             Drop the last incomplete batch.
+
+        Returns
+        -------
+        torch.utils.data.DataLoader
+            The loader over a ``TensorDataset`` of the split's inputs and targets.
+
+        Raises
+        ------
+        ValueError
+            ``batch_size`` is not a positive integer, or ``split`` is unknown.
         """
         batch_size = positive_int(batch_size, "batch_size")
         shuffle = split == "train" if shuffle is None else bool(shuffle)
@@ -184,7 +278,19 @@ class Task:
         )
 
     def reaches_min_performance(self, value: float) -> bool:
-        """Whether a test ``metric`` value reaches the threshold of minimal performance."""
+        """Whether a test ``metric`` value reaches the threshold of minimal performance.
+
+        Parameters
+        ----------
+        value : float
+            A value of the task's ``metric`` (an accuracy, or an RMS error).
+
+        Returns
+        -------
+        bool
+            ``value ≥ min_performance`` for the accuracy, ``value ≤ min_performance`` for the
+            RMS error.
+        """
         if self.metric == "accuracy":
             return value >= self.min_performance
         return value <= self.min_performance

@@ -66,6 +66,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     float64), then ``ndim`` big-endian uint32 dimensions, then the data in C order, big-endian.
     MNIST images are ``0x00000803`` ``(N, 28, 28)`` and labels ``0x00000801`` ``(N,)``.
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; a name ending in ``.gz`` is read through gzip.
+
     Returns
     -------
     numpy.ndarray
@@ -78,6 +83,27 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     ValueError
         When the file is not a valid IDX file (bad magic number, truncated, trailing bytes, or a
         corrupt gzip stream); the message names the file.
+
+    See Also
+    --------
+    lyapkit.trainers.tasks.sequential_mnist : Reads the four MNIST IDX files.
+
+    References
+    ----------
+    .. [1] Y. LeCun, L. Bottou, Y. Bengio and P. Haffner, "Gradient-based learning applied to
+       document recognition", Proceedings of the IEEE 86(11), 2278–2324, 1998.
+
+    Examples
+    --------
+    >>> import struct
+    >>> import numpy as np
+    >>> from pathlib import Path
+    >>> from lyapkit.trainers.tasks import read_idx
+    >>> labels = np.arange(5, dtype=np.uint8)
+    >>> header = bytes([0, 0, 0x08, 1]) + struct.pack(">I", len(labels))  # uint8, 1 dimension
+    >>> _ = Path("labels-idx1-ubyte").write_bytes(header + labels.tobytes())
+    >>> read_idx("labels-idx1-ubyte")
+    array([0, 1, 2, 3, 4], dtype=uint8)
     """
     path = Path(path)
     compressed = path.suffix == ".gz"
@@ -199,31 +225,78 @@ def sequential_mnist(
     """Sequential MNIST (sMNIST; LeCun et al. 1998) or, with ``permuted``, permuted sMNIST (psMNIST).
 
     Each 28×28 digit becomes a sequence of ``T = 784`` intensities in scan-line order, scaled
-    from bytes to ``[0, 1]`` (``pixel / 255``); ten classes, read out at the last step.
+    from bytes to ``[0, 1]``, ``u_t = pixel[π(t)] / 255`` (``π`` the identity, or for psMNIST one
+    fixed random permutation); ten classes, read out at the last step (Dubinin & Effenberger
+    2023, section 4 [2]_).
 
     Parameters
     ----------
-    root : path, optional
-        The data directory (default :func:`data_root`); the files are read from ``<root>/mnist/``:
+    root : str or os.PathLike, optional
+        The data directory (default :func:`lyapkit.trainers.tasks.data_root`); the files are read
+        from ``<root>/mnist/``:
         ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``,
         ``t10k-labels-idx1-ubyte``, each plain or gzip-compressed (the same name + ``.gz``).
-    permuted : bool
+    permuted : bool, default False
         Apply one fixed permutation of the 784 pixel positions to every sequence (psMNIST).
-    permutation_seed : int
+    permutation_seed : int, default 0
         Seeds the permutation, ``numpy.random.default_rng(permutation_seed).permutation(784)``
         (also in ``task.info["permutation"]``).
     n_train, n_test : int, optional
         Use only the first ``n`` images of each split, in file order (default: all, 60000/10000).
     min_performance : float, optional
         Threshold of minimal performance on the accuracy; default 0.2 (twice chance, see
-        :mod:`lyapkit.trainers.tasks`).
+        ``lyapkit.trainers.tasks``).
+
+    Returns
+    -------
+    Task
+        inputs float32 ``(N, 784, 1)`` in ``[0, 1]``, int64 labels ``(N,)``; named ``"sMNIST"``
+        or ``"psMNIST"``, ``task.info["root"]`` the directory read.
 
     Raises
     ------
     FileNotFoundError
         When a file is missing; the message names the directory, the files and where to get them.
     ValueError
-        When a file is not a valid MNIST IDX file.
+        When a file is not a valid MNIST IDX file, or ``n_train``/``n_test`` exceeds the split
+        or is not a positive integer, or ``permutation_seed`` is negative.
+
+    See Also
+    --------
+    lyapkit.trainers.tasks.read_idx : Reads one IDX file.
+    lyapkit.trainers.tasks.sequential_digits : A small offline stand-in.
+
+    References
+    ----------
+    .. [1] Y. LeCun, L. Bottou, Y. Bengio and P. Haffner, "Gradient-based learning applied to
+       document recognition", Proceedings of the IEEE 86(11), 2278–2324, 1998.
+    .. [2] I. Dubinin and F. Effenberger, "Fading memory as inductive bias in residual recurrent
+       networks", arXiv:2307.14823, 2023.
+
+    Examples
+    --------
+    Six random training and four test "digits" written as IDX files stand in for MNIST:
+
+    >>> import struct
+    >>> import numpy as np
+    >>> from pathlib import Path
+    >>> from lyapkit.trainers.tasks import sequential_mnist
+    >>> def write_idx(path, array):
+    ...     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    ...     path.write_bytes(header + array.astype(np.uint8).tobytes())
+    >>> folder = Path("mnist-demo/mnist")
+    >>> folder.mkdir(parents=True, exist_ok=True)
+    >>> rng = np.random.default_rng(0)
+    >>> for prefix, n in (("train", 6), ("t10k", 4)):
+    ...     write_idx(folder / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+    ...     write_idx(folder / f"{prefix}-labels-idx1-ubyte", np.arange(n))
+    >>> task = sequential_mnist(root="mnist-demo", permuted=True)
+    >>> task.name, tuple(task.train_inputs.shape), task.train_targets.tolist()
+    ('psMNIST', (6, 784, 1), [0, 1, 2, 3, 4, 5])
+    >>> sequential_mnist(root="nowhere")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: MNIST data not found: nowhere/mnist must contain train-images-idx3-ubyte, ...
     """
     directory = data_root(root) / "mnist"
     missing = [
@@ -319,31 +392,73 @@ def sequential_cifar10(
 
     Each 32×32 colour image becomes a sequence of ``T = 1024`` gray levels in scan-line order,
     ``gray = (0.299 R + 0.587 G + 0.114 B) / 255`` in ``[0, 1]`` (ITU-R BT.601 luma, kept in
-    floating point); ten classes, read out at the last step.
+    floating point); ten classes, read out at the last step [1]_ [2]_.
 
     Parameters
     ----------
-    root : path, optional
-        The data directory (default :func:`data_root`); the batches are read from
+    root : str or os.PathLike, optional
+        The data directory (default :func:`lyapkit.trainers.tasks.data_root`); the batches are
+        read from
         ``<root>/cifar-10-batches-py/``: ``data_batch_1`` … ``data_batch_5`` (training, in that
         order) and ``test_batch``, the pickled dicts of the official "CIFAR-10 python version"
         (keys ``b"data"``: uint8 ``(N, 3072)``, the red, green and blue 32×32 planes one after the
         other; ``b"labels"``: N ints). Only numpy arrays and plain containers are unpickled.
-    permuted : bool
+    permuted : bool, default False
         Apply one fixed permutation of the 1024 pixel positions to every sequence.
-    permutation_seed : int
-        Seeds the permutation (``task.info["permutation"]``), as for :func:`sequential_mnist`.
+    permutation_seed : int, default 0
+        Seeds the permutation (``task.info["permutation"]``), as for
+        :func:`lyapkit.trainers.tasks.sequential_mnist`.
     n_train, n_test : int, optional
         Use only the first ``n`` images of each split (default: all, 50000/10000).
     min_performance : float, optional
         Threshold of minimal performance on the accuracy; default 0.2 (twice chance).
+
+    Returns
+    -------
+    Task
+        inputs float32 ``(N, 1024, 1)`` in ``[0, 1]``, int64 labels ``(N,)``; named
+        ``"sCIFAR10"`` or ``"psCIFAR10"``, ``task.info["root"]`` the directory read.
 
     Raises
     ------
     FileNotFoundError
         When a batch is missing; the message names the directory, the files and the download.
     ValueError
-        When a batch is not a valid CIFAR-10 python batch.
+        When a batch is not a valid CIFAR-10 python batch (or holds anything but arrays and
+        plain containers), or ``n_train``/``n_test`` exceeds the split or is not a positive
+        integer, or ``permutation_seed`` is negative.
+
+    See Also
+    --------
+    lyapkit.trainers.tasks.sequential_mnist : The same construction for MNIST.
+
+    References
+    ----------
+    .. [1] A. Krizhevsky, "Learning multiple layers of features from tiny images", technical
+       report, University of Toronto, 2009.
+    .. [2] Y. Tay, M. Dehghani, S. Abnar, Y. Shen, D. Bahri, P. Pham, J. Rao, L. Yang,
+       S. Ruder and D. Metzler, "Long Range Arena: a benchmark for efficient transformers",
+       International Conference on Learning Representations (ICLR), 2021.
+
+    Examples
+    --------
+    Six batches of two images stand in for CIFAR-10; the first image of each is pure red:
+
+    >>> import pickle
+    >>> import numpy as np
+    >>> from pathlib import Path
+    >>> from lyapkit.trainers.tasks import sequential_cifar10
+    >>> folder = Path("cifar-demo/cifar-10-batches-py")
+    >>> folder.mkdir(parents=True, exist_ok=True)
+    >>> data = np.zeros((2, 3072), dtype=np.uint8)
+    >>> data[0, :1024] = 255  # the red plane of image 0
+    >>> for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+    ...     _ = (folder / name).write_bytes(pickle.dumps({b"data": data, b"labels": [3, 7]}))
+    >>> task = sequential_cifar10(root="cifar-demo")
+    >>> task.name, tuple(task.train_inputs.shape), tuple(task.test_inputs.shape)
+    ('sCIFAR10', (10, 1024, 1), (2, 1024, 1))
+    >>> round(float(task.train_inputs[0, 0, 0]), 3)  # 0.299 R / 255
+    0.299
     """
     base = data_root(root)
     directory = base / CIFAR10_DIR
@@ -380,26 +495,49 @@ def sequential_digits(
 
     A small real data set that needs no download: 1797 images of 8×8 pixels with 17 gray levels
     (UCI optical recognition of handwritten digits), read in scan-line order as sMNIST is
-    (``T = 64``, intensities ``pixel / 16`` in ``[0, 1]``), ten classes. Plain (sDigits) or with
-    one fixed pixel permutation (psDigits).
+    (``T = 64``, intensities ``u_t = pixel[π(t)] / 16`` in ``[0, 1]``), ten classes. Plain
+    (sDigits, ``π`` the identity) or with one fixed pixel permutation ``π`` (psDigits).
 
     Parameters
     ----------
-    permuted : bool
+    permuted : bool, default False
         Apply one fixed permutation of the 64 pixel positions to every sequence.
-    seed : int
+    seed : int, default 0
         Seeds the stratified train/test split (``sklearn.model_selection.train_test_split``).
-    test_fraction : float
+    test_fraction : float, default 0.25
         Share of the images in the test set, in ``(0, 1)``.
-    permutation_seed : int
-        Seeds the permutation (``task.info["permutation"]``), as for :func:`sequential_mnist`.
+    permutation_seed : int, default 0
+        Seeds the permutation (``task.info["permutation"]``), as for
+        :func:`lyapkit.trainers.tasks.sequential_mnist`.
     min_performance : float, optional
         Threshold of minimal performance on the accuracy; default 0.2 (twice chance).
+
+    Returns
+    -------
+    Task
+        inputs float32 ``(N, 64, 1)`` in ``[0, 1]``, int64 labels ``(N,)``; 1347 training and
+        450 test images by default; named ``"sDigits"`` or ``"psDigits"``.
 
     Raises
     ------
     ImportError
         When scikit-learn is not installed (``pip install "lyapkit[tasks]"``).
+    ValueError
+        ``test_fraction`` is outside ``(0, 1)``, or ``seed`` or ``permutation_seed`` is not a
+        non-negative integer.
+
+    See Also
+    --------
+    lyapkit.trainers.tasks.sequential_mnist : The full-size data set, read the same way.
+
+    Examples
+    --------
+    >>> from lyapkit.trainers.tasks import sequential_digits
+    >>> task = sequential_digits(seed=0)
+    >>> task.name, tuple(task.train_inputs.shape), tuple(task.test_inputs.shape)
+    ('sDigits', (1347, 64, 1), (450, 64, 1))
+    >>> sequential_digits(permuted=True).name
+    'psDigits'
     """
     try:
         from sklearn.datasets import load_digits

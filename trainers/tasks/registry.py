@@ -24,7 +24,15 @@ TASKS: dict[str, Callable[..., Task]] = {
 
 
 def make_task(name: str, **options: Any) -> Task:
-    """The task registered in :data:`TASKS` as ``name``, built with ``options``.
+    """The task registered in ``TASKS`` as ``name``, built with ``options``.
+
+    ``make_task(name, **options) = TASKS[name](**options)``, after checking the options against
+    the factory's signature, so that a configuration's ``[task]`` table (its ``name`` and the
+    other keys) names a task: ``"adding"`` (:func:`lyapkit.trainers.tasks.adding_problem`),
+    ``"smnist"`` / ``"psmnist"`` (:func:`lyapkit.trainers.tasks.sequential_mnist`),
+    ``"scifar10"`` (:func:`lyapkit.trainers.tasks.sequential_cifar10`), ``"sdigits"`` /
+    ``"psdigits"`` (:func:`lyapkit.trainers.tasks.sequential_digits`) and ``"teacher_student"``
+    (:func:`lyapkit.trainers.tasks.teacher_student`); the ``p`` names are the permuted tasks.
 
     Parameters
     ----------
@@ -34,11 +42,33 @@ def make_task(name: str, **options: Any) -> Task:
     **options
         Keyword arguments of the task's factory (e.g. ``T=200`` for ``"adding"``).
 
+    Returns
+    -------
+    Task
+        The task the factory returns.
+
     Raises
     ------
     ValueError
         For an unknown task name (listing the known ones), an option the factory does not take, or a
-        required option left out (listing the factory's options).
+        required option left out (listing the factory's options); and whatever the factory raises
+        for a bad value.
+
+    See Also
+    --------
+    lyapkit.trainers.tasks.Task : What a task holds.
+    lyapkit.trainers.config.validate_config : Checks the other tables of a configuration.
+
+    Examples
+    --------
+    >>> from lyapkit.trainers.tasks import make_task
+    >>> task = make_task("adding", T=20, n_train=8, n_test=4)
+    >>> task.name, tuple(task.train_inputs.shape), task.metric
+    ('ADD(20)', (8, 20, 2), 'rms')
+    >>> make_task("adding", length=20)
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown option(s) 'length'; task 'adding' takes the options: T, n_train, n_test, seed, min_performance
     """
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; the tasks are: {', '.join(TASKS)}")

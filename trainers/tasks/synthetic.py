@@ -43,7 +43,7 @@ def adding_problem(
     seed: int = 0,
     min_performance: float | None = None,
 ) -> Task:
-    """The adding problem ADD(T) as in Dubinin & Effenberger (2023), after Hochreiter & Schmidhuber (1997).
+    """The adding problem ADD(T) as in Dubinin & Effenberger (2023), after Hochreiter & Schmidhuber.
 
     Every sample is a two-dimensional sequence of length ``T``: the first coordinate holds
     i.i.d. numbers ``a_t ~ U(0, 1)``; the second is a cue signal, 0 (no cue) everywhere except
@@ -51,24 +51,57 @@ def adding_problem(
     ``t₂`` drawn uniformly from the second half ``⌊T/2⌋ ≤ t₂ < T``. The target, read out at the
     last step, is ``a_{t₁} + a_{t₂}``. A regression task: loss ``"mse"``, metric ``"rms"`` (the
     paper trains on the RMS error, the square root of the mean squared error, which has the same
-    minimisers).
+    minimisers) [2]_, after the long-lag problems of Hochreiter & Schmidhuber (1997) [1]_.
 
     Parameters
     ----------
-    T : int
+    T : int, default 100
         Sequence length (≥ 2); the paper uses 100, 200, 400 and 800.
-    n_train, n_test : int
+    n_train, n_test : int, default 10000, 1000
         Number of training and test samples (defaults of this package, not of the paper).
-    seed : int
+    seed : int, default 0
         Seeds the data (``numpy.random.SeedSequence``; train and test use separate streams).
     min_performance : float, optional
         Threshold of minimal performance on the RMS error; default ``sqrt(1/6)/2 ≈ 0.204``, half
-        the RMS error of always answering the mean 1 (see :mod:`lyapkit.trainers.tasks`).
+        the RMS error of always answering the mean 1 (see ``lyapkit.trainers.tasks``).
 
     Returns
     -------
     Task
         inputs float32 ``(N, T, 2)``, targets float32 ``(N, 1)``; ``readout="last"``.
+
+    Raises
+    ------
+    ValueError
+        ``T`` is not an integer ≥ 2, ``n_train`` or ``n_test`` is not a positive integer,
+        ``seed`` is not a non-negative integer, or ``min_performance`` is not positive.
+
+    See Also
+    --------
+    lyapkit.trainers.tasks.make_task : Builds it as ``make_task("adding", T=...)``.
+    lyapkit.trainers.tasks.teacher_student : The other generated task.
+
+    References
+    ----------
+    .. [1] S. Hochreiter and J. Schmidhuber, "Long short-term memory", Neural Computation 9(8),
+       1735–1780, 1997.
+    .. [2] I. Dubinin and F. Effenberger, "Fading memory as inductive bias in residual recurrent
+       networks", arXiv:2307.14823, 2023.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lyapkit.trainers.tasks import adding_problem
+    >>> task = adding_problem(T=10, n_train=4, n_test=2, seed=0)
+    >>> x, y = task.data("train")
+    >>> tuple(x.shape), tuple(y.shape), task.readout
+    ((4, 10, 2), (4, 1), 'last')
+    >>> x[..., 1].sum(1).tolist()  # two cues per sequence
+    [2.0, 2.0, 2.0, 2.0]
+    >>> bool(torch.allclose(y[:, 0], (x[..., 0] * x[..., 1]).sum(1)))  # y = a_t1 + a_t2
+    True
+    >>> round(task.min_performance, 3)
+    0.204
     """
     T = positive_int(T, "T", minimum=2)
     n_train, n_test = positive_int(n_train, "n_train"), positive_int(n_test, "n_test")
@@ -105,7 +138,9 @@ def teacher_student(
     A frozen dense linear teacher RNN (:func:`lyapkit.trainers.models.linear_teacher`: ``hidden`` units,
     eigenvalue moduli ``|λ|² ~ U(nu0², 1)``, one input and one output) is driven by i.i.d.
     ``N(0, 1)`` inputs of length ``T``; its outputs are the targets the student must reproduce
-    (computed by the teacher's step-by-step recurrence, :meth:`~lyapkit.trainers.models.base.RecurrentModel.reference_path`).
+    (computed by the teacher's step-by-step recurrence
+    ``h_t = A h_{t−1} + B u_t``, ``y_t = C h_t`` from ``h_0 = 0``, with
+    :meth:`lyapkit.trainers.models.RecurrentModel.reference_path`) [1]_.
     Loss ``"mse"``, metric ``"rms"``. ``nu0 → 1`` lengthens the teacher's memory (the paper
     sweeps ``nu0`` up to 0.99 with ``T = 300``, a 10-unit teacher and 64-unit students).
 
@@ -113,27 +148,57 @@ def teacher_student(
     ----------
     nu0 : float
         Lower bound on the moduli of the teacher's eigenvalues, in ``[0, 1)``.
-    T : int
+    T : int, default 300
         Sequence length.
-    hidden : int
+    hidden : int, default 10
         Hidden units of the teacher.
-    n_train, n_test : int
+    n_train, n_test : int, default 10000, 1000
         Number of training and test sequences.
-    seed : int
+    seed : int, default 0
         Seeds the teacher and the inputs (separate ``SeedSequence`` streams for the teacher,
         the training and the test inputs).
-    readout : {"sequence", "last"}
+    readout : {"sequence", "last"}, default "sequence"
         Targets at every step (the teacher's output sequence, default) or at the last step only.
     min_performance : float, optional
         Threshold of minimal performance on the RMS error; default half the standard deviation
         of the training targets (the RMS error of the best constant guess), see
-        :mod:`lyapkit.trainers.tasks`.
+        ``lyapkit.trainers.tasks``.
 
     Returns
     -------
     Task
         inputs float32 ``(N, T, 1)``; targets float32 ``(N, T, 1)`` (``(N, 1)`` for
         ``readout="last"``); the teacher is ``task.info["teacher"]``.
+
+    Raises
+    ------
+    ValueError
+        ``nu0`` is outside ``[0, 1)``, ``T``, ``hidden``, ``n_train`` or ``n_test`` is not a
+        positive integer, ``seed`` is not a non-negative integer, ``readout`` is unknown, or
+        ``min_performance`` is not positive.
+
+    See Also
+    --------
+    lyapkit.trainers.models.linear_teacher : The teacher network.
+    lyapkit.theory.teacher_student_loss : The loss landscape of the one-unit case.
+
+    References
+    ----------
+    .. [1] N. Zucchet and A. Orvieto, "Recurrent neural networks: vanishing and exploding
+       gradients are not the end of the story", Advances in Neural Information Processing
+       Systems (NeurIPS), 2024.
+
+    Examples
+    --------
+    >>> from lyapkit.trainers.tasks import teacher_student
+    >>> task = teacher_student(0.5, T=20, hidden=4, n_train=8, n_test=4, seed=0)
+    >>> task.name, tuple(task.train_inputs.shape), tuple(task.train_targets.shape)
+    ('teacher-student(nu0=0.5, T=20)', (8, 20, 1), (8, 20, 1))
+    >>> type(task.info["teacher"]).__name__
+    'DenseLinearRNN'
+    >>> last = teacher_student(0.5, T=20, hidden=4, n_train=8, n_test=4, readout="last")
+    >>> tuple(last.train_targets.shape)
+    (8, 1)
     """
     T = positive_int(T, "T")
     n_train, n_test = positive_int(n_train, "n_train"), positive_int(n_test, "n_test")
