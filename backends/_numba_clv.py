@@ -1,12 +1,22 @@
-"""Nopython loops of Ginelli's method for the numba backend (``prange`` over members).
+"""Nopython loops of Ginelli's method for the numba backend.
 
 The forward loop factory returns a closure over the map's kernels, specialised on ``(n, k)`` so that
 LLVM unrolls the small loops of low-dimensional maps, and cached on disk like the tangent loop
 (``lyapkit.backends._numba_cache``). Tangent vectors are rows (``Q`` is stored as ``Qᵀ``, (k, n),
 contiguous). The QR of ``J Q`` is modified Gram–Schmidt with a second projection pass for a row
 that lost more than three quarters of its squared length (Daniel–Gragg–Kaufman–Stewart 1976), so
-``Q`` stays orthonormal to rounding (the tangent loop's passes, ``_numba_loops._passes``), and
-``R[j, i] = q_j · w_i``.
+``Q`` stays orthonormal to rounding, and ``R`` is read off the projection coefficients.
+
+A member's forward pass is two chains that meet only through the Jacobians: the *state chain*
+``x_{t+1} = f(x_t, u_t)`` with ``J_t = ∂f/∂x (x_t, u_t)``, and the *tangent chain* ``J_t Q_t =
+Q_{t+1} R_t``. The loop runs them in blocks of ``B`` steps through a two-slot buffer per member.
+With fewer members than threads it *pipelines* them: one task computes block ``c``'s states and
+Jacobians while another factors block ``c − 1``'s, so a single trajectory uses two cores (the two
+chains cost about the same for a small map: the map's transcendental functions against the
+dependent chain of Gram–Schmidt). With more members the ``prange`` is over members, each running
+its two chains one block after the other. Both orders do the same arithmetic: the results are
+bit-identical.
+
 The backward loop solves ``R_s C = C_{s+1}`` by back substitution on the upper triangle only
 (``C`` stays upper triangular) and forms ``V_s = Q_s C_s`` at the kept steps, in place of the
 stored basis.
@@ -19,31 +29,48 @@ import numpy as np
 from numba import njit, prange
 
 from lyapkit.backends._numba_cache import cached_njit, loop_key
-from lyapkit.backends._numba_loops import _passes
 
 _FAST = {"contract", "reassoc", "nsz", "arcp"}  # no nnan/ninf: the finiteness checks stay
 _inline = njit(inline="always", error_model="numpy", fastmath=_FAST)
 
 
 @_inline
-def _gram_schmidt(W, Q, R, unit, n, k):
+def _gram_schmidt(W, Q, R, n, k):
     """Thin QR of the rows of ``W`` (k, n): ``W[i] = Σ_{j≤i} R[j, i] Q[j]``, ``R[i, i] > 0``, by
-    the tangent loop's projection passes (``unit`` is ``k`` ones: the rows of ``Q`` before row
-    ``i`` are normalised); ``R[j, i] = Q[j] · W[i]``.
+    modified Gram–Schmidt with the second pass of Daniel–Gragg–Kaufman–Stewart (1976) for a row
+    that lost more than three quarters of its squared length. ``R[j, i]`` is the sum of the
+    passes' coefficients ``q_j · w``.
+
+    The tangent loop's passes (``_numba_loops._passes``) divide by ``|v_j|²`` (its rows are not
+    normalised) and give no coefficients; here the rows are unit, and dividing by ones, or
+    recomputing ``R[j, i] = q_j · w_i``, costs a fifth of the forward pass.
 
     Returns False when a row had nothing left (``R[i, i] = 0``: a collapsed direction) or is not
     finite.
     """
     for i in range(k):
+        before = 0.0
         for a in range(n):
             Q[i, a] = W[i, a]
-        norm = math.sqrt(_passes(Q, unit, i, n))
+            before += W[i, a] * W[i, a]
         for j in range(k):
-            dot = 0.0
-            if j < i:
+            R[j, i] = 0.0
+        norm2 = before
+        for _sweep in range(2):
+            for j in range(i):
+                dot = 0.0
                 for a in range(n):
-                    dot += Q[j, a] * W[i, a]
-            R[j, i] = dot
+                    dot += Q[j, a] * Q[i, a]
+                R[j, i] += dot
+                for a in range(n):
+                    Q[i, a] -= dot * Q[j, a]
+            norm2 = 0.0
+            for a in range(n):
+                norm2 += Q[i, a] * Q[i, a]
+            if i == 0 or norm2 > 0.25 * before:
+                break
+            before = norm2
+        norm = math.sqrt(norm2)
         R[i, i] = norm
         if not (norm > 0.0 and math.isfinite(norm)):
             return False
@@ -53,76 +80,118 @@ def _gram_schmidt(W, Q, R, unit, n, k):
     return True
 
 
+#: Float64 entries of Jacobians in one slot of a member's block buffer (256 KiB: cache-resident),
+#: and at most in the buffers of all members.
+_SLOT, _BUFFER = 2**15, 2**22
+
+
+def block_size(members: int, n: int) -> int:
+    """Steps per block of the forward loop for ``members`` members in ``n`` dimensions: as many
+    as fill a slot (fewer barriers between the pipelined chains), within the total buffer."""
+    return max(1, min(_SLOT, _BUFFER // (2 * members)) // (n * n))
+
+
 @functools.cache
 def forward_loop(step, jacobian, n, k):
     """The forward pass of kernels ``step`` and ``jacobian`` for ``k`` vectors in ``n`` dimensions:
-    ``chunk(params, X, Q, U, t0, t1, transient, keep, factors, bases, states, blow)`` advances
-    every member from step ``t0`` to ``t1`` (X (E, n), rows Q (E, k, n)). It stores ``R_s`` in
-    ``factors`` (E, steps + tail, k, k) for every post-transient step ``s = t − transient ≥ 0``,
-    the basis (rows) and state at the steps ``keep`` (K,) in ``bases`` (E, K, k, n) and
-    ``states`` (E, K, n), and sets ``blow`` (E,) to the step after which a member became
-    non-finite or collapsed. No logarithm is taken per step: the caller sums ``log (R_s)_ii``
-    from ``factors``, vectorised."""
+    ``chunk(params, X, Q, U, t0, t1, transient, keep, factors, bases, states, blow, Js, xs, stops,
+    pipelined)`` advances every member from step ``t0`` to ``t1`` (X (E, n), rows Q (E, k, n)). It
+    stores ``R_s`` in ``factors`` (E, steps + tail, k, k) for every post-transient step ``s = t −
+    transient ≥ 0``, the basis (rows) and state at the steps ``keep`` (K,) in ``bases`` (E, K, k,
+    n) and ``states`` (E, K, n), and sets ``blow`` (E,) to the step after which a member became
+    non-finite or collapsed. ``Js`` (E, 2, B, n, n), ``xs`` (E, 2, B, n) and ``stops`` (E, 2) are
+    the blocks' buffers; ``pipelined`` runs each member's state chain one block ahead of its
+    tangent chain, on another thread (see the module docstring). No logarithm is taken per step:
+    the caller sums ``log (R_s)_ii`` from ``factors``, vectorised."""
 
     @njit(error_model="numpy", fastmath=_FAST, inline="always")
-    def member(params, x_io, q_io, U, t0, t1, transient, keep, factors, bases, states):
-        x, q = x_io.copy(), q_io.copy()
-        xn, u, W = np.empty(n), np.empty(U.shape[1]), np.empty((k, n))
-        J, R, unit = np.empty((n, n)), np.empty((k, k)), np.ones(k)
-        ki = 0
-        while ki < keep.shape[0] and keep[ki] < t0 - transient:
-            ki += 1
+    def states_block(params, x_io, U, t0, count, Js, xs):
+        """The state chain over steps ``t0 … t0 + count − 1``: ``xs[j] = x_t`` and ``Js[j] = J_t``
+        (``t = t0 + j``), ``x_io`` advanced. Returns the first ``j`` whose new state is not finite
+        (the block stops after it), or −1."""
+        x, xn, u = x_io.copy(), np.empty(n), np.empty(U.shape[1])
+        stop = -1
+        for j in range(count):
+            for i in range(U.shape[1]):
+                u[i] = U[t0 + j, i]
+            for a in range(n):
+                xs[j, a] = x[a]
+            jacobian(x, u, params, Js[j])
+            step(x, u, params, xn)
+            finite = True
+            for a in range(n):
+                x[a] = xn[a]
+                finite = finite and math.isfinite(xn[a])
+            if not finite:
+                stop = j
+                break
+        x_io[:] = x
+        return stop
+
+    @njit(error_model="numpy", fastmath=_FAST, inline="always")
+    def tangent_block(q_io, t0, count, stop, Js, xs, transient, keep, factors, bases, states):
+        """The tangent chain over the block that :func:`states_block` filled (``stop`` its
+        result). Returns the step after which the member became non-finite or collapsed, or
+        −1."""
+        q, W, R = q_io.copy(), np.empty((k, n)), np.empty((k, k))
+        ki = np.searchsorted(keep, t0 - transient)
         blown = -1
-        for t in range(t0, t1):
+        for j in range(count):
+            t = t0 + j
             s = t - transient
             if ki < keep.shape[0] and s == keep[ki]:
                 for i in range(k):
                     for a in range(n):
                         bases[ki, i, a] = q[i, a]
                 for a in range(n):
-                    states[ki, a] = x[a]
+                    states[ki, a] = xs[j, a]
                 ki += 1
-            for i in range(U.shape[1]):
-                u[i] = U[t, i]
-            jacobian(x, u, params, J)
-            step(x, u, params, xn)
+            J = Js[j]
             for i in range(k):
                 for a in range(n):
                     acc_ = 0.0
                     for b in range(n):
                         acc_ += J[a, b] * q[i, b]
                     W[i, a] = acc_
-            finite = True
-            for a in range(n):
-                x[a] = xn[a]
-                finite = finite and math.isfinite(xn[a])
-            if not (_gram_schmidt(W, q, R, unit, n, k) and finite):
+            if not _gram_schmidt(W, q, R, n, k) or j == stop:
                 blown = t + 1
                 break
             if s >= 0:
                 for i in range(k):
-                    for j in range(k):
-                        factors[s, i, j] = R[i, j]
-        x_io[:], q_io[:] = x, q
+                    for jj in range(k):
+                        factors[s, i, jj] = R[i, jj]
+        q_io[:] = q
         return blown
 
     @cached_njit(loop_key("clv_forward", (step, jacobian), n, k), parallel=True, fastmath=_FAST)
-    def chunk(params, X, Q, U, t0, t1, transient, keep, factors, bases, states, blow):
-        for e in prange(X.shape[0]):
-            if blow[e] < 0:
-                blow[e] = member(
-                    params,
-                    X[e],
-                    Q[e],
-                    U[min(np.int64(e), U.shape[0] - 1)],
-                    t0,
-                    t1,
-                    transient,
-                    keep,
-                    factors[e],
-                    bases[e],
-                    states[e],
-                )
+    def chunk(
+        params, X, Q, U, t0, t1, transient, keep, factors, bases, states, blow, Js, xs, stops,
+        pipelined,
+    ):  # fmt: skip
+        E, B = X.shape[0], Js.shape[2]
+        blocks = (t1 - t0 + B - 1) // B
+        lag = 1 if pipelined else 0  # blocks by which the state chain runs ahead
+        for c in range(blocks + lag):
+            halted = blow.copy()  # read by the state chains while the tangent chains set blow
+            for task in prange(E * (1 + lag)):
+                i = np.int64(task)  # prange indices are unsigned: keep the divisions integer
+                e, role = (i // 2, i % 2) if pipelined else (i, np.int64(-1))
+                if halted[e] >= 0:
+                    continue
+                # a state chain that stopped (not finite) waits for its tangent chain to end it
+                if role != 1 and c < blocks and not (c > 0 and stops[e, (c - 1) % 2] >= 0):
+                    start = t0 + c * B
+                    stops[e, c % 2] = states_block(
+                        params, X[e], U[min(np.int64(e), U.shape[0] - 1)], start,
+                        min(B, t1 - start), Js[e, c % 2], xs[e, c % 2],
+                    )  # fmt: skip
+                if role != 0 and c >= lag:
+                    b = c - lag
+                    start = t0 + b * B
+                    blow[e] = tangent_block(
+                        Q[e], start, min(B, t1 - start), stops[e, b % 2], Js[e, b % 2],
+                        xs[e, b % 2], transient, keep, factors[e], bases[e], states[e],
+                    )  # fmt: skip
 
     return chunk
 

@@ -257,8 +257,11 @@ class NumbaBackend(Backend):
     @_compile_errors
     def covariant(self, system: Map, plan: CovariantPlan, progress: Progress) -> CovariantRecord:
         """Ginelli's method in two nopython loops (``lyapkit.backends._numba_clv``): the forward
-        pass in chunks (for the progress bar), then the backward pass."""
-        from lyapkit.backends._numba_clv import backward_loop, forward_loop
+        pass in chunks (for the progress bar), pipelined over two threads per member when there
+        are fewer members than threads, then the backward pass."""
+        import numba
+
+        from lyapkit.backends._numba_clv import backward_loop, block_size, forward_loop
 
         self._check(plan)
         kernels = system.numba_kernels()
@@ -272,10 +275,14 @@ class NumbaBackend(Backend):
         # a member that blows up leaves later entries unwritten: its bases are NaN-ed backwards
         bases, states = np.empty((E, K, k, n)), np.full((E, K, n), np.nan)
         blow = np.full(E, -1, dtype=np.int64)
+        B = block_size(E, n)
+        Js, xs, stops = np.empty((E, 2, B, n, n)), np.empty((E, 2, B, n)), np.full((E, 2), -1)
+        pipelined = E < numba.get_num_threads()  # spare threads run the state chains ahead
         for t0, t1 in _chunks(plan.total, progress):
             forward(
-                kernels.params, X, Q, U, t0, t1, plan.transient, keep, factors, bases, states, blow
-            )
+                kernels.params, X, Q, U, t0, t1, plan.transient, keep, factors, bases, states,
+                blow, Js, xs, stops, pipelined,
+            )  # fmt: skip
             progress.update(t1 - t0)
         C = np.ascontiguousarray(plan.coefficients0, dtype=np.float64)
         backward_loop(n, k)(factors, C, keep, bases, blow)

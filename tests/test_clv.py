@@ -420,3 +420,81 @@ def test_blow_up_gives_nan_and_warns():
         res = covariant_vectors(lyapkit.LinearMap(np.diag([1e200, 2.0])), x0=[1.0, 1.0],
                                 steps=5, transient=0, tail=2, backend="numpy")  # fmt: skip
     assert np.isnan(res.vectors).all() and np.isnan(res.exponents).all()
+
+
+# --- the numba backend's forward loop: pipelined chains and blocks -------------------------------
+needs_numba = pytest.mark.skipif("numba" not in INSTALLED, reason="numba not installed")
+
+
+def _numba_modes(monkeypatch, steps_per_block: int, n: int):
+    """Blocks of ``steps_per_block`` steps, and a context that runs one member without the
+    pipeline (one thread) — the pipelined run is the default for one member on ≥ 2 threads."""
+    import contextlib
+
+    import numba
+
+    from lyapkit.backends import _numba_clv
+
+    monkeypatch.setattr(_numba_clv, "_SLOT", steps_per_block * n * n)
+    assert _numba_clv.block_size(1, n) == steps_per_block
+
+    @contextlib.contextmanager
+    def one_thread():
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(threads)
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("one numba thread: the pipelined forward loop is never used")
+    return one_thread
+
+
+@needs_numba
+def test_numba_pipelined_forward_is_bit_identical_to_one_thread(monkeypatch):
+    """A chaotic orbit (λ1 ≈ 1.2 per step) amplifies any change of the arithmetic past the
+    tolerance at once: the two orders of the chains must agree to the bit, over many blocks whose
+    boundaries fall in the transient, the window and the tail."""
+    one_thread = _numba_modes(monkeypatch, steps_per_block=7, n=6)
+    system = lyapkit.CoupledStandardMaps(M=3, k=np.array([6.0, 4.0, 5.0]), coupling=0.5)
+    kw = dict(x0=[0.3, 1.1, 2.0, 4.0, 0.5, 2.5], steps=100, transient=20, tail=30, seed=0,
+              keep_every=3, backend="numba")  # fmt: skip
+    pipelined = covariant_vectors(system, **kw)
+    with one_thread():
+        serial = covariant_vectors(system, **kw)
+    for name in ("vectors", "states", "exponents", "pair_angles"):
+        np.testing.assert_array_equal(getattr(pipelined, name), getattr(serial, name), name)
+    assert np.isfinite(pipelined.vectors).all()
+    ref = covariant_vectors(system, **kw | dict(backend="numpy", steps=10, transient=5, tail=5))
+    short = covariant_vectors(system, **kw | dict(steps=10, transient=5, tail=5))
+    assert columns_sine(short.vectors, ref.vectors).max() < 1e-9  # and both are right
+
+
+@needs_numba
+@pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined", "one-thread"])
+@pytest.mark.parametrize(
+    "diagonal, blowup_step",
+    [
+        ([1e25, 0.5], 13),  # |x| = 1e25^t overflows at t = 13: inside the third block of 5 steps
+        ([1e60, 0.5], 6),  # at t = 6: at the start of the second block
+        ([3.0, 0.0], 1),  # a singular Jacobian: the second direction collapses at once
+    ],
+)
+def test_numba_blow_up_in_a_block_matches_numpy(monkeypatch, pipelined, diagonal, blowup_step):
+    one_thread = _numba_modes(monkeypatch, steps_per_block=5, n=2)
+    system = lyapkit.LinearMap(np.diag(diagonal))
+    kw = dict(x0=[1.0, 1.0], steps=30, transient=4, tail=6, seed=0, ensemble=1)
+    with pytest.warns(lyapkit.NonFiniteTrajectoryWarning):
+        ref = covariant_vectors(system, backend="numpy", **kw)
+    with pytest.warns(lyapkit.NonFiniteTrajectoryWarning):
+        if pipelined:
+            res = covariant_vectors(system, backend="numba", **kw)
+        else:
+            with one_thread():
+                res = covariant_vectors(system, backend="numba", **kw)
+    assert ref.blowup_steps.tolist() == res.blowup_steps.tolist() == [blowup_step]
+    assert np.isnan(res.vectors).all() and np.isnan(res.exponents).all()
+    finite = max(0, blowup_step - kw["transient"])  # kept states before the blow-up (every step)
+    np.testing.assert_allclose(res.states[0, :finite], ref.states[0, :finite], rtol=1e-15)
