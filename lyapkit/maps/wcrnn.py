@@ -22,7 +22,7 @@ with ``h = W x + V s + b``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -31,6 +31,19 @@ from lyapkit.maps.base import ArrayMap, NumbaKernels
 VARIANTS = ("linear", "A", "B")
 #: Parameters with a Jacobian, in the order of the numba kernels' parameter codes.
 PARAMETERS = ("R", "W", "gamma", "V", "b")
+
+
+def wcrnn_update(xp: Any, variant: str, residual: Any, drive: Any, gamma: Any) -> Any:
+    """The WCRNN equation, the one source of :class:`WCRNNMap` and the trainable
+    :class:`~lyapkit.trainers.models.WCRNN`: from ``residual = R x`` (or ``ρ(x)``) and ``drive =
+    W x + V s + b``, ``x' = residual + γ ⊙ tanh(drive)`` (linear), ``tanh(residual) + γ ⊙
+    tanh(drive)`` (A) or ``tanh(residual + γ ⊙ drive)`` (B), in namespace ``xp`` (numpy or
+    torch)."""
+    if variant == "B":
+        return xp.tanh(residual + gamma * drive)
+    if variant == "A":
+        residual = xp.tanh(residual)
+    return residual + gamma * xp.tanh(drive)
 
 
 class WCRNNMap(ArrayMap):
@@ -136,11 +149,7 @@ class WCRNNMap(ArrayMap):
         return pre if self.input_dim == 0 else pre + u @ p["V"].T
 
     def _step(self, xp, p, x, u):
-        pre, R, gamma = self._drive(p, x, u), p["R"], p["gamma"]
-        if self.variant == "B":
-            return xp.tanh(x @ R.T + gamma * pre)
-        residual = x @ R.T if self.variant == "linear" else xp.tanh(x @ R.T)
-        return residual + gamma * xp.tanh(pre)
+        return wcrnn_update(xp, self.variant, x @ p["R"].T, self._drive(p, x, u), p["gamma"])
 
     def _jacobian(self, xp, p, x, u):
         return self._step_and_jacobian(xp, p, x, u)[1]

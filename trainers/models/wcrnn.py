@@ -22,10 +22,9 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from lyapkit.maps import Map, WCRNNMap
+from lyapkit.maps.wcrnn import VARIANTS, wcrnn_update
 from lyapkit.theory import WCRNNPrediction, wcrnn_prediction
 from lyapkit.trainers.models.base import RecurrentModel
-
-VARIANTS = ("linear", "A", "B")
 
 
 def _real_tensor(value: np.ndarray | torch.Tensor | float, name: str) -> torch.Tensor:
@@ -317,13 +316,8 @@ class WCRNN(RecurrentModel):
         torch.Tensor
             The next state ``x_t``, shape ``(..., hidden_size)``.
         """
-        pre = self.recurrent(state) + self.encoder(u)
-        if self.variant == "B":
-            return torch.tanh(self._residual(state) + self.gamma * pre)
-        residual = self._residual(state)
-        if self.variant == "A":
-            residual = torch.tanh(residual)
-        return residual + self.gamma * torch.tanh(pre)
+        drive = self.recurrent(state) + self.encoder(u)
+        return wcrnn_update(torch, self.variant, self._residual(state), drive, self.gamma)
 
     def fast_states(self, inputs: torch.Tensor, state: torch.Tensor) -> torch.Tensor | None:
         """The states by the fused ``nn.RNN`` kernel (type B) or the tape-free BPTT loop (linear, A).
