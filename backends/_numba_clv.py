@@ -19,7 +19,8 @@ bit-identical.
 
 The backward loop solves ``R_s C = C_{s+1}`` by back substitution on the upper triangle only
 (``C`` stays upper triangular) and forms ``V_s = Q_s C_s`` at the kept steps, in place of the
-stored basis.
+stored basis. It is pipelined the same way: the chain of coefficients runs one block ahead (down
+in ``s``) of the products ``Q_s C_s``, which it hands over in place of ``R_s``.
 """
 
 import functools
@@ -198,49 +199,74 @@ def forward_loop(step, jacobian, n, k):
 
 @functools.cache
 def backward_loop(n, k):
-    """The backward pass for ``k`` vectors in ``n`` dimensions: ``run(factors, C, keep, bases,
-    blow)`` iterates ``C ← R_s⁻¹ C`` (unit columns) from ``C`` (E, k, k) for ``s`` from the last
-    stored factor down to 0 and overwrites the kept bases (rows, (E, K, k, n)) with the CLVs
-    ``V_s = Q_s C_s`` as rows of unit length; members with ``blow ≥ 0`` get NaN."""
+    """The backward pass for ``k`` vectors in ``n`` dimensions: ``run(factors, C, keep, blow,
+    bases, B, pipelined)`` iterates ``C ← R_s⁻¹ C`` (unit columns) from ``C`` (E, k, k) for ``s``
+    from the last stored factor down to 0, in blocks of ``B`` steps, and overwrites the kept bases
+    (rows, (E, K, k, n)) with the CLVs ``V_s = Q_s C_s`` as rows of unit length; members with
+    ``blow ≥ 0`` get NaN. ``C_s`` replaces ``R_s`` in ``factors`` at the kept steps (the caller
+    reads ``diag R_s`` first). With ``pipelined``, a second thread per member forms a block's
+    CLVs while the first runs the coefficients of the next block down."""
+
+    @njit(error_model="numpy", fastmath=_FAST, inline="always")
+    def coefficients_block(R, C, keep, lo, hi):
+        """``C ← R_s⁻¹ C`` for ``s = hi − 1 … lo``, keeping ``C_s`` in ``R[s]`` at kept steps."""
+        ki = np.searchsorted(keep, hi) - 1
+        for s in range(hi - 1, lo - 1, -1):
+            for j in range(k):  # column j: back substitution on rows i <= j
+                norm2 = 0.0
+                for i in range(j, -1, -1):
+                    acc = C[i, j]
+                    for m in range(i + 1, j + 1):
+                        acc -= R[s, i, m] * C[m, j]
+                    C[i, j] = acc / R[s, i, i]
+                    norm2 += C[i, j] * C[i, j]
+                inv = 1.0 / math.sqrt(norm2)
+                for i in range(j + 1):
+                    C[i, j] *= inv
+            if ki >= 0 and s == keep[ki]:
+                for i in range(k):
+                    for j in range(k):
+                        R[s, i, j] = C[i, j]
+                ki -= 1
+
+    @njit(error_model="numpy", fastmath=_FAST, inline="always")
+    def vectors_block(R, keep, bases, lo, hi):
+        """``V_s = Q_s C_s`` (unit rows) in place of the kept bases of steps ``lo ≤ s < hi``."""
+        for ki in range(np.searchsorted(keep, lo), np.searchsorted(keep, hi)):
+            Q, C = bases[ki], R[keep[ki]]
+            for j in range(k - 1, -1, -1):  # in place: row j of V needs the rows i <= j of Q
+                norm2 = 0.0
+                for a in range(n):
+                    acc = 0.0
+                    for i in range(j + 1):
+                        acc += C[i, j] * Q[i, a]
+                    Q[j, a] = acc
+                    norm2 += acc * acc
+                inv = 1.0 / math.sqrt(norm2)
+                for a in range(n):
+                    Q[j, a] *= inv
 
     @cached_njit(
         loop_key("clv_backward", (), n, k), parallel=True, error_model="numpy", fastmath=_FAST
     )
-    def run(factors, C0, keep, bases, blow):
-        for e in prange(factors.shape[0]):
+    def run(factors, C0, keep, blow, bases, B, pipelined):
+        E, S = factors.shape[0], factors.shape[1]
+        C = C0.copy()
+        blocks = (S + B - 1) // B
+        lag = 1 if pipelined else 0  # blocks by which the coefficients run ahead of the vectors
+        for e in range(E):
             if blow[e] >= 0:
                 bases[e, :, :, :] = np.nan
-                continue
-            R, C, V = factors[e], C0[e].copy(), np.empty((k, n))
-            ki = keep.shape[0] - 1
-            for s in range(R.shape[0] - 1, -1, -1):
-                for j in range(k):  # column j: back substitution on rows i <= j
-                    norm2 = 0.0
-                    for i in range(j, -1, -1):
-                        acc = C[i, j]
-                        for m in range(i + 1, j + 1):
-                            acc -= R[s, i, m] * C[m, j]
-                        C[i, j] = acc / R[s, i, i]
-                        norm2 += C[i, j] * C[i, j]
-                    inv = 1.0 / math.sqrt(norm2)
-                    for i in range(j + 1):
-                        C[i, j] *= inv
-                if ki >= 0 and s == keep[ki]:
-                    Q = bases[e, ki]
-                    for j in range(k):
-                        norm2 = 0.0
-                        for a in range(n):
-                            acc = 0.0
-                            for i in range(j + 1):
-                                acc += C[i, j] * Q[i, a]
-                            V[j, a] = acc
-                            norm2 += acc * acc
-                        inv = 1.0 / math.sqrt(norm2)
-                        for a in range(n):
-                            V[j, a] *= inv
-                    for j in range(k):
-                        for a in range(n):
-                            Q[j, a] = V[j, a]
-                    ki -= 1
+        for c in range(blocks + lag):
+            for task in prange(E * (1 + lag)):
+                i = np.int64(task)  # prange indices are unsigned: keep the divisions integer
+                e, role = (i // 2, i % 2) if pipelined else (i, np.int64(-1))
+                if blow[e] >= 0:
+                    continue
+                if role != 1 and c < blocks:
+                    coefficients_block(factors[e], C[e], keep, max(0, S - (c + 1) * B), S - c * B)
+                if role != 0 and c >= lag:
+                    b = c - lag
+                    vectors_block(factors[e], keep, bases[e], max(0, S - (b + 1) * B), S - b * B)
 
     return run

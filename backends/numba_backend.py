@@ -257,8 +257,8 @@ class NumbaBackend(Backend):
     @_compile_errors
     def covariant(self, system: Map, plan: CovariantPlan, progress: Progress) -> CovariantRecord:
         """Ginelli's method in two nopython loops (``lyapkit.backends._numba_clv``): the forward
-        pass in chunks (for the progress bar), pipelined over two threads per member when there
-        are fewer members than threads, then the backward pass."""
+        pass in chunks (for the progress bar), then the backward pass, both pipelined over two
+        threads per member when there are fewer members than threads."""
         import numba
 
         from lyapkit.backends._numba_clv import backward_loop, block_size, forward_loop
@@ -284,11 +284,11 @@ class NumbaBackend(Backend):
                 blow, Js, xs, stops, pipelined,
             )  # fmt: skip
             progress.update(t1 - t0)
-        C = np.ascontiguousarray(plan.coefficients0, dtype=np.float64)
-        backward_loop(n, k)(factors, C, keep, bases, blow)
         diagonal = np.diagonal(factors[:, : plan.steps], axis1=-2, axis2=-1)
         with np.errstate(divide="ignore", invalid="ignore"):  # members that blew up: NaN-ed
             log_stretch = np.log(diagonal).sum(axis=1)
+        C = np.ascontiguousarray(plan.coefficients0, dtype=np.float64)
+        backward_loop(n, k)(factors, C, keep, blow, bases, block_size(E, k), pipelined)
         return CovariantRecord(np.swapaxes(bases, -1, -2), states, log_stretch, blow)
 
     @_compile_errors

@@ -422,7 +422,7 @@ def test_blow_up_gives_nan_and_warns():
     assert np.isnan(res.vectors).all() and np.isnan(res.exponents).all()
 
 
-# --- the numba backend's forward loop: pipelined chains and blocks -------------------------------
+# --- the numba backend's loops: pipelined chains and blocks ----------------------------------
 needs_numba = pytest.mark.skipif("numba" not in INSTALLED, reason="numba not installed")
 
 
@@ -453,7 +453,7 @@ def _numba_modes(monkeypatch, steps_per_block: int, n: int):
 
 
 @needs_numba
-def test_numba_pipelined_forward_is_bit_identical_to_one_thread(monkeypatch):
+def test_numba_pipelined_passes_are_bit_identical_to_one_thread(monkeypatch):
     """A chaotic orbit (λ1 ≈ 1.2 per step) amplifies any change of the arithmetic past the
     tolerance at once: the two orders of the chains must agree to the bit, over many blocks whose
     boundaries fall in the transient, the window and the tail."""
