@@ -513,7 +513,8 @@ class CovariantRecord:
     vectors : (E, K, n, k) float64
         ``V_s`` at the kept steps: column ``i`` is the unit CLV ``v_i(x_s)`` (sign arbitrary).
     states : (E, K, n) float64
-        ``x_s`` at the kept steps.
+        ``x_s`` at the kept steps. After a member's ``blowup_step`` they are unspecified: the
+        array backends keep the states they reach, the numba backend leaves NaN.
     log_stretch : (E, k) float64
         ``Σ_{0 <= s < steps} log (R_s)_ii``: the exponents times ``steps``.
     blowup_step : (E,) int64

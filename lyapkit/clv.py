@@ -392,7 +392,8 @@ class CovariantVectors:
         Column ``i`` of ``vectors[e, j]`` is the unit CLV ``v_i`` at the state
         ``states[e, j]`` (sign arbitrary); NaN for members that blew up.
     states : ndarray of shape (ensemble, K, dim), float64
-        The states at the kept steps.
+        The states at the kept steps; after a member's blow-up step they are unspecified (the
+        numpy and torch backends keep the states they reach, numba leaves NaN).
     kept_steps : ndarray of shape (K,), int64
         The kept steps, counted from the end of the transient.
     exponents : ndarray of shape (k,), float64
