@@ -1,6 +1,7 @@
 """Smoke tests: every reproduction script runs its items at the ``--smoke`` size and writes each
 item's figure and its table (paper, ours, verdict, criterion) as JSON."""
 
+import importlib
 import json
 import subprocess
 import sys
@@ -34,3 +35,19 @@ def test_reproduction_runs_at_smoke_size(script, tmp_path):
             assert set(row) == {"item", "paper", "ours", "verdict", "criterion"}
             assert row["verdict"].startswith(("reproduced", "partly", "not reproduced"))
 
+
+def test_full_wcrnn_budget_reads_mnist_where_its_files_are(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    pytest.importorskip("matplotlib")
+    monkeypatch.syspath_prepend(str(SCRIPTS[0].parent))
+    wcrnn = importlib.import_module("wcrnn")
+    monkeypatch.setenv("LYAPKIT_DATA", str(tmp_path))
+    assert wcrnn.image_tasks() == ("sdigits", "psdigits")
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    names = [name for pair in wcrnn.MNIST_FILES.values() for name in pair]
+    for name in names[:-1]:
+        (folder / name).touch()
+    assert wcrnn.image_tasks() == ("sdigits", "psdigits")  # one file missing
+    (folder / f"{names[-1]}.gz").touch()
+    assert wcrnn.image_tasks() == ("smnist", "psmnist")

@@ -18,6 +18,7 @@ import xarray as xr  # noqa: E402
 from lyapkit.store import open_run, run_config  # noqa: E402
 from lyapkit.trainers.cli import main  # noqa: E402
 from lyapkit.trainers.config import ConfigError, load_config, schedule_steps, validate_config  # noqa: E402
+from lyapkit.trainers.models import residuals  # noqa: E402
 from lyapkit.trainers.trainer import Trainer  # noqa: E402
 
 CONFIG = """
@@ -183,6 +184,19 @@ def test_bad_configs_name_the_key(tmp_path):
     bad.write_text("[optimizer\n")
     assert main(["train", str(bad)]) == 2
     assert main(["train", str(tmp_path / "missing.toml")]) == 2
+
+
+def test_informed_residual_draws_the_couplings_from_the_run_seed():
+    task = {"name": "adding", "T": 8, "n_train": 16, "n_test": 8}
+    spec = {"kind": "informed", "phi_range": [0.1, 0.5], "r_range": [0.9, 1.0],
+            "gamma_range": [0.02, 0.2]}  # fmt: skip
+    model = {"name": "WCRNN", "hidden_size": 6, "residual": spec}
+    trainer = Trainer(validate_config({"run": {"seed": 3}, "task": task, "model": model}))
+    R, gamma = residuals.informed(6, (0.1, 0.5), (0.9, 1.0), (0.02, 0.2), seed=3)
+    np.testing.assert_array_equal(trainer.model.R.numpy(), R.astype(np.float32))
+    np.testing.assert_array_equal(trainer.model.gamma.numpy(), gamma.astype(np.float32))
+    with pytest.raises(ConfigError, match=r"model\.gamma.*informed"):
+        Trainer(validate_config({"task": task, "model": {**model, "gamma": 0.1}}))
 
 
 def test_missing_data_files_get_a_clear_error(tmp_path, capsys):

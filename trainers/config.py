@@ -79,7 +79,7 @@ DIAGNOSTICS: dict[str, dict[str, Any]] = {
     },
 }
 SCHEDULE_KEYS = ("every", "at", "logspaced")
-RESIDUALS = ("homogeneous", "rotational", "heterogeneous", "random_orthogonal")
+RESIDUALS = ("homogeneous", "rotational", "heterogeneous", "informed", "random_orthogonal")
 
 
 class ConfigError(ValueError):
@@ -375,13 +375,14 @@ def schedule_steps(options: dict[str, Any], total: int) -> set[int]:
     return {int(s) for s in points} | {0, total}
 
 
-def build_residual(spec: Any, hidden_size: int, seed: int) -> np.ndarray:
+def build_residual(spec: Any, hidden_size: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
     """A residual matrix from a ``model.residual`` table such as ``{kind = "homogeneous", r = 1}``.
 
     ``R = residuals.<kind>(hidden_size, **options)``, the factory of
     ``lyapkit.trainers.models.residuals`` named by ``kind`` (``"homogeneous"``, ``"rotational"``,
-    ``"heterogeneous"`` or ``"random_orthogonal"``) called with the table's other keys; a factory
-    that takes a ``seed`` gets the run's seed unless the table gives one.
+    ``"heterogeneous"``, ``"informed"`` or ``"random_orthogonal"``) called with the table's other
+    keys; a factory that takes a ``seed`` gets the run's seed unless the table gives one. The
+    ``"informed"`` kind also draws the per-unit couplings ``γ_i`` (the model's ``gamma``).
 
     Parameters
     ----------
@@ -394,8 +395,11 @@ def build_residual(spec: Any, hidden_size: int, seed: int) -> np.ndarray:
 
     Returns
     -------
-    numpy.ndarray
-        The residual matrix ``R``, ``(hidden_size, hidden_size)``.
+    R : numpy.ndarray
+        The residual matrix, ``(hidden_size, hidden_size)``.
+    gamma : numpy.ndarray or None
+        The per-unit couplings ``(hidden_size,)`` an ``"informed"`` residual draws; None for the
+        other kinds.
 
     Raises
     ------
@@ -412,13 +416,19 @@ def build_residual(spec: Any, hidden_size: int, seed: int) -> np.ndarray:
     --------
     >>> import numpy as np
     >>> from lyapkit.trainers.config import build_residual
-    >>> np.round(build_residual({"kind": "homogeneous", "r": 0.9}, 3, seed=0), 3)
-    array([[0.9, 0. , 0. ],
+    >>> R, gamma = build_residual({"kind": "homogeneous", "r": 0.9}, 3, seed=0)
+    >>> R, gamma
+    (array([[0.9, 0. , 0. ],
            [0. , 0.9, 0. ],
-           [0. , 0. , 0.9]])
-    >>> np.round(build_residual({"kind": "rotational", "phi": 0.5}, 2, seed=0), 3)
+           [0. , 0. , 0.9]]), None)
+    >>> np.round(build_residual({"kind": "rotational", "phi": 0.5}, 2, seed=0)[0], 3)
     array([[ 0.878, -0.479],
            [ 0.479,  0.878]])
+    >>> spec = {"kind": "informed", "phi_range": [0.0, 0.8], "r_range": [0.9, 1.0],
+    ...         "gamma_range": [0.05, 0.15]}
+    >>> R, gamma = build_residual(spec, 4, seed=0)
+    >>> R.shape, np.round(gamma, 3)
+    ((4, 4), array([0.111, 0.123, 0.104, 0.144]))
     """
     if not isinstance(spec, dict) or "kind" not in spec:
         raise ConfigError(
@@ -438,6 +448,7 @@ def build_residual(spec: Any, hidden_size: int, seed: int) -> np.ndarray:
     if "seed" in accepted:
         options.setdefault("seed", seed)
     try:
-        return factory(hidden_size, **options)
+        drawn = factory(hidden_size, **options)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"model.residual: {err}") from err
+    return drawn if isinstance(drawn, tuple) else (drawn, None)

@@ -262,8 +262,8 @@ def build_model(options: dict[str, Any], task: Task, seed: int) -> torch.nn.Modu
 
     ``model = cls(task.input_size, output_size=task.output_size, readout=task.readout,
     **options)``, ``cls`` the class of ``lyapkit.trainers.models`` named by ``options["name"]``
-    (one of ``MODELS``). A ``residual`` table becomes a matrix
-    (:func:`lyapkit.trainers.config.build_residual`); a class that takes a ``seed`` gets ``seed``
+    (one of ``MODELS``). A ``residual`` table becomes a matrix, and for the ``"informed"`` kind the
+    per-unit ``gamma`` too (:func:`lyapkit.trainers.config.build_residual`); a class that takes a ``seed`` gets ``seed``
     unless the table gives one.
 
     Parameters
@@ -310,7 +310,15 @@ def build_model(options: dict[str, Any], task: Task, seed: int) -> torch.nn.Modu
         raise ConfigError(f"model.hidden_size is required for model {name!r}")
     check_number(options["hidden_size"], "model.hidden_size", integer=True)  # before the residual
     if "residual" in options:
-        options["residual"] = build_residual(options["residual"], options["hidden_size"], seed)
+        residual, gamma = build_residual(options["residual"], options["hidden_size"], seed)
+        options["residual"] = residual
+        if gamma is not None:
+            if "gamma" in options:
+                raise ConfigError(
+                    "model.gamma cannot be given with model.residual.kind = 'informed', which "
+                    "draws the per-unit couplings from its gamma_range"
+                )
+            options["gamma"] = gamma
     unknown = sorted(set(options) - (accepted - {"input_size", "output_size", "readout"}))
     if unknown:
         raise ConfigError(

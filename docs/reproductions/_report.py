@@ -47,11 +47,13 @@ def main(
     argv: list[str] | None = None,
     *,
     details: dict[str, Any] | None = None,
+    sweeps: list[dict] | None = None,
     learning_rate: bool = False,
 ) -> int:
     """Run the chosen items at the chosen budget; write ``<out>/<prefix>_<item>.json`` and print
     each item's table. ``details`` holds extra data an item left for its record (popped);
-    ``learning_rate`` adds ``--lr`` (replacing the budget's ``lr``)."""
+    ``sweeps`` the cost of each sweep an item ran (emptied before each item, saved in its record
+    as ``"sweeps"``); ``learning_rate`` adds ``--lr`` (replacing the budget's ``lr``)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--full", action="store_true", help="the paper's size (a GPU helps)")
     parser.add_argument("--smoke", action="store_true", help="a tiny size, for the test suite")
@@ -67,12 +69,16 @@ def main(
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
     for name in args.only or sorted(items):
+        if sweeps is not None:
+            sweeps.clear()
         start = time.perf_counter()
         rows = items[name](budget, args.out)
         seconds = time.perf_counter() - start
         record = {"item": name, "budget": budget.name, "seconds": round(seconds, 1), "rows": rows}
         if details and name in details:
             record["data"] = details.pop(name)
+        if sweeps:
+            record["sweeps"] = list(sweeps)
         (args.out / f"{prefix}_{name}.json").write_text(json.dumps(record, indent=1) + "\n")
         print(f"\n{name} ({budget.name}; {seconds:.0f} s)\n\n{markdown(rows)}")
     return 0
