@@ -53,6 +53,7 @@ from _report import verdict  # noqa: E402
 
 import lyapkit as lk  # noqa: E402
 from lyapkit import theory  # noqa: E402
+from lyapkit.losses import mean_loss  # noqa: E402
 from lyapkit.trainers.models import linear_recurrence, linear_scan  # noqa: E402
 from lyapkit.trainers.sweep import RUNS, run_sweep, sweep_spec  # noqa: E402
 from lyapkit.trainers.tasks import make_task  # noqa: E402
@@ -711,7 +712,7 @@ def hessian_at_optimum(trainer: Trainer, budget: Budget) -> dict[str, Any]:
     mass = pairs.eigenvectors.T**2  # (k, P), rows of unit sum
     cumulative = np.cumsum(np.sort(mass, axis=1)[:, ::-1], axis=1)
     with torch.no_grad():
-        loss = float(((model(inputs) - targets) ** 2).mean() / targets.pow(2).mean())
+        loss = float(mean_loss(trainer.task.loss, model(inputs), targets) / targets.pow(2).mean())
     by_tensor = {name: rates.tensor_rates(i) for i, name in enumerate(rates.names)}
     groups = {g: np.concatenate([by_tensor[n] for n in names if n in by_tensor])
               for g, names in PARAMETER_GROUPS.items()}  # fmt: skip
