@@ -389,7 +389,7 @@ def _diagnostics(group: _Group, step: int) -> None:
 
 def _threads(members: Sequence[_Member]) -> int:
     """Intra-op threads: ``run.threads`` of the first member, or for 0 (auto) one thread while
-    the whole group is small (``M × batch × state² ≤ 2²⁰``, as :meth:`Trainer._threads`)."""
+    the whole group is small (``M × batch × state² ≤ 2¹⁷``, as :meth:`Trainer._threads`)."""
     trainer = members[0].trainer
     threads = trainer.config["run"]["threads"]
     if threads or trainer.device.type != "cpu":

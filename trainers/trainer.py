@@ -357,8 +357,11 @@ def _scheduler(optimizer: torch.optim.Optimizer, schedule: dict, steps: int) -> 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
-# ``batch × state²`` up to which a model trains on one CPU thread by default (``run.threads = 0``).
-_SMALL_MODEL = 2**20
+# ``batch × state²`` (times the members of a group) up to which training runs on one CPU thread by
+# default (``run.threads = 0``). Measured on 2 cores with the demo's WCRNN (32 units): one and two
+# threads take the same time per step at 2¹⁶ (batch 64) and at 2¹⁷ (a group of 2); two are 1.3×
+# faster at 2¹⁸ (batch 256, or a group of 4) and 1.4× at 2²⁰ (a group of 16).
+_SMALL_MODEL = 2**17
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
@@ -652,7 +655,7 @@ class Trainer:
 
     def _threads(self) -> int:
         """Intra-op CPU threads while training: ``run.threads``, or for 0 (auto) one thread for
-        a small model (``batch × state² ≤ 2²⁰``) and torch's setting otherwise."""
+        a small model (``batch × state² ≤ 2¹⁷``) and torch's setting otherwise."""
         threads = self.config["run"]["threads"]
         if threads or self.device.type != "cpu":
             return threads
