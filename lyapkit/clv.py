@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from lyapkit._checks import integer
 from lyapkit.backend import Backend, CovariantPlan, CovariantRecord, choose_backend
 from lyapkit.lyapunov import (
     LARGE_RESULT_BYTES,
@@ -18,7 +19,6 @@ from lyapkit.lyapunov import (
     NonFiniteTrajectoryWarning,
     _initial_states,
     _input_sequence,
-    _integer,
     _random_bases,
     _size,
 )
@@ -172,23 +172,19 @@ def covariant_vectors(
         )
     system.prepare()
     k = system.dim if k is None else k
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= system.dim:
-        raise ValueError(f"k must be an integer between 1 and dim={system.dim}, got {k!r}")
-    k = int(k)
-    steps = _integer("steps", steps, 1)
-    transient = _integer("transient", transient, 0)
-    tail = _integer("tail", tail, 0)
-    keep_every = _integer("keep_every", keep_every, 1)
+    k = integer(k, "k", 1, system.dim, maximum_is=f"dim={system.dim}")
+    steps = integer(steps, "steps", 1)
+    transient = integer(transient, "transient", 0)
+    tail = integer(tail, "tail", 0)
+    keep_every = integer(keep_every, "keep_every", 1)
     if ensemble is not None:
-        ensemble = _integer("ensemble", ensemble, 1)
+        ensemble = integer(ensemble, "ensemble", 1)
     pairs = _pairs(pairs, k)
-    if split is not None and (
-        isinstance(split, bool) or not isinstance(split, (int, np.integer)) or not 0 < split < k
-    ):
-        raise ValueError(f"split must be an integer between 1 and k - 1 = {k - 1}, got {split!r}")
+    if split is not None:
+        split = integer(split, "split", 1, k - 1, maximum_is=f"k - 1 = {k - 1}")
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % 2**63)
-    seed = _integer("seed", seed, 0)
+    seed = integer(seed, "seed", 0)
     rng = np.random.default_rng(seed)
     if ensemble is None and np.ndim(x0) < 2 and np.ndim(inputs) == 3:
         ensemble = int(np.shape(inputs)[0])

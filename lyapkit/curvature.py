@@ -33,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lyapkit._array import import_optional
+from lyapkit._checks import integer
 from lyapkit.losses import LossTerms, loss_terms_fn
 from lyapkit.recurrent import check_recurrent, reference_path
 
@@ -205,9 +206,7 @@ class CurvatureOperator:
         chunk: int = 8,
     ):
         self._torch = torch = import_optional("torch", "torch")
-        if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
-            raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
-        self.chunk = int(chunk)
+        self.chunk = integer(chunk, "chunk", 1)
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if kind not in KINDS:
@@ -579,8 +578,7 @@ class CurvatureOperator:
         """
         from scipy.sparse.linalg import eigsh
 
-        if not isinstance(k, (int, np.integer)) or not 1 <= k <= self.num_params:
-            raise ValueError(f"k must be an integer in [1, {self.num_params}], got {k!r}")
+        k = integer(k, "k", 1, self.num_params)
         if which not in ("LA", "SA", "LM"):
             raise ValueError(f"which must be 'LA', 'SA' or 'LM', got {which!r}")
         method = method or ("lanczos" if which == "LM" else "lobpcg")
@@ -952,12 +950,12 @@ class _Unrolled:
                 f"got {tuple(inputs.shape)}"
             )
         T = inputs.shape[1]
-        bins = T if bins is None else bins
-        if not isinstance(bins, (int, np.integer)) or not 1 <= bins <= T:
-            raise ValueError(
-                f"bins must be an integer in [1, {T}] (the sequence length), got {bins!r}"
-            )
-        self.op, self.T, self.bins = op, T, int(bins)
+        bins = (
+            T
+            if bins is None
+            else integer(bins, "bins", 1, T, maximum_is=f"{T} (the sequence length)")
+        )
+        self.op, self.T, self.bins = op, T, bins
         self.edges = np.linspace(0, T, self.bins + 1).round().astype(np.int64)
         method = _method_module()
         self._step, self._output = method(model, "step"), method(model, "output")
@@ -1332,8 +1330,7 @@ def hutchpp_trace(operator: Any, num_matvecs: int = 30, *, seed: int = 0) -> flo
     from scipy.sparse.linalg import aslinearoperator
 
     A = aslinearoperator(operator)
-    if not isinstance(num_matvecs, (int, np.integer)) or num_matvecs < 3:
-        raise ValueError(f"num_matvecs must be an integer ≥ 3, got {num_matvecs!r}")
+    num_matvecs = integer(num_matvecs, "num_matvecs", 3)
     P = A.shape[0]
     third = min(num_matvecs // 3, P)
     rng = np.random.default_rng(seed)
@@ -1560,8 +1557,7 @@ def lanczos_quadrature(
     A = aslinearoperator(operator)
     P = A.shape[0]
     for name, value in (("num_probes", num_probes), ("lanczos_steps", lanczos_steps)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        integer(value, name, 1)
     m = min(int(lanczos_steps), P)
     rng = np.random.default_rng(seed)
     basis = np.zeros((num_probes, m, P))

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from lyapkit._checks import integer, number, real_array
 from lyapkit.gradients import fit_rate
 
 logger = logging.getLogger(__name__)
@@ -42,38 +43,6 @@ def _var(dims: tuple[str, ...], data: Any, long_name: str, units: str = "1") -> 
     import xarray as xr
 
     return xr.Variable(dims, data, {"long_name": long_name, "units": units})
-
-
-def _positive(value: Any, name: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return value
-
-
-def _momentum(value: Any, name: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-    return value
-
-
-def _real_finite(values: Any, name: str, ndim: int) -> np.ndarray:
-    array = np.asarray(values)
-    if np.iscomplexobj(array) or not np.issubdtype(array.dtype, np.number):
-        raise ValueError(f"{name} must be real numbers, got dtype {array.dtype}")
-    array = array.astype(np.float64)
-    if array.ndim != ndim or array.size == 0 or not np.all(np.isfinite(array)):
-        raise ValueError(
-            f"{name} must be a non-empty finite {ndim}-d array, got shape {array.shape}"
-        )
-    return array
 
 
 def edge_of_stability(lr: float, momentum: float = 0.0) -> float:
@@ -120,7 +89,10 @@ def edge_of_stability(lr: float, momentum: float = 0.0) -> float:
     >>> round(lk.edge_of_stability(0.1, momentum=0.9), 6)
     38.0
     """
-    lr, momentum = _positive(lr, "lr"), _momentum(momentum, "momentum")
+    lr, momentum = (
+        number(lr, "lr", positive=True),
+        number(momentum, "momentum", non_negative=True, below=1.0),
+    )
     return (2.0 + 2.0 * momentum) / lr
 
 
@@ -286,8 +258,11 @@ def sgd_effective_rates(eigenvalues: Any, lr: float, momentum: float = 0.0) -> E
     >>> round(r.bound, 3), round(r.steady_state_lr, 3), r.unstable.tolist()
     (38.0, 1.0, [False, False])
     """
-    lam = _real_finite(np.atleast_1d(eigenvalues), "eigenvalues", 1)
-    lr, momentum = _positive(lr, "lr"), _momentum(momentum, "momentum")
+    lam = real_array(np.atleast_1d(eigenvalues), "eigenvalues", 1)
+    lr, momentum = (
+        number(lr, "lr", positive=True),
+        number(momentum, "momentum", non_negative=True, below=1.0),
+    )
     bound = edge_of_stability(lr, momentum)
     return EffectiveRates(lam, lr * lam, lr, momentum, bound, lr / (1 - momentum), lam >= bound)
 
@@ -784,18 +759,17 @@ def preconditioned_sharpness(
         preconditioner = preconditioner.detach().cpu().to(torch.float64).numpy()
     else:
         dtype, device = torch.float64, torch.device("cpu")
-    P = _real_finite(preconditioner, "preconditioner", 1)
+    P = real_array(preconditioner, "preconditioner", 1)
     if np.any(P <= 0):
         raise ValueError("preconditioner must be positive (Adam's sqrt(v̂) + ε)")
     if not callable(matvec):
         raise TypeError(f"matvec must be a callable v -> H v, got {type(matvec).__name__}")
     n = len(P)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
-        raise ValueError(f"k must be an integer in [1, {n}] (the number of parameters), got {k!r}")
+    k = integer(k, "k", 1, n, maximum_is=f"{n} (the number of parameters)")
     if beta1 is not None and lr is None:
         raise ValueError("lr is required for the threshold when beta1 is given")
-    lr = None if lr is None else _positive(lr, "lr")
-    beta1 = None if beta1 is None else _momentum(beta1, "beta1")
+    lr = None if lr is None else number(lr, "lr", positive=True)
+    beta1 = None if beta1 is None else number(beta1, "beta1", non_negative=True, below=1.0)
     scale = 1.0 / np.sqrt(P)
 
     def apply(u: np.ndarray) -> np.ndarray:
@@ -995,8 +969,8 @@ def temporal_effective_rates(contributions: Any, lr: float) -> TemporalEffective
     >>> tr.rates.shape, round(float(tr.rate[0]), 3), round(float(np.log(0.5)), 3)
     ((1, 5), -0.693, -0.693)
     """
-    c = _real_finite(contributions, "contributions", 2)
-    lr = _positive(lr, "lr")
+    c = real_array(contributions, "contributions", 2)
+    lr = number(lr, "lr", positive=True)
     rates = lr * c
     lags = np.arange(c.shape[1] - 1, -1, -1)
     with np.errstate(divide="ignore"):

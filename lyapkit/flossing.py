@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lyapkit._array import import_optional
+from lyapkit._checks import integer, number
 from lyapkit.lyapunov import NonFiniteTrajectoryWarning, _initial_states, _random_bases
 from lyapkit.maps.base import Map
 from lyapkit.recurrent import check_recurrent
@@ -38,12 +39,6 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["finite_time_exponents", "flossing_loss"]
-
-
-def _count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def finite_time_exponents(
@@ -205,21 +200,21 @@ def finite_time_exponents(
             )
     elif not is_map or system.input_dim > 0:
         raise ValueError(f"inputs are required for {type(system).__name__} (a driven system)")
-    transient = _count("transient", transient, 0)
+    transient = integer(transient, "transient", 0)
     if steps is None:
         if inputs is None:
             raise ValueError("steps is required for an autonomous map (no inputs to count)")
         steps = inputs.shape[1] - transient
-    steps = _count("steps", steps, 1)
+    steps = integer(steps, "steps", 1)
     if inputs is not None and inputs.shape[1] < transient + steps:
         raise ValueError(
             f"inputs has {inputs.shape[1]} time steps but transient + steps = "
             f"{transient + steps} are needed"
         )
-    rng = np.random.default_rng(_count("seed", seed, 0))
+    rng = np.random.default_rng(integer(seed, "seed", 0))
     x = _start(torch, system, is_map, inputs, x0, rng)
     E, n = x.shape
-    k = _count("k", k, 1)
+    k = integer(k, "k", 1)
     if k > n:
         raise ValueError(f"k must be an integer between 1 and the state size {n}, got {k}")
     Q = _basis(torch, basis, rng, E, n, k, x)
@@ -386,7 +381,6 @@ def flossing_loss(exponents: torch.Tensor, target: float = 0.0) -> torch.Tensor:
     if not isinstance(exponents, torch.Tensor) or exponents.ndim not in (1, 2):
         shape = tuple(getattr(exponents, "shape", ())) or type(exponents).__name__
         raise ValueError(f"exponents must be a tensor (E, k) or (k,), got {shape}")
-    if isinstance(target, bool) or not isinstance(target, (int, float)) or not np.isfinite(target):
-        raise ValueError(f"target must be a finite real number, got {target!r}")
+    target = number(target, "target")
     squares = (exponents - target) ** 2
     return squares.sum(-1).mean() if squares.ndim == 2 else squares.sum()

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from lyapkit._array import to_numpy
+from lyapkit._checks import integer
 from lyapkit.backend import Backend, TangentPlan, TangentRecord, choose_backend
 from lyapkit.maps.base import Map, check_period
 from lyapkit.progress import Progress, progress_bar
@@ -109,12 +110,6 @@ class TwinSaturationWarning(RuntimeWarning):
 class LargeResultWarning(RuntimeWarning):
     """A run's records will take much memory (more than ``LARGE_RESULT_BYTES``); the warning says
     how much and which argument reduces it."""
-
-
-def _integer(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _initial_states(
@@ -270,15 +265,14 @@ def _prepare(
         )
     system.prepare()
     k = system.dim if k is None else k
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= system.dim:
-        raise ValueError(f"k must be an integer between 1 and dim={system.dim}, got {k!r}")
-    steps = _integer("steps", steps, 1)
-    transient = _integer("transient", transient, 0)
-    every = _integer(every_name, every, 1)
+    k = integer(k, "k", 1, system.dim, maximum_is=f"dim={system.dim}")
+    steps = integer(steps, "steps", 1)
+    transient = integer(transient, "transient", 0)
+    every = integer(every, every_name, 1)
     if ensemble is not None:
-        ensemble = _integer("ensemble", ensemble, 1)
+        ensemble = integer(ensemble, "ensemble", 1)
     if finite_time is not None:
-        finite_time = _integer("finite_time", finite_time, 1)
+        finite_time = integer(finite_time, "finite_time", 1)
         if finite_time % every or finite_time > steps:
             raise ValueError(
                 f"finite_time must be a multiple of reortho_every={every} and at most "
@@ -286,7 +280,7 @@ def _prepare(
             )
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % 2**63)
-    seed = _integer("seed", seed, 0)
+    seed = integer(seed, "seed", 0)
     rng = np.random.default_rng(seed)
     if ensemble is None and np.ndim(x0) < 2 and np.ndim(inputs) == 3:
         ensemble = int(np.shape(inputs)[0])  # one member per input sequence

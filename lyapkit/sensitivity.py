@@ -33,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lyapkit._array import to_numpy
+from lyapkit._checks import integer
 from lyapkit.backend import GGN_AUTODIFF_HINT, Backend, BackendError, GGNPlan, get_backend
 from lyapkit.maps.base import Map
 
@@ -234,8 +235,7 @@ class MapGGN:
             ``k`` is not an integer in ``[1, P]``.
         """
         P = self.size
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= P:
-            raise ValueError(f"k must be an integer in [1, {P}], got {k!r}")
+        k = integer(k, "k", 1, P)
         if P <= DENSE_EIGEN_MAX or 2 * k >= P:
             log.debug("GGN eigenvalues: dense eigh of a %d×%d matrix", P, P)
             return np.linalg.eigvalsh(self.dense())[::-1][:k].copy()

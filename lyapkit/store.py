@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from lyapkit._checks import integer
 from lyapkit._files import atomic_write, netcdf_bytes, reason
 
 if TYPE_CHECKING:
@@ -100,12 +101,6 @@ def _check_step(step: Any, what: str = "step") -> int:
     if not _INT64.min <= value <= _INT64.max:
         raise ValueError(f"{what} must fit in int64, got {value}")
     return value
-
-
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
-    return int(seed)
 
 
 def _config_json(config: Any) -> str:
@@ -637,7 +632,7 @@ class RunStore:
 
         _require_h5netcdf()
         config_json = _config_json(config)
-        seed = _check_seed(seed)
+        seed = integer(seed, "seed", error=TypeError)
         if run_id is None:
             run_id = uuid.uuid4().hex
         if not isinstance(run_id, str) or not run_id:

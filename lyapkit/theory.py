@@ -27,6 +27,8 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
+from lyapkit._checks import number
+
 __all__ = [
     "CharacteristicFrequency",
     "Parametrization",
@@ -1119,8 +1121,7 @@ def lru_ring_variance(
     """
     if not 0 <= r_min <= r_max <= 1:
         raise ValueError(f"need 0 ≤ r_min ≤ r_max ≤ 1, got r_min={r_min!r}, r_max={r_max!r}")
-    if not 0 <= rho < 1:
-        raise ValueError(f"rho must be in [0, 1), got {rho!r}")
+    rho = number(rho, "rho", non_negative=True, below=1)
     if not 0 <= max_phase <= 2 * np.pi:
         raise ValueError(f"max_phase must be in [0, 2π], got {max_phase!r}")
 

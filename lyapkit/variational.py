@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from lyapkit._checks import integer
 from lyapkit.backend import Backend, TrajectoryPlan, get_backend
 from lyapkit.lyapunov import (
     NonFiniteTrajectoryWarning,
     _initial_states,
     _input_sequence,
-    _integer,
 )
 from lyapkit.maps.base import Map
 from lyapkit.progress import Progress, progress_bar
@@ -502,7 +502,7 @@ def _record(
             f"inputs must have shape (T, {system.input_dim}) or (ensemble, T, "
             f"{system.input_dim}), got {np.shape(inputs)}"
         )
-    start = _integer("start", start, 0)
+    start = integer(start, "start", 0)
     if stop is None:
         if inputs is None:
             raise ValueError(
@@ -510,7 +510,7 @@ def _record(
                 "steps)"
             )
         stop = int(np.shape(inputs)[-2])
-    stop = _integer("stop", stop, 1)
+    stop = integer(stop, "stop", 1)
     if stop < start + minimum_span:
         raise ValueError(
             f"stop must be at least start + {minimum_span} = {start + minimum_span}, got "
@@ -527,7 +527,7 @@ def _record(
         E = np.shape(x0)[0] if np.ndim(x0) == 2 else np.shape(inputs)[0]
     X0 = _initial_states(system, x0, E, np.random.default_rng(0))  # the rng is not used
     U = _input_sequence(system, inputs, E, stop)
-    max_memory = _integer("max_memory", max_memory, 1)
+    max_memory = integer(max_memory, "max_memory", 1)
     need = 8 * E * ((stop - start) * n * n + (stop + 1) * n)
     if need > max_memory:
         raise ValueError(

@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -32,6 +33,17 @@ def _one_torch_thread():
         import torch
 
         torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Every figure closed after each test: plots without ``ax=`` draw on the current Axes
+    (matplotlib's convention), so a figure left open would make a later test's count of lines
+    depend on the order the tests ran in."""
+    yield
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close("all")
 
 
 @pytest.fixture

@@ -323,6 +323,6 @@ def test_cli_unwritable_output_is_a_clean_error(tmp_path, capsys):
 
 def test_cli_invalid_arguments_exit_2(capsys):
     assert main(["-q", "spectrum", "henon", "--steps", "0", "--backend", "numpy"]) == 2
-    assert "steps must be an integer >= 1" in capsys.readouterr().err
+    assert "steps must be a positive integer" in capsys.readouterr().err
     assert main(["-q", "spectrum", "henon", "--k", "3", "--backend", "numpy"]) == 2
     assert "k must be an integer between 1 and dim=2" in capsys.readouterr().err

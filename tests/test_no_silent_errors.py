@@ -288,7 +288,7 @@ def test_user_map_of_the_wrong_shape_is_named():
 
 
 def test_renorm_every_is_named_in_the_twin_method():
-    with pytest.raises(ValueError, match="renorm_every must be an integer >= 1") as err:
+    with pytest.raises(ValueError, match="renorm_every must be a positive integer") as err:
         lk.max_lyapunov_twin(lk.Henon(), steps=10, renorm_every=0, backend="numpy")
     assert "reortho_every" not in str(err.value)
 

@@ -113,7 +113,7 @@ def test_progress_strategy_sees_every_step(backend):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        (dict(steps=0), "steps must be an integer >= 1"),
+        (dict(steps=0), "steps must be a positive integer"),
         (dict(steps=10, k=3), "k must be an integer between 1 and dim=2"),
         (dict(steps=10, k=0), "k must be"),
         (dict(steps=10, transient=-1), "transient must be"),

@@ -290,10 +290,10 @@ def test_to_xarray_and_plot(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"start": -1}, "start must be an integer >= 0"),
+        ({"start": -1}, "start must be a non-negative integer"),
         ({"start": 20}, "stop must be at least start"),
         ({"stop": 31}, "stop=31 exceeds the 30 time steps of inputs"),
-        ({"stop": 2.5}, "stop must be an integer"),
+        ({"stop": 2.5}, "stop must be a positive integer"),
         ({"x0": np.zeros(3)}, "x0 must have shape"),
         ({"x0": np.zeros((1, 2, 4))}, "x0 must have shape"),
         ({"inputs": np.zeros((30, 3))}, "inputs must have shape"),

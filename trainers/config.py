@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import copy
 import inspect
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tomllib
 
+from lyapkit._checks import integer, number
 from lyapkit.trainers.models import residuals
 
 __all__ = [
@@ -228,15 +228,6 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def check_number(value: Any, key: str, *, integer: bool = False, zero: bool = False) -> None:
-    kinds = (int,) if integer else (int, float)
-    ok = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not zero):
-        what = "integer" if integer else "number"
-        bound = "non-negative" if zero else "positive"
-        raise ConfigError(f"{key} must be a {bound} {what}, got {value!r}")
-
-
 def _choice(value: Any, key: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{key} must be one of {list(choices)}, got {value!r}")
@@ -246,19 +237,18 @@ def _check_run(run: dict) -> None:
     for key in ("name", "dir", "device"):
         if not isinstance(run[key], str) or not run[key]:
             raise ConfigError(f"run.{key} must be a non-empty string, got {run[key]!r}")
-    check_number(run["seed"], "run.seed", integer=True, zero=True)
+    integer(run["seed"], "run.seed", 0, error=ConfigError)
     _choice(run["dtype"], "run.dtype", ("float32", "float64"))
-    check_number(run["threads"], "run.threads", integer=True, zero=True)
+    integer(run["threads"], "run.threads", 0, error=ConfigError)
 
 
 def _check_optimizer(opt: dict) -> None:
     _choice(opt["name"], "optimizer.name", OPTIMIZERS)
-    check_number(opt["lr"], "optimizer.lr")
-    check_number(opt["weight_decay"], "optimizer.weight_decay", zero=True)
-    check_number(opt["eps"], "optimizer.eps")
-    check_number(opt["clip_grad_norm"], "optimizer.clip_grad_norm", zero=True)
-    if not (isinstance(opt["momentum"], (int, float)) and 0 <= opt["momentum"] < 1):
-        raise ConfigError(f"optimizer.momentum must be in [0, 1), got {opt['momentum']!r}")
+    number(opt["lr"], "optimizer.lr", positive=True, error=ConfigError)
+    number(opt["weight_decay"], "optimizer.weight_decay", non_negative=True, error=ConfigError)
+    number(opt["eps"], "optimizer.eps", positive=True, error=ConfigError)
+    number(opt["clip_grad_norm"], "optimizer.clip_grad_norm", non_negative=True, error=ConfigError)
+    number(opt["momentum"], "optimizer.momentum", non_negative=True, below=1, error=ConfigError)
     betas = opt["betas"]
     if not (
         isinstance(betas, list)
@@ -270,13 +260,13 @@ def _check_optimizer(opt: dict) -> None:
 
 def _check_schedule(schedule: dict) -> None:
     _choice(schedule["name"], "schedule.name", SCHEDULES)
-    check_number(schedule["step_size"], "schedule.step_size", integer=True)
-    check_number(schedule["factor"], "schedule.factor")
+    integer(schedule["step_size"], "schedule.step_size", 1, error=ConfigError)
+    number(schedule["factor"], "schedule.factor", positive=True, error=ConfigError)
 
 
 def _check_training(training: dict) -> None:
     for key in training:
-        check_number(training[key], f"training.{key}", integer=True)
+        integer(training[key], f"training.{key}", 1, error=ConfigError)
 
 
 def _check_diagnostic(name: str, options: Any) -> dict[str, Any]:
@@ -302,7 +292,7 @@ def _check_diagnostic(name: str, options: Any) -> dict[str, Any]:
             raise ConfigError(f"diagnostics.{name}.at must be a list of steps ≥ 0, got {at!r}")
     else:
         key = given[0]
-        check_number(full[key], f"diagnostics.{name}.{key}", integer=True)
+        integer(full[key], f"diagnostics.{name}.{key}", 1, error=ConfigError)
     if name == "curvature":
         _choice(full["kind"], "diagnostics.curvature.kind", ("ggn", "hessian"))
     if name == "flossing":
@@ -315,16 +305,10 @@ def _check_flossing(options: dict[str, Any]) -> None:
     ``transient`` ≥ 0, ``weight`` ≥ 0 (0: record the exponents without flossing), ``target`` any
     finite number (the trainer checks ``k`` against the model's state size)."""
     for key in ("k", "steps", "sequences"):
-        check_number(options[key], f"diagnostics.flossing.{key}", integer=True)
-    check_number(options["transient"], "diagnostics.flossing.transient", integer=True, zero=True)
-    check_number(options["weight"], "diagnostics.flossing.weight", zero=True)
-    target = options["target"]
-    if (
-        isinstance(target, bool)
-        or not isinstance(target, (int, float))
-        or not math.isfinite(target)
-    ):
-        raise ConfigError(f"diagnostics.flossing.target must be a finite number, got {target!r}")
+        integer(options[key], f"diagnostics.flossing.{key}", 1, error=ConfigError)
+    integer(options["transient"], "diagnostics.flossing.transient", 0, error=ConfigError)
+    number(options["weight"], "diagnostics.flossing.weight", non_negative=True, error=ConfigError)
+    number(options["target"], "diagnostics.flossing.target", error=ConfigError)
 
 
 def schedule_steps(options: dict[str, Any], total: int) -> set[int]:

@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 import tomllib
 
+from lyapkit._checks import integer
 from lyapkit._files import atomic_write, check_writable, reason
 from lyapkit.progress import progress_bar
 from lyapkit.store import RunStore, open_run
@@ -722,12 +723,11 @@ def run_sweep(
     >>> run_sweep(spec, workers=1).counts()  # a re-run skips the finished runs
     {'finished': 2}
     """
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if workers is not None:
+        integer(workers, "workers", 1)
     if executor is not None and workers is not None:
         raise ValueError("give either executor or workers, not both")
-    if not isinstance(group, int) or isinstance(group, bool) or group < 0:
-        raise ValueError(f"group must be a non-negative integer, got {group!r}")
+    integer(group, "group", 0)
     _check_manifest(spec)
     configs = {name: config for name, _, config in spec.runs}
     status, errors = {}, {}

@@ -42,6 +42,7 @@ import torch
 
 import lyapkit
 from lyapkit._array import torch_device
+from lyapkit._checks import integer
 from lyapkit._files import atomic_write, reason
 from lyapkit.backend import BackendError, get_backend
 from lyapkit.flossing import finite_time_exponents, flossing_loss
@@ -52,7 +53,6 @@ from lyapkit.trainers import models
 from lyapkit.trainers.config import (
     ConfigError,
     build_residual,
-    check_number,
     schedule_steps,
     validate_config,
 )
@@ -308,7 +308,9 @@ def build_model(options: dict[str, Any], task: Task, seed: int) -> torch.nn.Modu
     accepted = set(inspect.signature(cls).parameters)
     if "hidden_size" not in options:
         raise ConfigError(f"model.hidden_size is required for model {name!r}")
-    check_number(options["hidden_size"], "model.hidden_size", integer=True)  # before the residual
+    integer(
+        options["hidden_size"], "model.hidden_size", 1, error=ConfigError
+    )  # before the residual
     if "residual" in options:
         residual, gamma = build_residual(options["residual"], options["hidden_size"], seed)
         options["residual"] = residual

@@ -599,14 +599,6 @@ class ArrayMap(Map):
     def _jacobian(self, xp: Any, p: dict, x: Any, u: Any) -> Any: ...
 
 
-def real(name: str, value: Any) -> float:
-    """``value`` as a float; a ValueError naming ``name`` unless it is one real number (not a
-    list, a bool or a complex number)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    return float(value)
-
-
 def check_period(period: Any, name: str = "period") -> float | None:
     """``period`` as a float, or None; a ValueError naming ``name`` unless it is None or a
     positive finite number (the period of the coordinates of a map on a torus)."""

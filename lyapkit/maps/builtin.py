@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 
-from lyapkit.maps.base import ArrayMap, NumbaKernels, matrix, real
+from lyapkit._checks import integer, number
+from lyapkit.maps.base import ArrayMap, NumbaKernels, matrix
 
 
 def _kernels(step: str, jacobian: str, params: tuple) -> NumbaKernels:
@@ -62,7 +63,7 @@ class Henon(ArrayMap):
     dim = 2
 
     def __init__(self, a: float = 1.4, b: float = 0.3):
-        self._set_params(a=real("a", a), b=real("b", b))
+        self._set_params(a=number(a, "a"), b=number(b, "b"))
 
     def initial_state(self, rng: np.random.Generator) -> np.ndarray:
         """A random initial state ``U(−0.1, 0.1)²`` near the origin, in the attractor's basin.
@@ -135,7 +136,7 @@ class Logistic(ArrayMap):
     dim = 1
 
     def __init__(self, r: float = 4.0):
-        self._set_params(r=real("r", r))
+        self._set_params(r=number(r, "r"))
 
     def initial_state(self, rng: np.random.Generator) -> np.ndarray:
         """A random initial state ``U(0.05, 0.95)``, inside the invariant interval.
@@ -202,7 +203,7 @@ class Tent(ArrayMap):
     dim = 1
 
     def __init__(self, mu: float = 2.0):
-        self._set_params(mu=real("mu", mu))
+        self._set_params(mu=number(mu, "mu"))
 
     def initial_state(self, rng: np.random.Generator) -> np.ndarray:
         """A random initial state ``U(0, 1)``.
@@ -350,9 +351,7 @@ class CoupledStandardMaps(ArrayMap):
     period = 2 * math.pi
 
     def __init__(self, M: int = 3, k: float | np.ndarray = 1.0, coupling: float = 0.1):
-        if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 1:
-            raise ValueError(f"M must be a positive integer, got {M!r}")
-        self.M = int(M)
+        self.M = integer(M, "M", 1)
         self.dim = 2 * self.M
         k = np.asarray(k, dtype=np.float64)
         if k.shape not in ((), (self.M,)):
@@ -361,7 +360,7 @@ class CoupledStandardMaps(ArrayMap):
         eye = np.eye(self.M)
         self._set_params(
             k=k,
-            coupling=real("coupling", coupling),
+            coupling=number(coupling, "coupling"),
             eye=eye,
             right=np.roll(eye, 1, axis=1),  # right[i, i+1] = 1
             left=np.roll(eye, -1, axis=1),  # left[i, i-1] = 1
@@ -575,7 +574,7 @@ class TanhNetwork(ArrayMap):
                 f"expected W ({n}, {n}), U ({n}, {input_dim}), b ({n},); "
                 f"got {W.shape}, {U.shape}, {b.shape}"
             )
-        self.g = real("g", g)
+        self.g = number(g, "g")
         self._set_params(gW=self.g * W, U=U, b=b)
 
     def _step(self, xp, p, x, u):

@@ -15,40 +15,13 @@ import contextlib
 from collections.abc import Iterator
 from typing import Literal
 
-import numpy as np
 import torch
 from torch import nn
 
+from lyapkit._checks import integer
 from lyapkit.maps import Map, from_torch
 
 READOUTS = ("last", "sequence")
-
-
-def positive_int(value: int, name: str, minimum: int = 1) -> int:
-    """Validate an integer size ``value ≥ minimum`` and return it as a Python ``int``.
-
-    Parameters
-    ----------
-    value : int
-        The value to check (a Python or numpy integer; ``bool`` is refused).
-    name : str
-        Name of the argument, for the error message.
-    minimum : int, default 1
-        Smallest allowed value.
-
-    Returns
-    -------
-    int
-        ``int(value)``.
-
-    Raises
-    ------
-    ValueError
-        If ``value`` is not an integer or is below ``minimum``.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
-    return int(value)
 
 
 class RecurrentModel(nn.Module, abc.ABC):
@@ -150,9 +123,9 @@ class RecurrentModel(nn.Module, abc.ABC):
         feature_size: int | None = None,
     ):
         super().__init__()
-        self.input_size = positive_int(input_size, "input_size")
-        self.hidden_size = positive_int(hidden_size, "hidden_size")
-        self.output_size = positive_int(output_size, "output_size")
+        self.input_size = integer(input_size, "input_size", 1)
+        self.hidden_size = integer(hidden_size, "hidden_size", 1)
+        self.output_size = integer(output_size, "output_size", 1)
         if readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
         self.readout = readout

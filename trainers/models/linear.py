@@ -23,8 +23,9 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from lyapkit._checks import integer, number
 from lyapkit.maps import LinearMap
-from lyapkit.trainers.models.base import RecurrentModel, positive_int
+from lyapkit.trainers.models.base import RecurrentModel
 from lyapkit.trainers.models.residuals import random_orthogonal, rotation_blocks
 
 TWO_PI = 2 * math.pi
@@ -522,7 +523,7 @@ class ComplexDiagonalRNN(_LinearRNN):
             hidden_size,
             output_size,
             readout,
-            state_size=2 * positive_int(hidden_size, "hidden_size"),
+            state_size=2 * integer(hidden_size, "hidden_size", 1),
         )
         if parametrization not in PARAMETRIZATIONS:
             raise ValueError(
@@ -841,7 +842,7 @@ class BlockDiagonalRNN(_RealLinearRNN):
         max_phase: float = TWO_PI,
         seed: Seed = None,
     ):
-        if positive_int(hidden_size, "hidden_size") % 2:
+        if integer(hidden_size, "hidden_size", 1) % 2:
             raise ValueError(f"hidden_size must be even for 2×2 blocks, got {hidden_size!r}")
         rng = _rng(seed)
         super().__init__(input_size, hidden_size, output_size, readout, rng)
@@ -1009,8 +1010,7 @@ def linear_teacher(
     >>> tuple(teacher(torch.randn(2, 7, 1)).shape)
     (2, 7, 1)
     """
-    if not 0 <= nu0 < 1:
-        raise ValueError(f"nu0 must be in [0, 1), got {nu0!r}")
+    nu0 = number(nu0, "nu0", non_negative=True, below=1)
     rng = _rng(seed)
     teacher = DenseLinearRNN(
         input_size, hidden_size, output_size, readout, r_min=nu0, r_max=1.0, seed=rng

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lyapkit.trainers.models.base import positive_int
+from lyapkit._checks import integer, interval
 
 __all__ = [
     "homogeneous",
@@ -19,16 +19,6 @@ __all__ = [
     "random_orthogonal",
     "rotation_blocks",
 ]
-
-
-def _interval(bounds: tuple[float, float], name: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in bounds)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an interval (low, high), got {bounds!r}") from None
-    if not lo <= hi:
-        raise ValueError(f"{name} must be an interval (low, high) with low ≤ high, got {bounds!r}")
-    return lo, hi
 
 
 def homogeneous(n: int, r: float = 1.0) -> np.ndarray:
@@ -66,7 +56,7 @@ def homogeneous(n: int, r: float = 1.0) -> np.ndarray:
     array([[0.9, 0. ],
            [0. , 0.9]])
     """
-    return float(r) * np.eye(positive_int(n, "n"))
+    return float(r) * np.eye(integer(n, "n", 1))
 
 
 def rotation_blocks(angles: np.ndarray, radii: np.ndarray, n: int) -> np.ndarray:
@@ -155,7 +145,7 @@ def rotational(n: int, phi: float | np.ndarray, r: float = 1.0) -> np.ndarray:
     >>> np.round(np.abs(np.linalg.eigvals(R)), 3)
     array([0.9, 0.9, 0.9, 0.9])
     """
-    n = positive_int(n, "n")
+    n = integer(n, "n", 1)
     angles = (
         np.broadcast_to(np.asarray(phi, dtype=np.float64), (n // 2,))
         if np.ndim(phi) == 0
@@ -209,7 +199,7 @@ def heterogeneous(
     if delta < 0:
         raise ValueError(f"delta must be ≥ 0, got {delta!r}")
     rng = np.random.default_rng(seed)
-    return np.diag(rng.uniform(r0 - delta, r0 + delta, positive_int(n, "n")))
+    return np.diag(rng.uniform(r0 - delta, r0 + delta, integer(n, "n", 1)))
 
 
 def informed(
@@ -264,11 +254,11 @@ def informed(
     >>> R.shape, np.round(gamma, 3)
     ((4, 4), array([0.065, 0.076, 0.059, 0.094]))
     """
-    n = positive_int(n, "n")
+    n = integer(n, "n", 1)
     rng = np.random.default_rng(seed)
-    phis = rng.uniform(*_interval(phi_range, "phi_range"), n // 2)
-    radii = rng.uniform(*_interval(r_range, "r_range"), n)
-    gamma = rng.uniform(*_interval(gamma_range, "gamma_range"), n)
+    phis = rng.uniform(*interval(phi_range, "phi_range"), n // 2)
+    radii = rng.uniform(*interval(r_range, "r_range"), n)
+    gamma = rng.uniform(*interval(gamma_range, "gamma_range"), n)
     return rotation_blocks(phis, np.ones(n // 2 + 1), n) @ np.diag(radii), gamma
 
 
@@ -309,7 +299,7 @@ def random_orthogonal(n: int, seed: int | np.random.Generator | None = None) -> 
     """
     from scipy.stats import ortho_group  # scipy.stats takes most of a second to import
 
-    n = positive_int(n, "n")
+    n = integer(n, "n", 1)
     rng = np.random.default_rng(seed)
     if n == 1:  # Haar measure on O(1) = {−1, +1}
         return np.array([[rng.choice([-1.0, 1.0])]])

@@ -11,8 +11,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from lyapkit._checks import integer, number
 from lyapkit.losses import LOSSES
-from lyapkit.trainers.models.base import READOUTS, positive_int
+from lyapkit.trainers.models.base import READOUTS
 
 METRICS = ("accuracy", "rms")
 SPLITS = ("train", "test")
@@ -56,20 +57,13 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     return Path(root).expanduser()
 
 
-def check_seed(seed: int, name: str = "seed") -> int:
-    """``seed`` as an int, checked to be a non-negative integer."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {seed!r}")
-    return int(seed)
-
-
 def seed_streams(seed: int, count: int) -> list[np.random.Generator]:
     """``count`` independent numpy generators spawned from ``seed`` (a non-negative int).
 
     Each split of a task draws from its own stream, so the test set does not change with the
     size of the training set.
     """
-    children = np.random.SeedSequence(check_seed(seed)).spawn(count)
+    children = np.random.SeedSequence(integer(seed, "seed", 0)).spawn(count)
     return [np.random.default_rng(child) for child in children]
 
 
@@ -77,7 +71,7 @@ def optional_count(value: int | None, name: str, available: int) -> int:
     """``value`` checked to lie in ``1 … available``; ``available`` when ``value`` is None."""
     if value is None:
         return available
-    value = positive_int(value, name)
+    value = integer(value, name, 1)
     if value > available:
         raise ValueError(
             f"{name} must be at most {available} (the size of the data set), got {value}"
@@ -266,7 +260,7 @@ class Task:
         ValueError
             ``batch_size`` is not a positive integer, or ``split`` is unknown.
         """
-        batch_size = positive_int(batch_size, "batch_size")
+        batch_size = integer(batch_size, "batch_size", 1)
         shuffle = split == "train" if shuffle is None else bool(shuffle)
         generator = torch.Generator().manual_seed(int(seed))
         return DataLoader(
@@ -300,6 +294,4 @@ def min_performance_or(value: float | None, default: float) -> float:
     """``value`` as a positive float, or ``default`` when it is None."""
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value > 0:
-        raise ValueError(f"min_performance must be a positive number, got {value!r}")
-    return float(value)
+    return number(value, "min_performance", positive=True)

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lyapkit._checks import integer, number
 from lyapkit.trainers.tasks.base import (
     Task,
-    check_seed,
     data_root,
     min_performance_or,
     optional_count,
@@ -178,7 +178,7 @@ def _check_labels(labels: np.ndarray, path: Path) -> None:
 def _permutation(length: int, permuted: bool, seed: int) -> np.ndarray | None:
     if not permuted:
         return None
-    return np.random.default_rng(check_seed(seed, "permutation_seed")).permutation(length)
+    return np.random.default_rng(integer(seed, "permutation_seed", 0)).permutation(length)
 
 
 def _classification_task(
@@ -546,9 +546,8 @@ def sequential_digits(
         raise ImportError(
             'sequential_digits needs scikit-learn: install it with pip install "lyapkit[tasks]"'
         ) from err
-    if isinstance(test_fraction, bool) or not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
-    seed = check_seed(seed)
+    number(test_fraction, "test_fraction", positive=True, below=1)
+    seed = integer(seed, "seed", 0)
     digits = load_digits()
     pixels, labels = digits.data / 16, digits.target
     train_x, test_x, train_y, test_y = train_test_split(

@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from lyapkit.trainers.models.base import positive_int
+from lyapkit._checks import integer
 from lyapkit.trainers.models.linear import linear_teacher
 from lyapkit.trainers.tasks.base import Task, min_performance_or, seed_streams
 
@@ -103,8 +103,8 @@ def adding_problem(
     >>> round(task.min_performance, 3)
     0.204
     """
-    T = positive_int(T, "T", minimum=2)
-    n_train, n_test = positive_int(n_train, "n_train"), positive_int(n_test, "n_test")
+    T = integer(T, "T", 2)
+    n_train, n_test = integer(n_train, "n_train", 1), integer(n_test, "n_test", 1)
     train_rng, test_rng = seed_streams(seed, 2)
     train = _adding_split(n_train, T, train_rng)
     test = _adding_split(n_test, T, test_rng)
@@ -200,8 +200,8 @@ def teacher_student(
     >>> tuple(last.train_targets.shape)
     (8, 1)
     """
-    T = positive_int(T, "T")
-    n_train, n_test = positive_int(n_train, "n_train"), positive_int(n_test, "n_test")
+    T = integer(T, "T", 1)
+    n_train, n_test = integer(n_train, "n_train", 1), integer(n_test, "n_test", 1)
     teacher_rng, train_rng, test_rng = seed_streams(seed, 3)
     teacher = linear_teacher(1, hidden, 1, nu0=nu0, readout=readout, seed=teacher_rng)
     splits = []
