@@ -18,15 +18,7 @@ from lyapkit.backend import (
     get_backend,
 )
 from lyapkit.clv import CovariantVectors, covariant_vectors
-from lyapkit.curvature import (
-    CurvatureOperator,
-    Eigenpairs,
-    LayerContributions,
-    SpectralDensity,
-    hutchpp_trace,
-    inverse_participation_ratio,
-    lanczos_quadrature,
-)
+from lyapkit.curvature import CurvatureOperator
 from lyapkit.effective import (
     AdamEffectiveRates,
     EffectiveRates,
@@ -39,8 +31,10 @@ from lyapkit.effective import (
     sgd_effective_rates,
     temporal_effective_rates,
 )
+from lyapkit.eigensolvers import Eigenpairs, inverse_participation_ratio
 from lyapkit.flossing import finite_time_exponents
 from lyapkit.gradients import GradientPropagation, gradient_propagation
+from lyapkit.hutchpp import hutchpp_trace
 from lyapkit.lyapunov import (
     IllConditionedBasisWarning,
     NonFiniteTrajectoryWarning,
@@ -64,11 +58,14 @@ from lyapkit.maps import (
     from_numpy,
     from_torch,
 )
+from lyapkit.operators import LinearOperator, PreconditionedOperator
 from lyapkit.progress import Progress
 from lyapkit.recurrent import RecurrentNetwork, adapt
 from lyapkit.results import LyapunovSpectrum, kaplan_yorke_dimension, ks_entropy
 from lyapkit.sensitivity import MapGGN, map_ggn
+from lyapkit.slq import SpectralDensity, lanczos_quadrature
 from lyapkit.store import RunStore, open_run, run_config
+from lyapkit.unrolled import LayerContributions
 from lyapkit.variational import (
     VariationalProfile,
     VariationalTerm,
@@ -109,6 +106,7 @@ __all__ = [
     "Henon",
     "IllConditionedBasisWarning",
     "LayerContributions",
+    "LinearOperator",
     "LinearMap",
     "Logistic",
     "LyapunovSpectrum",
@@ -116,6 +114,7 @@ __all__ = [
     "MapGGN",
     "NonFiniteTrajectoryWarning",
     "NumbaKernels",
+    "PreconditionedOperator",
     "PreconditionedSharpness",
     "Progress",
     "RecurrentNetwork",

@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from lyapkit._array import to_numpy
 from lyapkit._checks import integer, number, real_array
 from lyapkit.gradients import fit_rate
+from lyapkit.operators import LinearOperator, PreconditionedOperator
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +236,7 @@ def sgd_effective_rates(eigenvalues: Any, lr: float, momentum: float = 0.0) -> E
     See Also
     --------
     lyapkit.edge_of_stability : The stability bound alone.
-    lyapkit.CurvatureOperator.eigenpairs : Top Hessian or GGN eigenvalues of a model.
+    lyapkit.LinearOperator.eigenpairs : Top Hessian or GGN eigenvalues of a model.
     lyapkit.temporal_effective_rates : The rates split over the unrolled layers.
 
     References
@@ -679,7 +681,7 @@ class PreconditionedSharpness:
 
 
 def preconditioned_sharpness(
-    matvec: Callable[[Any], Any],
+    matvec: Callable[[Any], Any] | LinearOperator,
     preconditioner: Any,
     k: int = 1,
     lr: float | None = None,
@@ -693,16 +695,17 @@ def preconditioned_sharpness(
 
         λ_max(P^{-1/2} H P^{-1/2}) < (2 + 2β₁) / ((1 − β₁) η)      (38/η for β₁ = 0.9)
 
-    The eigenvalues come from ``scipy.sparse.linalg.eigsh`` (largest algebraic, deterministic
-    start vector) on a float64 ``LinearOperator`` ``u ↦ P^{-1/2} H (P^{-1/2} u)``; when ``k`` equals
-    the dimension, from the dense matrix instead (ARPACK needs ``k < n``).
+    The eigenvalues are those of :class:`lyapkit.PreconditionedOperator` ``u ↦ P^{-1/2} H
+    (P^{-1/2} u)`` by :meth:`lyapkit.LinearOperator.eigenpairs` (Lanczos to machine precision,
+    seed 0; small operators densely).
 
     Parameters
     ----------
-    matvec : callable
+    matvec : callable or lyapkit.LinearOperator
+        ``H``, symmetric (Hessian or GGN): an operator (a :class:`lyapkit.CurvatureOperator`), or
         ``v ↦ H v`` for a 1-D torch tensor over the flattened parameters (same order as ``P``),
-        returning a 1-D tensor; ``H`` symmetric (Hessian or GGN). It receives tensors of the dtype
-        and device of ``preconditioner`` when that is a tensor, else float64 on the CPU.
+        returning a 1-D tensor; the callable receives tensors of the dtype and device of
+        ``preconditioner`` when that is a tensor, else float64 on the CPU.
     preconditioner : (n,) tensor or array_like
         The positive diagonal ``P``.
     k : int, default 1
@@ -751,47 +754,55 @@ def preconditioned_sharpness(
     >>> s.eigenvalues.round(3).tolist(), round(s.threshold, 3)
     ([3.0, 2.0], 380.0)
     """
-    import scipy.sparse.linalg as sla
     import torch
 
     if isinstance(preconditioner, torch.Tensor):
         dtype, device = preconditioner.dtype, preconditioner.device
-        preconditioner = preconditioner.detach().cpu().to(torch.float64).numpy()
     else:
         dtype, device = torch.float64, torch.device("cpu")
-    P = real_array(preconditioner, "preconditioner", 1)
-    if np.any(P <= 0):
-        raise ValueError("preconditioner must be positive (Adam's sqrt(v̂) + ε)")
-    if not callable(matvec):
-        raise TypeError(f"matvec must be a callable v -> H v, got {type(matvec).__name__}")
+    P = real_array(to_numpy(preconditioner), "preconditioner", 1)
+    if isinstance(matvec, LinearOperator):
+        operator = matvec
+    elif callable(matvec):
+        operator = _MatvecOperator(matvec, len(P), dtype, device)
+    else:
+        raise TypeError(
+            f"matvec must be a callable v -> H v or a lyapkit.LinearOperator, got "
+            f"{type(matvec).__name__}"
+        )
     n = len(P)
     k = integer(k, "k", 1, n, maximum_is=f"{n} (the number of parameters)")
     if beta1 is not None and lr is None:
         raise ValueError("lr is required for the threshold when beta1 is given")
     lr = None if lr is None else number(lr, "lr", positive=True)
     beta1 = None if beta1 is None else number(beta1, "beta1", non_negative=True, below=1.0)
-    scale = 1.0 / np.sqrt(P)
-
-    def apply(u: np.ndarray) -> np.ndarray:
-        v = torch.as_tensor(scale * np.ravel(u), dtype=dtype, device=device)
-        hv = matvec(v)
-        if not isinstance(hv, torch.Tensor) or tuple(hv.shape) != (n,):
-            got = tuple(hv.shape) if isinstance(hv, torch.Tensor) else type(hv).__name__
-            raise ValueError(f"matvec must return a 1-D tensor of shape ({n},), got {got}")
-        return scale * hv.detach().cpu().to(torch.float64).numpy()
-
-    if k < n:
-        operator = sla.LinearOperator((n, n), matvec=apply, dtype=np.float64)
-        start = np.random.default_rng(0).standard_normal(n)
-        values, vectors = sla.eigsh(operator, k=k, which="LA", v0=start)
-    else:
-        dense = np.stack([apply(e) for e in np.eye(n)], axis=1)
-        values, vectors = np.linalg.eigh((dense + dense.T) / 2)
-    order = np.argsort(values)[::-1]
+    pairs = PreconditionedOperator(operator, P).eigenpairs(k, method="lanczos", tol=0.0)
     threshold = (
         float("nan") if lr is None else edge_of_stability(lr, beta1 or 0.0) / (1 - (beta1 or 0.0))
     )
-    return PreconditionedSharpness(values[order], vectors[:, order], lr, beta1, threshold)
+    return PreconditionedSharpness(pairs.eigenvalues, pairs.eigenvectors, lr, beta1, threshold)
+
+
+class _MatvecOperator(LinearOperator):
+    """A symmetric operator given by a torch matvec ``v ↦ H v`` on 1-D tensors."""
+
+    def __init__(self, matvec: Callable[[Any], Any], n: int, dtype: Any, device: Any):
+        self._set_parameters(["theta"], [(n,)], kind="operator", dtype=dtype, device=device)
+        self._matvec = matvec
+
+    def _matmat(self, V: Any) -> Any:
+        import torch
+
+        columns = []
+        for j in range(V.shape[1]):
+            hv = self._matvec(V[:, j])
+            if not isinstance(hv, torch.Tensor) or tuple(hv.shape) != (self.num_params,):
+                got = tuple(hv.shape) if isinstance(hv, torch.Tensor) else type(hv).__name__
+                raise ValueError(
+                    f"matvec must return a 1-D tensor of shape ({self.num_params},), got {got}"
+                )
+            columns.append(hv.detach().to(dtype=self.dtype, device=self.device))
+        return torch.stack(columns, 1)
 
 
 @dataclass(frozen=True, repr=False)

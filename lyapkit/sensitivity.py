@@ -33,26 +33,27 @@ from typing import Any, Literal
 import numpy as np
 
 from lyapkit._array import to_numpy
-from lyapkit._checks import integer
 from lyapkit.backend import GGN_AUTODIFF_HINT, Backend, BackendError, GGNPlan, get_backend
 from lyapkit.maps.base import Map
+from lyapkit.operators import LinearOperator
 
 log = logging.getLogger(__name__)
 
 LOSSES = ("mse", "cross_entropy")
 OUTPUTS = ("last", "all")
-#: ``eigenvalues`` decomposes the dense matrix up to this size, and uses Lanczos (eigsh) beyond.
-DENSE_EIGEN_MAX = 256
 
 
-class MapGGN:
+class MapGGN(LinearOperator):
     """The GGN matrix of a map's readouts as a linear operator (made by :func:`lyapkit.map_ggn`).
 
     ``G = (1/N) Σ_{members, outputs t} J_tᵀ H_ℓ(y_t) J_t`` with ``J_t = C S_t`` the Jacobian of
-    the readout ``y_t = C x_t + c`` in the parameters (forward sensitivities ``S_t``). Vectors live
-    on the selected parameters flattened in order, each row-major (:attr:`lyapkit.MapGGN.parameter_names`,
-    ``parameter_shapes``, :meth:`lyapkit.MapGGN.unflatten`); arrays are float64 numpy. Every product re-runs the
-    trajectory on the backend, so the operator holds no large state.
+    the readout ``y_t = C x_t + c`` in the parameters (forward sensitivities ``S_t``). A
+    :class:`lyapkit.LinearOperator` whose own arrays are float64 numpy: vectors live on the
+    selected parameters flattened in order, each row-major (``parameter_names``,
+    ``parameter_shapes``, :meth:`lyapkit.LinearOperator.unflatten`). Every product re-runs the
+    trajectory on the backend, so the operator holds no large state; :meth:`lyapkit.LinearOperator.dense`
+    builds the matrix from the full sensitivities in one pass, so eigenpairs of up to
+    ``dense_eigen_max`` (256) parameters are computed from it.
 
     Parameters
     ----------
@@ -79,13 +80,15 @@ class MapGGN:
     >>> G = lk.map_ggn(system, np.ones(3), np.zeros((10, 0)), np.ones((1, 3)),
     ...                parameters=("W", "b"), backend="numpy")
     >>> G.shape, G.parameter_names
-    ((12, 12), ('W', 'b'))
-    >>> v = rng.standard_normal(G.size)
-    >>> bool(np.allclose(G.matvec(v), G.dense() @ v))
+    ((12, 12), ['W', 'b'])
+    >>> v = rng.standard_normal(G.num_params)
+    >>> bool(np.allclose(G @ v, G.dense() @ v))
     True
     >>> {name: part.shape for name, part in G.unflatten(v).items()}
     {'W': (3, 3), 'b': (3,)}
     """
+
+    dense_eigen_max = 256
 
     def __init__(
         self,
@@ -95,178 +98,28 @@ class MapGGN:
         parameter_shapes: dict[str, tuple[int, ...]],
     ):
         self.system, self.plan, self.backend = system, plan, backend
-        self.parameter_shapes = dict(parameter_shapes)
+        self._set_parameters(list(parameter_shapes), list(parameter_shapes.values()), kind="ggn")
 
-    @property
-    def parameter_names(self) -> tuple[str, ...]:
-        """Names of the selected parameters, in the order of the flat vectors."""
-        return tuple(self.parameter_shapes)
-
-    @property
-    def size(self) -> int:
-        """``P``, the number of selected parameter entries."""
-        return self.plan.size
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(P, P)``."""
-        return (self.size, self.size)
-
-    def unflatten(self, v: Any) -> dict[str, np.ndarray]:
-        """Split a flat vector ``(P,)`` into a dict of arrays with the parameters' shapes.
-
-        Parameters
-        ----------
-        v : (P,) array_like
-            A vector on the flattened parameters.
-
-        Returns
-        -------
-        dict of str to numpy.ndarray
-            One float64 array per parameter, with its shape, in order.
-
-        Raises
-        ------
-        ValueError
-            ``v`` does not have shape ``(P,)``.
-        """
-        v = self._vectors(v, 1)
-        ends = np.cumsum([math.prod(shape) for shape in self.parameter_shapes.values()])
-        return {
-            name: part.reshape(shape)
-            for (name, shape), part in zip(
-                self.parameter_shapes.items(), np.split(v, ends[:-1]), strict=True
-            )
-        }
-
-    def matvec(self, v: Any) -> np.ndarray:
-        """``G v`` for ``v`` of shape ``(P,)``.
-
-        Parameters
-        ----------
-        v : (P,) array_like
-            A vector on the flattened parameters.
-
-        Returns
-        -------
-        numpy.ndarray
-            ``(P,)`` float64 ``G v``.
-
-        Raises
-        ------
-        ValueError
-            ``v`` does not have shape ``(P,)``.
-        """
-        return self.matmat(self._vectors(v, 1)[:, None])[:, 0]
-
-    def matmat(self, V: Any) -> np.ndarray:
-        """``G V`` for ``V`` of shape ``(P, k)`` (one forward and one adjoint sweep for all k).
-
-        Parameters
-        ----------
-        V : (P, k) array_like
-            ``k`` vectors on the flattened parameters, as columns.
-
-        Returns
-        -------
-        numpy.ndarray
-            ``(P, k)`` float64 ``G V`` (a ``RuntimeWarning`` when it is not finite).
-
-        Raises
-        ------
-        ValueError
-            ``V`` does not have shape ``(P, k)``.
-        """
-        V = self._vectors(V, 2)
-        if V.shape[1] == 0:
-            return np.zeros(V.shape)
+    def _matmat(self, V: np.ndarray) -> np.ndarray:
+        """``G V`` by one forward and one adjoint sweep for all ``k`` columns."""
         return self._checked(self.backend.ggn(self.system, self.plan, V))
 
-    def dense(self) -> np.ndarray:
-        """``G`` as a symmetric ``(P, P)`` array, from the full forward sensitivities.
-
-        Returns
-        -------
-        numpy.ndarray
-            ``(P, P)`` float64, symmetrised as ``(G + Gᵀ)/2``.
-        """
-        G = self._checked(self.backend.ggn(self.system, self.plan))
-        return (G + G.T) / 2
-
-    def as_linear_operator(self) -> Any:
-        """A symmetric ``scipy.sparse.linalg.LinearOperator`` in float64.
-
-        Returns
-        -------
-        scipy.sparse.linalg.LinearOperator
-            ``(P, P)`` operator whose ``matvec``/``matmat`` (and the adjoint ones) are
-            :meth:`lyapkit.MapGGN.matvec` and :meth:`lyapkit.MapGGN.matmat`.
-        """
-        from scipy.sparse.linalg import LinearOperator
-
-        return LinearOperator(
-            self.shape,
-            matvec=self.matvec,
-            rmatvec=self.matvec,
-            matmat=self.matmat,
-            rmatmat=self.matmat,
-            dtype=np.float64,
-        )
-
-    def eigenvalues(self, k: int = 1) -> np.ndarray:
-        """The ``k`` largest eigenvalues, descending.
-
-        Dense ``eigh`` when ``P ≤ DENSE_EIGEN_MAX`` (256) or ``k ≥ P/2``; otherwise implicitly
-        restarted Lanczos (``scipy.sparse.linalg.eigsh``, largest algebraic, seeded start vector).
-
-        Parameters
-        ----------
-        k : int, default 1
-            Number of eigenvalues, ``1 ≤ k ≤ P``.
-
-        Returns
-        -------
-        numpy.ndarray
-            ``(k,)`` float64 eigenvalues, largest first.
-
-        Raises
-        ------
-        ValueError
-            ``k`` is not an integer in ``[1, P]``.
-        """
-        P = self.size
-        k = integer(k, "k", 1, P)
-        if P <= DENSE_EIGEN_MAX or 2 * k >= P:
-            log.debug("GGN eigenvalues: dense eigh of a %d×%d matrix", P, P)
-            return np.linalg.eigvalsh(self.dense())[::-1][:k].copy()
-        from scipy.sparse.linalg import eigsh
-
-        log.debug("GGN eigenvalues: eigsh for the top %d of %d", k, P)
-        v0 = np.random.default_rng(0).standard_normal(P)
-        values = eigsh(self.as_linear_operator(), k=k, which="LA", v0=v0, return_eigenvectors=False)
-        return np.sort(values)[::-1]
-
-    def _vectors(self, V: Any, ndim: int) -> np.ndarray:
-        V = np.asarray(to_numpy(V), dtype=np.float64)
-        expected = "(P,)" if ndim == 1 else "(P, k)"
-        if V.ndim != ndim or V.shape[0] != self.size:
-            raise ValueError(
-                f"expected an array of shape {expected} with P = {self.size}, got {V.shape}"
-            )
-        return np.ascontiguousarray(V)
+    def _dense(self) -> np.ndarray:
+        """``G`` from the full forward sensitivities."""
+        return self._checked(self.backend.ggn(self.system, self.plan))
 
     def _checked(self, out: np.ndarray) -> np.ndarray:
         if not np.isfinite(out).all():
             warnings.warn(
                 "the GGN product is not finite: the trajectory or its sensitivities overflowed",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=5,
             )
         return out
 
     def __repr__(self) -> str:
         return (
-            f"MapGGN(P={self.size}, parameters={list(self.parameter_names)}, "
+            f"MapGGN(P={self.num_params}, parameters={self.parameter_names}, "
             f"loss={self.plan.loss!r}, outputs={'all' if self.plan.all_outputs else 'last'!r}, "
             f"members={self.plan.x0.shape[0]}, steps={self.plan.steps}, "
             f"backend={self.backend.name!r}, system={self.system!r})"
@@ -329,7 +182,7 @@ def map_ggn(
     Returns
     -------
     MapGGN
-        ``matvec``, ``matmat``, ``dense``, ``as_linear_operator`` and ``eigenvalues``.
+        A :class:`lyapkit.LinearOperator` (``@``, ``dense``, ``eigenpairs``, ``to_scipy``…).
 
     Raises
     ------
@@ -367,7 +220,7 @@ def map_ggn(
     ...                parameters=("W", "b"), backend="numpy")
     >>> G.shape
     (12, 12)
-    >>> bool(np.isclose(G.eigenvalues(1)[0], np.trace(G.dense())))
+    >>> bool(np.isclose(G.eigenpairs(1).eigenvalues[0], np.trace(G.dense())))
     True
 
     With ``x0 = 0``, ``W = 0``, no inputs and one step, ``y = γ tanh(b)``; at ``b = 0`` the GGN

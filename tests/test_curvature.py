@@ -1,8 +1,10 @@
-"""Curvature operators against dense float64 matrices built independently with torch.func.
+"""Curvature operators (``lyapkit.curvature``) against dense float64 matrices built independently
+with torch.func.
 
 References: the Hessian of the data-set loss by ``torch.func.hessian``; the GGN as ``JᵀH_ℓJ`` from
-``jacrev`` of the outputs and the Hessian of the loss in the outputs; the unrolled decomposition
-against a WCRNN written out with one weight copy per step, differentiated densely.
+``jacrev`` of the outputs and the Hessian of the loss in the outputs. The unrolled decomposition is
+in ``test_unrolled.py``, the estimators in ``test_eigensolvers.py``, ``test_hutchpp.py`` and
+``test_slq.py``.
 """
 
 from __future__ import annotations
@@ -11,34 +13,16 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+from cases import sequences, wcrnn  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-from scipy.sparse.linalg import LinearOperator, aslinearoperator  # noqa: E402
 from torch.func import functional_call, hessian, jacrev  # noqa: E402
 
-from lyapkit.curvature import (  # noqa: E402
-    CurvatureOperator,
-    hutchpp_trace,
-    inverse_participation_ratio,
-    lanczos_quadrature,
-)
+from lyapkit.curvature import CurvatureOperator  # noqa: E402
 from lyapkit.losses import mean_loss  # noqa: E402
-from lyapkit.trainers.models import WCRNN, ElmanRNN  # noqa: E402
+from lyapkit.trainers.models import ElmanRNN  # noqa: E402
 
 F = torch.nn.functional
-
-
-def wcrnn(seed=0, readout="last", hidden=3, gamma=0.4):
-    torch.manual_seed(seed)
-    R = 0.9 * torch.linalg.qr(torch.randn(hidden, hidden))[0]
-    return WCRNN(2, hidden, 2, readout, residual=R, gamma=gamma).double()
-
-
-def sequences(seed=1, batch=4, T=5, classes=2, readout="last"):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, T, 2, generator=g, dtype=torch.float64)
-    shape = (batch,) if readout == "last" else (batch, T)
-    return x, torch.randint(0, classes, shape, generator=g)
 
 
 def dense_reference(op, batches, loss):
@@ -82,7 +66,7 @@ def test_dense_operator_matches_torch_func(kind, loss):
     v = torch.randn(op.num_params, dtype=torch.float64)
     np.testing.assert_allclose((op @ v).numpy(), ref @ v.numpy(), rtol=1e-6, atol=1e-12)
     V = np.random.default_rng(0).standard_normal((op.num_params, 3))
-    np.testing.assert_allclose(op.as_linear_operator().matmat(V), ref @ V, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(op.to_scipy().matmat(V), ref @ V, rtol=1e-6, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["hessian", "ggn"])
@@ -156,72 +140,6 @@ def test_eigenpairs_match_dense_decomposition(kind):
     assert ds["eigenvalues"].attrs["units"] and list(ds["parameter"].values) == op.parameter_names
 
 
-def test_inverse_participation_ratio():
-    P = 50
-    np.testing.assert_allclose(inverse_participation_ratio(np.eye(P)[:, 3]), [1.0])
-    np.testing.assert_allclose(inverse_participation_ratio(np.ones(P)), [1 / P])
-    V = np.random.default_rng(0).standard_normal((P, 4))
-    ipr = inverse_participation_ratio(V)
-    assert ((ipr >= 1 / P) & (ipr <= 1)).all()
-
-
-# --- stochastic estimators on explicit matrices ---------------------------------------------------
-
-
-def random_symmetric(P, seed=0):
-    rng = np.random.default_rng(seed)
-    Q = np.linalg.qr(rng.standard_normal((P, P)))[0]
-    eig = np.concatenate([rng.uniform(5, 10, 3), rng.normal(0, 0.3, P - 3)])
-    return (Q * eig) @ Q.T, eig
-
-
-def test_hutchpp_exact_when_the_sketch_spans_the_space():
-    A, eig = random_symmetric(12)
-    assert hutchpp_trace(A, num_matvecs=36, seed=1) == pytest.approx(eig.sum(), rel=1e-10)
-
-
-def test_hutchpp_is_unbiased():
-    A, eig = random_symmetric(60)
-    estimates = np.array([hutchpp_trace(A, num_matvecs=9, seed=s) for s in range(300)])
-    stderr = estimates.std(ddof=1) / np.sqrt(len(estimates))
-    assert abs(estimates.mean() - eig.sum()) < 4 * stderr + 1e-12
-
-
-def test_lanczos_quadrature_is_gauss_quadrature_of_each_probe():
-    """With m steps, Σ_j w_j θ_j^k = qᵀA^k q exactly for k < 2m; weights sum to 1."""
-    A, eig = random_symmetric(40, seed=2)
-    m = 6
-    sld = lanczos_quadrature(A, num_probes=5, lanczos_steps=m, seed=3)
-    np.testing.assert_allclose(sld.weights.sum(1), 1, rtol=1e-12)
-    rng = np.random.default_rng(3)  # the same probes
-    probes = [rng.choice(np.array([-1.0, 1.0]), size=40) / np.sqrt(40) for _ in range(5)]
-    for k in range(2 * m):
-        exact = np.mean([q @ np.linalg.matrix_power(A, k) @ q for q in probes])
-        assert sld.moment(k) == pytest.approx(exact, rel=1e-8, abs=1e-10)
-    grid = np.linspace(eig.min() - 2, eig.max() + 2, 4001)
-    assert np.trapezoid(sld.density(grid), grid) == pytest.approx(1, abs=1e-6)
-
-
-def test_lanczos_quadrature_moments_match_the_spectrum():
-    """Many probes: moments approach tr(A^k)/P within their sampling error."""
-    A, eig = random_symmetric(30, seed=4)
-    sld = lanczos_quadrature(aslinearoperator(A), num_probes=200, lanczos_steps=10, seed=5)
-    per_probe = (sld.weights * sld.nodes**2).sum(1)
-    stderr = per_probe.std(ddof=1) / np.sqrt(len(per_probe))
-    assert abs(per_probe.mean() - np.mean(eig**2)) < 4 * stderr
-
-
-def test_lanczos_breakdown_on_a_low_rank_operator():
-    u = np.random.default_rng(0).standard_normal((20, 2))
-    A = LinearOperator((20, 20), matvec=lambda x: u @ (u.T @ x), dtype=np.float64)
-    sld = lanczos_quadrature(A, num_probes=3, lanczos_steps=10)
-    np.testing.assert_allclose(sld.weights.sum(1), 1, rtol=1e-10)
-    assert (sld.weights[:, 3:] == 0).all()  # Krylov spaces of dimension ≤ 3: early breakdown
-    exact = np.r_[0.0, np.linalg.eigvalsh(u.T @ u)]
-    used = sld.nodes[sld.weights > 1e-12]
-    assert np.abs(used[:, None] - exact[None]).min(1).max() < 1e-8 * exact.max()
-
-
 def test_operator_density_and_trace():
     model = wcrnn(hidden=3)
     x, y = sequences(batch=6)
@@ -234,109 +152,6 @@ def test_operator_density_and_trace():
     exact = np.mean([q @ dense @ q for q in probes])
     assert sld.moment(1) == pytest.approx(exact, rel=1e-6)
     assert sld.nodes.max() == pytest.approx(np.linalg.eigvalsh(dense).max(), rel=1e-8)
-
-
-# --- decomposition over unrolled time ------------------------------------------------------------------
-
-
-def untied_loss(model, x, y, Ws, Vs, bs, C, c):
-    """The WCRNN of ``model`` written out with one copy (W_t, V_t, b_t) per step."""
-    R, gamma = model.R, model.gamma
-    h = torch.zeros(x.shape[0], R.shape[0], dtype=x.dtype)
-    for t in range(x.shape[1]):
-        h = h @ R.T + gamma * torch.tanh(h @ Ws[t].T + x[:, t] @ Vs[t].T + bs[t])
-    return F.cross_entropy(h @ C.T + c, y)
-
-
-@pytest.mark.parametrize("kind", ["hessian", "ggn"])
-def test_layer_contributions_against_an_explicitly_untied_network(kind):
-    model, (x, y) = wcrnn(hidden=2), sequences(T=4)
-    names = ["recurrent.weight", "encoder.weight", "encoder.bias"]
-    op = CurvatureOperator(model, (x, y), kind=kind, parameters=names)
-    vectors = op.eigenpairs(2).eigenvectors
-    got = op.layer_contributions(vectors)
-    np.testing.assert_allclose(got.total, op.eigenpairs(2).eigenvalues, rtol=1e-8)
-    np.testing.assert_allclose(got.readout, 0, atol=1e-15)  # the readout copy of W, V, b is unused
-    T = x.shape[1]
-    W, V, b = (dict(model.named_parameters())[n].detach() for n in names)
-    C, c = model.decoder.weight.detach(), model.decoder.bias.detach()
-    sizes = [W.numel(), V.numel(), b.numel()]
-
-    def split(flat):  # (T·P,) -> per-step copies
-        per = flat.reshape(T, -1).split(sizes, dim=1)
-        return per[0].reshape(T, *W.shape), per[1].reshape(T, *V.shape), per[2].reshape(T, *b.shape)
-
-    tied = torch.cat([W.flatten(), V.flatten(), b.flatten()]).repeat(T)
-    if kind == "hessian":
-        H = hessian(lambda f: untied_loss(model, x, y, *split(f), C, c))(tied).numpy()
-    else:
-
-        def logits(f):
-            Ws, Vs, bs = split(f)
-            h = torch.zeros(x.shape[0], 2, dtype=x.dtype)
-            for t in range(T):
-                h = h @ model.R.T + model.gamma * torch.tanh(
-                    h @ Ws[t].T + x[:, t] @ Vs[t].T + bs[t]
-                )
-            return h @ C.T + c
-
-        out = logits(tied)
-        J = jacrev(logits)(tied).reshape(-1, tied.numel())
-        Hl = hessian(lambda o: F.cross_entropy(o.reshape(out.shape), y))(out.reshape(-1))
-        H = (J.T @ Hl @ J).numpy()
-    P = sum(sizes)
-    for i in range(vectors.shape[1]):
-        v = vectors[:, i]
-        rows = H.reshape(T, P, T, P) @ v  # (T, P, T): Σ_q H_{sp,tq} v_q
-        expected = np.einsum("p,spt->s", v, rows)
-        np.testing.assert_allclose(got.recurrent[i], expected, rtol=1e-7, atol=1e-12)
-
-
-@pytest.mark.parametrize("kind", ["hessian", "ggn"])
-def test_block_matrix_and_bins_sum_to_the_whole(kind):
-    model, (x, y) = wcrnn(hidden=3), sequences(T=6)
-    op = CurvatureOperator(model, (x, y), kind=kind)
-    top = op.eigenpairs(1)
-    v = top.eigenvectors[:, 0]
-    per_step = op.layer_contributions(v)
-    M = op.block_matrix(v)
-    np.testing.assert_allclose(M, M.T, atol=1e-14)
-    np.testing.assert_allclose(M.sum(), top.eigenvalues[0], rtol=1e-9)
-    np.testing.assert_allclose(
-        M.sum(1), np.r_[per_step.recurrent[0], per_step.readout[0]], rtol=1e-9, atol=1e-14
-    )
-    binned = op.layer_contributions(v, bins=3)
-    np.testing.assert_array_equal(binned.bin_edges, [0, 2, 4, 6])
-    np.testing.assert_allclose(
-        binned.recurrent[0], per_step.recurrent[0].reshape(3, 2).sum(1), rtol=1e-9
-    )
-    np.testing.assert_allclose(binned.readout, per_step.readout, rtol=1e-9)
-    ds = per_step.to_xarray()
-    assert ds["recurrent"].dims == ("direction", "layer") and ds["layer"].attrs["units"] == "step"
-
-
-@pytest.mark.parametrize("kind", ["hessian", "ggn"])
-def test_loss_time_contributions(kind):
-    model = wcrnn(readout="sequence")
-    x, y = sequences(T=4, readout="sequence")
-    op = CurvatureOperator(model, (x, y), kind=kind)
-    v = op.eigenpairs(1).eigenvectors
-    contrib = op.loss_time_contributions(v)
-    assert contrib.shape == (1, 4)
-    np.testing.assert_allclose(contrib.sum(), op.eigenpairs(1).eigenvalues[0], rtol=1e-9)
-    # the curvature of the loss at time τ alone: weights 1 at τ, 0 elsewhere (N stays the total)
-    for tau in range(4):
-
-        def loss_at(o, t, tau=tau):
-            terms = F.cross_entropy(o.reshape(-1, 2), t.reshape(-1), reduction="none").reshape(
-                t.shape
-            )
-            return terms[:, tau]
-
-        only = CurvatureOperator(model, (x, y), loss_at, kind=kind)
-        vv = v[:, 0]
-        scale = 4  # N counts one term per sample there
-        np.testing.assert_allclose(contrib[0, tau], vv @ only.dense() @ vv / scale, rtol=1e-8)
 
 
 def test_redundant_biases_are_flagged_as_null_directions():
@@ -415,18 +230,17 @@ def test_every_model_family_through_its_reference_path(name):
     np.testing.assert_allclose(op.dense(), ref, rtol=1e-6, atol=1e-12 * np.abs(ref).max())
 
 
-@pytest.mark.parametrize("r", [0.8, 0.9, 1.0])
-def test_layer_contributions_decay_like_the_residual(r):
-    """WCRNN eq. 15: for R = r·I and weak coupling, the contribution of unrolled layer s to the
-    top GGN eigenvalue scales like r^(T−s), i.e. its log falls at rate log r per step of lag,
-    up to the first-order weak-coupling bound 2γ‖W‖₂/r on the per-step rate."""
-    torch.manual_seed(0)
-    gamma = 0.02
-    model = WCRNN(1, 8, 3, residual=torch.eye(8) * r, gamma=gamma).double()
-    x, y = torch.randn(32, 30, 1, dtype=torch.float64), torch.randint(0, 3, (32,))
-    names = ["recurrent.weight", "encoder.weight", "encoder.bias"]
-    op = CurvatureOperator(model, (x, y), kind="ggn", parameters=names)
-    c = op.layer_contributions(op.eigenpairs(1).eigenvectors)
-    slope = np.polyfit(c.lag, np.log(np.abs(c.recurrent[0])), 1)[0]
-    bound = 2 * gamma * float(torch.linalg.matrix_norm(model.recurrent.weight, 2)) / r
-    assert abs(slope - np.log(r)) < bound
+def test_operators_of_one_model_combine():
+    """The second-order term ``H − G`` of the network and Adam's preconditioned Hessian, as
+    compositions of operators, against their dense matrices."""
+    import lyapkit as lk
+
+    model, (x, y) = wcrnn(hidden=2), sequences(T=3)
+    H = CurvatureOperator(model, (x, y), kind="hessian")
+    G = CurvatureOperator(model, (x, y), kind="ggn")
+    np.testing.assert_allclose((H - G).dense(), H.dense() - G.dense(), rtol=1e-12, atol=1e-14)
+    P = torch.rand(H.num_params, dtype=torch.float64) + 0.5
+    pre = lk.PreconditionedOperator(H, P)
+    d = 1 / np.sqrt(P.numpy())
+    np.testing.assert_allclose(pre.dense(), d[:, None] * H.dense() * d, rtol=1e-10, atol=1e-14)
+    assert (pre @ torch.ones(H.num_params)).dtype == torch.float32

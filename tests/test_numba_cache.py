@@ -37,7 +37,7 @@ blas = lk.lyapunov_spectrum(wcrnn, steps=100, transient=10, inputs=rng.standard_
                             backend="numba", seed=0)
 ggn = lk.map_ggn(wcrnn, rng.standard_normal((2, n)), rng.standard_normal((2, 5, 1)),
                  rng.standard_normal((3, n)), backend="numba")
-products, dense = ggn.matmat(np.ones((ggn.size, 2))), ggn.dense()
+products, dense = ggn.matmat(np.ones((ggn.num_params, 2))), ggn.dense()
 loops = {
     "tangent": _numba_loops.tangent_loop(nk.henon_step, nk.henon_jacobian, 2, 2),
     "twin": _numba_loops.twin_loop(nk.henon_step),

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import lyapkit as lk
 from lyapkit.backend import GGNPlan
-from lyapkit.sensitivity import DENSE_EIGEN_MAX, map_ggn
+from lyapkit.sensitivity import MapGGN, map_ggn
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -118,9 +118,9 @@ def test_ggn_matches_torch_func(variant, per_unit, loss, outputs):
         backend="numpy",
     )
     reference = _reference_ggn(system, w, x0, U, ALL, loss, outputs)
-    assert ggn.shape == reference.shape == (ggn.size, ggn.size)
+    assert ggn.shape == reference.shape == (ggn.num_params, ggn.num_params)
     _close(ggn.dense(), reference, 1e-6)
-    V = rng.standard_normal((ggn.size, 2))
+    V = rng.standard_normal((ggn.num_params, 2))
     _close(ggn.matmat(V), reference @ V, 1e-6)
     _close(ggn.matvec(V[:, 0]), reference @ V[:, 0], 1e-6)
 
@@ -132,13 +132,13 @@ def test_default_parameters_shared_inputs_and_broadcast_x0():
     rng = np.random.default_rng(4)
     x0, U = rng.standard_normal(N), rng.standard_normal((E, T, M))
     ggn = map_ggn(system, x0, U, w["C"], readout_bias=w["c"], outputs="all", backend="numpy")
-    assert ggn.parameter_names == ("W", "V", "b")
-    assert ggn.parameter_shapes == {"W": (N, N), "V": (N, M), "b": (N,)}
+    assert ggn.parameter_shapes == [(N, N), (N, M), (N,)]
+    assert ggn.parameter_names == ["W", "V", "b"]
     reference = _reference_ggn(
         system, w, np.broadcast_to(x0, (E, N)), U, ("W", "V", "b"), "mse", "all"
     )
     _close(ggn.dense(), reference, 1e-6)
-    parts = ggn.unflatten(np.arange(ggn.size, dtype=float))
+    parts = ggn.unflatten(np.arange(ggn.num_params, dtype=float))
     assert [v.shape for v in parts.values()] == [(N, N), (N, M), (N,)]
     assert parts["V"][0, 0] == N * N
 
@@ -186,7 +186,7 @@ def test_ggn_is_symmetric_psd(seed, n, m, o, members, steps, variant, per_unit, 
         parameters=("R", "W", "gamma", "V", "b"),
         backend="numpy",
     )
-    by_products = ggn.matmat(np.eye(ggn.size))  # the adjoint scheme, not symmetrised
+    by_products = ggn.matmat(np.eye(ggn.num_params))  # the adjoint scheme, not symmetrised
     G = ggn.dense()  # the forward-sensitivity scheme
     scale = max(np.abs(G).max(), 1e-300)
     assert np.abs(by_products - by_products.T).max() <= 1e-12 * scale
@@ -207,18 +207,19 @@ def test_eigenvalues_dense_and_lanczos_agree():
         outputs="all",
         backend="numpy",
     )
-    assert ggn.size > DENSE_EIGEN_MAX  # eigsh path
-    top = ggn.eigenvalues(3)
+    assert ggn.num_params > MapGGN.dense_eigen_max  # an iterative eigensolver, not eigh
+    top = ggn.eigenpairs(3, method="lanczos", tol=0.0).eigenvalues  # to machine precision
     exact = np.linalg.eigvalsh(ggn.dense())[::-1][:3]
     np.testing.assert_allclose(top, exact, rtol=1e-8)
+    np.testing.assert_allclose(ggn.eigenpairs(3).eigenvalues, exact, rtol=1e-5)  # LOBPCG, 1e-6
     assert np.all(np.diff(top) <= 0)
-    v = rng.standard_normal(ggn.size)
-    np.testing.assert_allclose(ggn.as_linear_operator() @ v, ggn.matvec(v), rtol=1e-14)
+    v = rng.standard_normal(ggn.num_params)
+    np.testing.assert_allclose(ggn.to_scipy() @ v, ggn.matvec(v), rtol=1e-14)
     small = map_ggn(
         system, rng.standard_normal(12), rng.standard_normal((3, 2)), w["C"], backend="numpy"
     )
     np.testing.assert_allclose(
-        small.eigenvalues(2), np.linalg.eigvalsh(small.dense())[::-1][:2], rtol=1e-12
+        small.eigenpairs(2).eigenvalues, np.linalg.eigvalsh(small.dense())[::-1][:2], rtol=1e-12
     )
 
 
@@ -248,7 +249,7 @@ def test_numpy_and_numba_agree(variant, per_unit, m, loss, outputs):
     by_numpy = map_ggn(*args, w["C"], backend="numpy", **kwargs)
     by_numba = map_ggn(*args, w["C"], backend="numba", **kwargs)
     assert by_numba.backend.name == "numba"
-    V = rng.standard_normal((by_numpy.size, 3))
+    V = rng.standard_normal((by_numpy.num_params, 3))
     _close(by_numba.matmat(V), by_numpy.matmat(V), 1e-10)
     _close(by_numba.dense(), by_numpy.dense(), 1e-10)
 
@@ -359,7 +360,7 @@ def test_user_map_with_only_a_parameter_jacobian():
     expected = map_ggn(system, *args, backend="numpy", **kwargs)
     user = map_ggn(_DenseOnly(system), *args, **kwargs)
     assert user.backend.name == "numpy"  # no numba kernels
-    V = rng.standard_normal((user.size, 2))
+    V = rng.standard_normal((user.num_params, 2))
     _close(user.matmat(V), expected.matmat(V), 1e-12)
     _close(user.dense(), expected.dense(), 1e-12)
 
@@ -372,7 +373,7 @@ def test_numba_kernels_without_parameter_kernels():
     user = _DenseOnly(system, lk.NumbaKernels(k.step, k.jacobian, k.params))
     ggn = map_ggn(user, np.zeros(N), np.zeros((T, M)), w["C"], backend="numba")
     with pytest.raises(lk.BackendError, match="backend='numpy'"):
-        ggn.matvec(np.zeros(ggn.size))
+        ggn.matvec(np.zeros(ggn.num_params))
 
 
 # --------------------------------------------------------------------------------------------
@@ -426,11 +427,11 @@ def test_bad_arguments(setup, change, match):
 def test_bad_vectors(setup):
     ggn = map_ggn(*setup, backend="numpy")
     with pytest.raises(ValueError, match="shape"):
-        ggn.matvec(np.zeros(ggn.size + 1))
+        ggn.matvec(np.zeros(ggn.num_params + 1))
     with pytest.raises(ValueError, match="shape"):
-        ggn.matmat(np.zeros(ggn.size))
+        ggn.matmat(np.zeros(ggn.num_params))
     with pytest.raises(ValueError, match="k must be"):
-        ggn.eigenvalues(0)
+        ggn.eigenpairs(0)
 
 
 def test_backend_that_cannot(setup):
@@ -448,4 +449,4 @@ def test_overflow_warns():
     system = lk.WCRNNMap(1e3 * np.eye(N), w["W"], 0.1, variant="linear")
     ggn = map_ggn(system, np.ones(N), np.zeros((200, 0)), w["C"], backend="numpy")
     with pytest.warns(RuntimeWarning, match="not finite"):
-        ggn.matvec(np.ones(ggn.size))
+        ggn.matvec(np.ones(ggn.num_params))
