@@ -6,7 +6,24 @@ without it.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import pytest
+
+import lyapkit as lk
+
+#: The built-in backends, and those of them whose libraries are installed here.
+BUILTIN_BACKENDS = ("numpy", "numba", "torch")
+INSTALLED = [b for b in BUILTIN_BACKENDS if b in lk.available_backends()]
+#: The built-in backends as ``parametrize`` values, each skipped where its library is missing.
+BACKENDS = [
+    pytest.param(b, marks=pytest.mark.skipif(b not in INSTALLED, reason=f"{b} not installed"))
+    for b in BUILTIN_BACKENDS
+]
 
 
 def wcrnn(seed=0, readout="last", hidden=3, gamma=0.4):
@@ -67,3 +84,93 @@ def dense_operator(M, *, torch_dtype=None, kind="operator"):
             return self.M.T @ V
 
     return Dense()
+
+
+#: A small adding-problem run (20 steps, checkpoints every 10): ``write_config`` fills it in.
+CONFIG = """
+[run]
+name = "small"
+dir = "{dir}"
+seed = {seed}
+threads = {threads}
+
+[task]
+name = "adding"
+T = 16
+n_train = 256
+n_test = 64
+
+[model]
+name = "WCRNN"
+hidden_size = {hidden}
+gamma = 0.1
+residual = {{ kind = "homogeneous", r = 0.95 }}
+
+[optimizer]
+name = "sgd"
+lr = {lr}
+momentum = 0.9
+clip_grad_norm = 1.0
+
+[training]
+steps = {steps}
+batch_size = 32
+eval_every = 10
+checkpoint_every = {checkpoint_every}
+
+[diagnostics.lyapunov]
+every = 10
+steps = 20
+transient = 4
+backend = "{backend}"
+"""
+
+
+def write_config(tmp_path: Path, name: str = "run.toml", **changes) -> Path:
+    """``CONFIG`` with ``changes`` written to ``tmp_path / name``."""
+    values = dict(
+        seed=3, threads=0, hidden=8, lr=0.02, steps=20, checkpoint_every=10, backend="numpy"
+    )
+    values.update(changes)
+    path = tmp_path / name
+    path.write_text(CONFIG.format(dir=tmp_path.as_posix(), **values))
+    return path
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """``lyapkit -q ARGS`` in a new process, on one OpenMP thread."""
+    return subprocess.run(
+        [sys.executable, "-m", "lyapkit.cli", "-q", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def assert_refused(proc: subprocess.CompletedProcess, *words: str) -> str:
+    """Exit 2 with one line on stderr (no traceback) that contains every word."""
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+class Interrupt(Exception):
+    """Stands for a kill in the middle of a run."""
+
+
+def interrupted_run(tmp_path: Path, at: int = 15) -> Path:
+    """A run stopped after its checkpoint at step 10 (of 20), like a killed one."""
+    from lyapkit.trainers.config import load_config
+    from lyapkit.trainers.trainer import Trainer
+
+    def stop(trainer, step, store):
+        if step == at:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        Trainer(load_config(write_config(tmp_path)), callbacks=[stop]).train()
+    return tmp_path / "small.nc"

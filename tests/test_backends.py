@@ -1,21 +1,28 @@
 """Backends: the conformance suite (lyapkit.testing) on every built-in backend, the numba and
 torch kernels beyond it, the registry, plugins and errors."""
 
+import os
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import pytest
+from cases import (
+    BACKENDS,
+    BUILTIN_BACKENDS,
+    INSTALLED,
+    assert_refused,
+    cli,
+    write_config,
+)
 
 import lyapkit as lk
 from lyapkit import testing
 from lyapkit.testing import backend_cases
 
-BACKENDS = ["numpy", "numba", "torch"]
 
-
-@pytest.mark.parametrize("backend, check", backend_cases(BACKENDS))
+@pytest.mark.parametrize("backend, check", backend_cases(BUILTIN_BACKENDS))
 def test_conformance(backend, check):
     """The public conformance suite (lyapkit.testing) on every built-in backend."""
     check(backend)
@@ -25,7 +32,7 @@ def test_conformance(backend, check):
 # backend's BLAS-3 loop with CholeskyQR, and a short chaotic run of a map with a ring coupling.
 # The numba backend compiles a loop once per process for each map's kernels (and, for the scalar
 # loop, each dimension and number of exponents): several seconds each, so these share the WCRNN
-# kernels of the suite and of test_properties.
+# kernels of the suite and of test_lyapunov.
 LARGE = {
     "wcrnn-A-40": (testing._wcrnn("A", n=40, m=0), 1000),  # autonomous
     "wcrnn-B-24": (testing._wcrnn("B", n=24), 1000),  # driven
@@ -41,7 +48,7 @@ def test_backends_agree_to_1e9_on_large_and_ring_maps(name):
     if system.input_dim:
         kw["inputs"] = np.random.default_rng(2).standard_normal((3, steps + 10, system.input_dim))
     ref = lk.lyapunov_spectrum(system, backend="numpy", **kw)
-    for b in BACKENDS:
+    for b in INSTALLED:
         res = lk.lyapunov_spectrum(system, backend=b, **kw)
         np.testing.assert_allclose(res.member_exponents, ref.member_exponents, rtol=0, atol=1e-9)
         np.testing.assert_allclose(res.final_state, ref.final_state, rtol=0, atol=1e-9)
@@ -285,7 +292,6 @@ def test_third_party_backend_plugin_via_entry_point(tmp_path):
             print(err)
     """)
     env = {"PYTHONPATH": str(tmp_path)}
-    import os
 
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -306,3 +312,43 @@ def test_missing_optional_dependency_names_the_extra():
 
     with pytest.raises(ImportError, match=r"pip install lyapkit\[somextra\]"):
         import_optional("a_module_that_is_not_installed", "somextra")
+
+
+torch = pytest.importorskip("torch")
+
+
+def test_cuda_on_a_cpu_only_torch_is_named(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    config = write_config(tmp_path)
+    text = config.read_text().replace("threads = 0", 'threads = 0\ndevice = "cuda"')
+    config.write_text(text)
+    assert_refused(cli("train", str(config)), "run.device='cuda'", "no CUDA device")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.toml"]  # nothing written
+    torch_map = lk.from_torch(lambda x: torch.tanh(x), dim=3)
+    with pytest.raises(lk.BackendError, match="device='cuda'.*no CUDA device"):
+        lk.lyapunov_spectrum(torch_map, steps=10, backend="torch", device="cuda")
+
+
+def test_unknown_device_strings_are_named():
+    with pytest.raises(lk.BackendError, match="device must be a torch device.*'gpu'"):
+        lk.lyapunov_spectrum(lk.Henon(), steps=10, backend="torch", device="gpu")
+
+
+def test_numba_typing_errors_are_one_backend_error():
+    numba = pytest.importorskip("numba")
+
+    @numba.njit
+    def step(x, u, p, out):
+        out[0] = p[0] * x[0] * "a"  # no float × str
+
+    @numba.njit
+    def jacobian(x, u, p, out):
+        out[0, 0] = p[0]
+
+    system = lk.from_numba(step, jacobian, 1, params=(2.0,), name="typo")
+    with pytest.raises(lk.BackendError) as info:
+        lk.lyapunov_spectrum(system, steps=10, backend="numba")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("typo: numba cannot compile")
+    assert "mul(float64" in message and "backend='numpy'" in message

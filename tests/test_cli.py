@@ -1,18 +1,21 @@
 """The ``lyapkit`` command line: in process, and as the installed command in real subprocesses,
 also in an environment where the optional dependencies cannot be imported."""
 
+import contextlib
 import importlib.util
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
+from cases import assert_refused, cli, interrupted_run, write_config
 
+import lyapkit as lk
 from lyapkit.cli import main
 
 #: The optional dependencies: `pip install lyapkit` installs none of them.
@@ -222,3 +225,106 @@ def test_demo_stops_before_training_when_one_extra_is_missing(tmp_path):
         "`pip install lyapkit[plot]`"
     ]
     assert not (tmp_path / "runs").exists()
+
+
+def test_cli_unwritable_output_is_a_clean_error(tmp_path, capsys):
+    out = tmp_path / "missing" / "x.nc"
+    argv = ["-q", "spectrum", "henon", "--steps", "50", "--backend", "numpy", "-o", str(out)]
+    assert main(argv) != 0
+    assert "error" in capsys.readouterr().err
+
+
+def test_cli_invalid_arguments_exit_2(capsys):
+    assert main(["-q", "spectrum", "henon", "--steps", "0", "--backend", "numpy"]) == 2
+    assert "steps must be a positive integer" in capsys.readouterr().err
+    assert main(["-q", "spectrum", "henon", "--k", "3", "--backend", "numpy"]) == 2
+    assert "k must be an integer between 1 and dim=2" in capsys.readouterr().err
+
+
+ROOT = os.name == "posix" and os.geteuid() == 0
+
+
+@contextlib.contextmanager
+def mounted(where: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted at ``where`` with ``options`` (needs root), unmounted afterwards."""
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+def fill(folder: Path, spare: int = 0) -> None:
+    """Write zeros into ``folder`` until its file system is full, then free ``spare`` bytes."""
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 4096)
+    os.truncate(filler, max(filler.stat().st_size - spare, 0))
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "filler"}
+
+
+@pytest.mark.skipif(not ROOT, reason="mounting a small tmpfs needs root")
+@pytest.mark.parametrize("spare", [0, 8192])  # no room for the lock; room for it, not the store
+def test_full_disk_is_one_line_and_keeps_the_last_good_store(tmp_path, spare):
+    with mounted(tmp_path / "disk", "size=1m") as disk:
+        run = interrupted_run(disk)  # stopped after its checkpoint at step 10 of 20
+        fill(disk, spare)
+        before = contents(disk)
+        line = assert_refused(
+            cli("train", str(disk / "run.toml"), "--resume"), "No space left on device"
+        )
+        assert str(disk) in line and ".tmp-" not in line  # names the target, not the temporary
+        assert contents(disk) == before  # run file, checkpoint and config untouched, no lock left
+        (disk / "filler").unlink()
+        proc = cli("train", str(disk / "run.toml"), "--resume")  # space again: it finishes
+        assert proc.returncode == 0, proc.stderr
+        assert int(lk.open_run(run)["metrics"]["step"][-1]) == 20
+
+
+@pytest.mark.skipif(not ROOT, reason="mounting a small tmpfs needs root")
+def test_spectrum_output_on_a_full_disk_is_one_line(tmp_path):
+    with mounted(tmp_path / "disk", "size=64k") as disk:
+        fill(disk)
+        line = assert_refused(
+            cli("spectrum", "henon", "--steps", "100", "-o", str(disk / "h.nc")),
+            "No space left on device",
+        )
+        assert "h.nc" in line and ".tmp-" not in line
+        assert sorted(p.name for p in disk.iterdir()) == ["filler"]  # no temporary left behind
+
+
+@pytest.mark.skipif(not ROOT, reason="mounting a read-only tmpfs needs root")
+def test_read_only_folder_fails_before_computing(tmp_path):
+    with mounted(tmp_path / "ro", "size=64k,ro") as ro:
+        assert_refused(cli("spectrum", "henon", "--steps", "100", "-o", str(ro / "h.nc")), "h.nc")
+        config = write_config(tmp_path)
+        config.write_text(config.read_text().replace(f'"{tmp_path.as_posix()}"', f'"{ro}"'))
+        assert_refused(cli("train", str(config)), str(ro))
+
+
+def test_output_paths_are_checked_before_computing(tmp_path):
+    """A missing folder or a folder given as the file: refused at once (the 10⁹ steps asked for
+    would take minutes), naming the option."""
+    missing = tmp_path / "no" / "such" / "h.nc"
+    for target in (missing, tmp_path):
+        line = assert_refused(
+            cli("spectrum", "henon", "--steps", "1000000000", "-o", str(target)), "--output"
+        )
+        assert str(target) in line
+    assert not missing.parent.exists()
+
+
+def test_report_is_written_where_it_says(tmp_path):
+    pytest.importorskip("matplotlib")
+    run = interrupted_run(tmp_path)
+    sheet = tmp_path / "sheet"  # no suffix: matplotlib alone would write sheet.png
+    proc = cli("report", str(run), "-o", str(sheet))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(sheet)
+    assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not sheet.with_suffix(".png").exists()

@@ -6,23 +6,17 @@ agreement of every backend."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import numpy as np
 import pytest
+from cases import BACKENDS, INSTALLED
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lyapkit
 from lyapkit import BackendError, covariant_vectors
 from lyapkit.backend import Backend, get_backend
-
-INSTALLED = ["numpy"] + [b for b in ("numba", "torch") if importlib.util.find_spec(b) is not None]
-BACKENDS = [
-    pytest.param(b, marks=pytest.mark.skipif(b not in INSTALLED, reason=f"{b} not installed"))
-    for b in ("numpy", "numba", "torch")
-]
 
 
 def sine(u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -18,8 +18,8 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from torch.func import functional_call, hessian, jacrev  # noqa: E402
 
+import lyapkit as lk  # noqa: E402
 from lyapkit.curvature import CurvatureOperator  # noqa: E402
-from lyapkit.losses import mean_loss  # noqa: E402
 from lyapkit.trainers.models import ElmanRNN  # noqa: E402
 
 F = torch.nn.functional
@@ -168,16 +168,6 @@ def test_redundant_biases_are_flagged_as_null_directions():
     assert CurvatureOperator(wcrnn(), (x, y)).redundant_parameters() == []
 
 
-def test_mean_loss_conventions_match_torch():
-    out = torch.randn(5, 3, 4, dtype=torch.float64)
-    labels = torch.randint(0, 4, (5, 3))
-    assert mean_loss("cross_entropy", out, labels) == pytest.approx(
-        float(F.cross_entropy(out.reshape(-1, 4), labels.reshape(-1)))
-    )
-    target = torch.randn_like(out)
-    assert mean_loss("mse", out, target) == pytest.approx(float(F.mse_loss(out, target)))
-
-
 def test_bad_input_is_refused_with_a_clear_error():
     model, (x, y) = wcrnn(), sequences()
     with pytest.raises(ValueError, match="kind must be"):
@@ -244,3 +234,15 @@ def test_operators_of_one_model_combine():
     d = 1 / np.sqrt(P.numpy())
     np.testing.assert_allclose(pre.dense(), d[:, None] * H.dense() * d, rtol=1e-10, atol=1e-14)
     assert (pre @ torch.ones(H.num_params)).dtype == torch.float32
+
+
+def test_curvature_operator_says_what_data_must_be():
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Linear(2, 1)
+    inputs, targets = torch.randn(4, 2), torch.randn(4, 1)
+    with pytest.raises(TypeError, match=r"bare Tensor of shape \(4, 2\): pass \(inputs, targets\)"):
+        lk.CurvatureOperator(model, inputs, "mse")
+    with pytest.raises(TypeError, match=r"item 0 of data is a Tensor"):
+        lk.CurvatureOperator(model, [inputs, inputs, targets], "mse")
+    op = lk.CurvatureOperator(model, [(inputs, targets)], "mse")  # a list of batches is fine
+    assert op.shape == (3, 3)

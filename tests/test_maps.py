@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from cases import assert_refused, cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -466,3 +467,11 @@ def test_coupled_standard_maps_rejects_non_integer_M():
 def test_coupled_standard_maps_wrong_k_names_argument():
     with pytest.raises(ValueError, match=r"(?<![A-Za-z_])k(?![A-Za-z_])"):
         lk.CoupledStandardMaps(M=3, k=[1.0, 2.0])
+
+
+def test_a_list_for_a_scalar_map_parameter_is_refused():
+    """It used to reach numba as a list: a 61-line TypingError."""
+    line = assert_refused(cli("spectrum", "henon", "-p", "a=1.4,2", "--backend", "numba"))
+    assert "a must be a finite number" in line
+    with pytest.raises(ValueError, match="coupling must be a finite number"):
+        lk.CoupledStandardMaps(coupling=[0.1, 0.2])

@@ -265,7 +265,7 @@ def test_elman_map_is_a_snapshot():
 
 
 def test_elman_spectrum_agrees_across_backends():
-    n = 4  # numba compiles a loop per state size: 4 is that of test_models_common's Elman RNNs
+    n = 4  # numba compiles a loop per state size: 4 is that of test_models_base's Elman RNNs
     R, gamma = residuals.informed(n, (0.2, 0.6), (0.9, 1.05), (0.05, 0.2), seed=14)
     torch.manual_seed(15)
     m = ElmanRNN(IN, n, OUT, residual=R, gamma=gamma).as_map()

@@ -136,7 +136,7 @@ MODELS = {
     "real-diagonal": lambda **kw: RealDiagonalRNN(M_IN, H, N_OUT, **kw),
     "block-diagonal": lambda **kw: BlockDiagonalRNN(M_IN, H, N_OUT, **kw),
     "dense": lambda **kw: DenseLinearRNN(M_IN, H, N_OUT, **kw),
-}  # every state has dimension H = 4: one numba loop for the spectra (as in test_models_common)
+}  # every state has dimension H = 4: one numba loop for the spectra (as in test_models_base)
 
 
 def _model(name: str, readout: str = "last", **kw):

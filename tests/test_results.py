@@ -140,3 +140,11 @@ def test_bad_inputs_are_named():
         lk.lyapunov_spectrum(system, steps=10, transient=5, inputs=np.zeros((10, 2)))
     with pytest.raises(ValueError, match="separation must be"):
         lk.max_lyapunov_twin(lk.Henon(), steps=10, separation=0.0)
+
+
+def test_kaplan_yorke_and_entropy_take_minus_infinity():
+    assert lk.kaplan_yorke_dimension([0.4, -0.1, -np.inf]) == 2.0
+    assert lk.kaplan_yorke_dimension([0.4, -np.inf]) == 1.0
+    assert lk.ks_entropy([0.4, -np.inf]) == pytest.approx(0.4)
+    assert math.isnan(lk.kaplan_yorke_dimension([0.4, np.nan]))
+    assert math.isnan(lk.ks_entropy([0.4, np.nan]))

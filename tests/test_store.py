@@ -17,7 +17,9 @@ import xarray as xr
 
 pytest.importorskip("h5netcdf")
 h5py = pytest.importorskip("h5py")
+from cases import assert_refused, cli  # noqa: E402
 
+import lyapkit as lk  # noqa: E402
 from lyapkit import __version__  # noqa: E402
 from lyapkit import store as store_module  # noqa: E402
 from lyapkit.store import STEP_ATTRS, RunStore, open_run, run_config  # noqa: E402
@@ -214,7 +216,7 @@ def test_failing_write_leaves_the_previous_file_intact(run_path):
     tmp.rmdir()
     assert run_path.read_bytes() == before
 
-    # (a disk that fills while writing: tests/test_resource_errors.py, on a real small tmpfs)
+    # (a disk that fills while writing: tests/test_cli.py, on a real small tmpfs)
     # the records are still in memory: the next flush succeeds
     store.flush()
     np.testing.assert_array_equal(open_run(run_path)["metrics"]["step"], np.arange(6))
@@ -440,3 +442,11 @@ def test_errors_name_the_argument(run_path, tmp_path):
 def test_import_does_not_load_torch():
     code = "import sys, lyapkit.store; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_file_that_is_not_hdf5_is_named(tmp_path):
+    fake = tmp_path / "notes.nc"
+    fake.write_text("hello")
+    with pytest.raises(ValueError, match=r"notes\.nc is not a lyapkit run store.*netCDF4/HDF5"):
+        lk.open_run(fake)
+    assert_refused(cli("report", str(fake)), "notes.nc", "not a lyapkit run store")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 
 import numpy as np
@@ -366,3 +367,55 @@ def test_numba_map_on_torch_backend_lists_numpy_and_numba():
     with pytest.raises(lk.BackendError) as info:
         lk.get_backend("torch", m)
     assert sorted(_listed_backends(str(info.value))) == ["numba", "numpy"]
+
+
+def _complex_step(x):
+    return (1 + 1j) * x
+
+
+def _three(x):
+    return np.array([x[0], x[1], 0.0])
+
+
+def _flat_jacobian(x):
+    return np.array([-2.8 * x[0], 1.0, 0.3, 0.0])
+
+
+def _henon(x):
+    return np.array([1 - 1.4 * x[0] ** 2 + x[1], 0.3 * x[0]])
+
+
+def test_user_map_returning_complex_values_is_refused_by_name():
+    step_complex = lk.from_numpy(_complex_step, 2, lambda x: np.eye(2))
+    with pytest.raises(TypeError, match=r"step callable '_complex_step' returned complex"):
+        lk.lyapunov_spectrum(step_complex, steps=5, seed=0, backend="numpy")
+    jac_complex = lk.from_numpy(lambda x: 0.5 * x, 2, lambda x: np.eye(2) * 1j, vectorized=True)
+    with pytest.raises(TypeError, match=r"jacobian callable .* returned complex"):
+        lk.lyapunov_spectrum(jac_complex, steps=5, seed=0, backend="numpy")
+    with pytest.raises(TypeError, match="complex"):
+        step_complex.step(np.ones(2))
+
+
+def test_user_map_of_the_wrong_shape_is_named():
+    with pytest.raises(ValueError, match=r"step callable '_three'.*shape \(3,\), expected \(2,\)"):
+        lk.lyapunov_spectrum(lk.from_numpy(_three, 2), steps=5, seed=0, backend="numpy")
+    flat = lk.from_numpy(_henon, 2, _flat_jacobian)  # used to be reshaped to (2, 2) silently
+    with pytest.raises(ValueError, match=r"'_flat_jacobian'.*shape \(4,\), expected \(2, 2\)"):
+        lk.lyapunov_spectrum(flat, steps=5, seed=0, backend="numpy")
+    batch = lk.from_numpy(lambda x: x[..., :1], 2, vectorized=True)
+    with pytest.raises(ValueError, match=r"shape \(3, 1\), expected \(3, 2\)"):
+        batch.step(np.ones((3, 2)))
+    # one number per state is unambiguous for dim = 1: (1,) is taken for (1, 1)
+    logistic = lk.from_numpy(lambda x: 4 * x * (1 - x), 1, lambda x: 4 - 8 * x)
+    res = lk.lyapunov_spectrum(logistic, steps=3000, x0=[0.3], seed=0, backend="numpy")
+    assert abs(res.exponents[0] - math.log(2)) < 0.05
+
+
+@pytest.mark.parametrize("period", [0, -1.0, math.inf, math.nan, True])
+def test_non_positive_period_is_refused(period):
+    with pytest.raises(ValueError, match="period must be a positive finite number"):
+        lk.from_numpy(_henon, 2, period=period)
+    kernels = lk.Henon().numba_kernels()
+    if kernels is not None:
+        with pytest.raises(ValueError, match="period must be a positive finite number"):
+            lk.from_numba(kernels.step, kernels.jacobian, 2, params=kernels.params, period=period)

@@ -116,8 +116,12 @@ def test_as_map_is_the_cell_with_exact_jacobian(model):
     expected_J = torch.func.jacrev(model.step)(x, u).detach()
     if "numpy" in system.namespaces:
         x_, u_ = x.numpy(), u.numpy()
-        np.testing.assert_allclose(system.step(x_, u_), expected_step.numpy(), rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(system.jacobian(x_, u_), expected_J.numpy(), rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(
+            system.step(x_, u_), expected_step.numpy(), rtol=1e-12, atol=1e-14
+        )
+        np.testing.assert_allclose(
+            system.jacobian(x_, u_), expected_J.numpy(), rtol=1e-10, atol=1e-13
+        )
     else:
         torch.testing.assert_close(system.step(x, u), expected_step, rtol=1e-12, atol=1e-14)
         torch.testing.assert_close(system.jacobian(x, u), expected_J, rtol=1e-10, atol=1e-13)
@@ -128,8 +132,15 @@ def test_spectrum_of_the_map_on_every_capable_backend(model):
     inputs = np.random.default_rng(1).standard_normal((60, 2))
     names = ["numpy", "numba", "torch"] if "numpy" in system.namespaces else ["torch"]
     results = [
-        lyapkit.lyapunov_spectrum(system, steps=60, inputs=inputs, x0=np.full(system.dim, 0.1),
-                                  backend=name, seed=0, history=False)  # fmt: skip
+        lyapkit.lyapunov_spectrum(
+            system,
+            steps=60,
+            inputs=inputs,
+            x0=np.full(system.dim, 0.1),
+            backend=name,
+            seed=0,
+            history=False,
+        )  # fmt: skip
         for name in names
     ]
     for result in results:
