@@ -207,11 +207,14 @@ class LinearOperator(abc.ABC):
 
     @staticmethod
     def _like(out: Any, like: Any) -> Any:
-        """``out`` as the kind of ``like``: a tensor of its dtype and device, or float64 numpy."""
+        """``out`` as the kind of ``like``: a tensor of its device and (floating) dtype, or float64
+        numpy."""
         if is_torch_tensor(like):
             import torch
 
-            return torch.as_tensor(out).to(dtype=like.dtype, device=like.device)
+            out = torch.as_tensor(out)
+            dtype = like.dtype if like.is_floating_point() or like.is_complex() else out.dtype
+            return out.to(dtype=dtype, device=like.device)
         return np.asarray(to_numpy(out), dtype=np.float64)
 
     def unflatten(self, v: Any) -> dict[str, Any]:

@@ -44,6 +44,9 @@ def test_products_return_the_kind_they_are_given():
         assert isinstance(out_t, torch.Tensor) and out_t.dtype == torch.float32
         np.testing.assert_allclose(out_t.numpy(), A @ x, rtol=1e-6)
         assert (op @ [1.0, 0, 0, 0, 0]).shape == (5,)  # array_like
+        exact = op @ torch.arange(5)  # an integer tensor: the product in the operator's dtype
+        assert exact.is_floating_point()
+        np.testing.assert_allclose(exact.numpy(), A @ x, rtol=1e-12)
         assert op.matmat(np.zeros((5, 0))).shape == (5, 0)
         parts = op.unflatten(np.arange(5.0))
         assert list(parts) == ["a", "b"] and parts["b"].tolist() == [2.0, 3.0, 4.0]
