@@ -56,20 +56,20 @@ def number(
     """``value`` as a finite ``float`` (a real number, or a 0-d numpy array or torch tensor; not
     ``bool``): ``> 0`` with ``positive``, ``≥ 0`` with ``non_negative``, and ``< below`` when
     ``below`` is given."""
-    ok = not isinstance(value, (bool, np.bool_))
-    if ok and not isinstance(value, numbers.Real):
+    if isinstance(value, (bool, np.bool_)) or not (
+        isinstance(value, numbers.Real) or getattr(value, "ndim", None) == 0
+    ):
+        x = math.nan
+    else:
         try:
-            value = float(value) if getattr(value, "ndim", None) == 0 else None
-        except (TypeError, ValueError):
-            value = None
-        ok = value is not None
-    ok = ok and math.isfinite(value)
-    if ok and (positive and not value > 0 or non_negative and not value >= 0):
-        ok = False
-    if ok and below is not None and not value < below:
-        ok = False
-    if ok:
-        return float(value)
+            x = float(value)
+        except (TypeError, ValueError, OverflowError):
+            x = math.nan
+    in_range = (
+        (not positive or x > 0) and (not non_negative or x >= 0) and (below is None or x < below)
+    )
+    if math.isfinite(x) and in_range:
+        return x
     if below is not None:
         low = "(0" if positive else "[0" if non_negative else "(-inf"
         what = f"a number in {low}, {below:g})"

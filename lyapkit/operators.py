@@ -540,7 +540,7 @@ class PreconditionedOperator(_Derived):
         self.scale = self._native(1.0 / np.sqrt(diagonal))[:, None]
 
     def _matmat(self, V: Any) -> Any:
-        return self.scale * self.operator.matmat(self.scale * V)
+        return self.scale * self.operator._matmat(self.scale * V)
 
     def __repr__(self) -> str:
         return f"PreconditionedOperator({self.operator!r})"
