@@ -81,6 +81,13 @@ def _gram_schmidt(W, Q, R, n, k):
     return True
 
 
+@_inline
+def packed(i, j, k):
+    """The place of entry ``(i, j)``, ``i ≤ j``, of a ``k × k`` upper triangle stored by rows:
+    ``k (k + 1) / 2`` numbers, so the factors take 21 of 36 for ``k = 6``."""
+    return i * k - (i * (i - 1)) // 2 + j - i
+
+
 #: Float64 entries of Jacobians in one slot of a member's block buffer (256 KiB: cache-resident),
 #: and at most in the buffers of all members.
 _SLOT, _BUFFER = 2**15, 2**22
@@ -97,13 +104,14 @@ def forward_loop(step, jacobian, n, k):
     """The forward pass of kernels ``step`` and ``jacobian`` for ``k`` vectors in ``n`` dimensions:
     ``chunk(params, X, Q, U, t0, t1, transient, keep, factors, bases, states, blow, Js, xs, stops,
     pipelined)`` advances every member from step ``t0`` to ``t1`` (X (E, n), rows Q (E, k, n)). It
-    stores ``R_s`` in ``factors`` (E, steps + tail, k, k) for every post-transient step ``s = t −
+    stores ``R_s`` in ``factors`` (E, steps + tail, k (k + 1) / 2: the upper triangle by rows, see
+    :func:`packed`) for every post-transient step ``s = t −
     transient ≥ 0``, the basis (rows) and state at the steps ``keep`` (K,) in ``bases`` (E, K, k,
     n) and ``states`` (E, K, n), and sets ``blow`` (E,) to the step after which a member became
     non-finite or collapsed. ``Js`` (E, 2, B, n, n), ``xs`` (E, 2, B, n) and ``stops`` (E, 2) are
     the blocks' buffers; ``pipelined`` runs each member's state chain one block ahead of its
-    tangent chain, on another thread (see the module docstring). No logarithm is taken per step:
-    the caller sums ``log (R_s)_ii`` from ``factors``, vectorised."""
+    tangent chain, on another thread (see the module docstring). No logarithm is taken here: the
+    backward pass sums ``log (R_s)_ii`` as it reads the factors."""
 
     @njit(error_model="numpy", fastmath=_FAST, inline="always")
     def states_block(params, x_io, U, t0, count, Js, xs):
@@ -158,9 +166,11 @@ def forward_loop(step, jacobian, n, k):
                 blown = t + 1
                 break
             if s >= 0:
+                p = 0
                 for i in range(k):
-                    for jj in range(k):
-                        factors[s, i, jj] = R[i, jj]
+                    for jj in range(i, k):
+                        factors[s, p] = R[i, jj]
+                        p += 1
         q_io[:] = q
         return blown
 
@@ -200,34 +210,47 @@ def forward_loop(step, jacobian, n, k):
 @functools.cache
 def backward_loop(n, k):
     """The backward pass for ``k`` vectors in ``n`` dimensions: ``run(factors, C, keep, blow,
-    bases, B, pipelined)`` iterates ``C ← R_s⁻¹ C`` (unit columns) from ``C`` (E, k, k) for ``s``
-    from the last stored factor down to 0, in blocks of ``B`` steps, and overwrites the kept bases
-    (rows, (E, K, k, n)) with the CLVs ``V_s = Q_s C_s`` as rows of unit length; members with
-    ``blow ≥ 0`` get NaN. ``C_s`` replaces ``R_s`` in ``factors`` at the kept steps (the caller
-    reads ``diag R_s`` first). With ``pipelined``, a second thread per member forms a block's
-    CLVs while the first runs the coefficients of the next block down."""
+    bases, B, pipelined, steps, log_stretch)`` iterates ``C ← R_s⁻¹ C`` (unit columns) from ``C``
+    (E, k, k) for ``s`` from the last stored factor down to 0, in blocks of ``B`` steps, and
+    overwrites the kept bases (rows, (E, K, k, n)) with the CLVs ``V_s = Q_s C_s`` as rows of unit
+    length; members with ``blow ≥ 0`` get NaN. ``C_s`` (upper triangular too) replaces ``R_s`` in
+    ``factors`` (packed, :func:`packed`) at the kept steps. It also sets ``log_stretch`` (E, k) to
+    ``Σ_{s < steps} log (R_s)_ii``: the coefficient chain reads every ``R_s`` anyway, and the
+    logarithms and reciprocals of the diagonal, independent of its chain, overlap with it (a
+    separate pass over the diagonal is memory-bound: the whole array for ``k`` numbers a step).
+    With ``pipelined``, a second thread per member forms a block's CLVs while the first runs the
+    coefficients of the next block down."""
 
     @njit(error_model="numpy", fastmath=_FAST, inline="always")
-    def coefficients_block(R, C, keep, lo, hi):
-        """``C ← R_s⁻¹ C`` for ``s = hi − 1 … lo``, keeping ``C_s`` in ``R[s]`` at kept steps."""
+    def coefficients_block(R, C, keep, lo, hi, steps, log_stretch):
+        """``C ← R_s⁻¹ C`` for ``s = hi − 1 … lo``, keeping ``C_s`` in ``R[s]`` at kept steps, and
+        ``log_stretch += Σ_{s < steps} log diag R_s`` (summed per block, then added)."""
         ki = np.searchsorted(keep, hi) - 1
+        block, reciprocal = np.zeros(k), np.empty(k)
         for s in range(hi - 1, lo - 1, -1):
+            for i in range(k):  # off the chain of C: 1/R_ii, and the logarithms
+                reciprocal[i] = 1.0 / R[s, packed(i, i, k)]
+            if s < steps:
+                for i in range(k):
+                    block[i] += math.log(R[s, packed(i, i, k)])
             for j in range(k):  # column j: back substitution on rows i <= j
                 norm2 = 0.0
                 for i in range(j, -1, -1):
                     acc = C[i, j]
                     for m in range(i + 1, j + 1):
-                        acc -= R[s, i, m] * C[m, j]
-                    C[i, j] = acc / R[s, i, i]
+                        acc -= R[s, packed(i, m, k)] * C[m, j]
+                    C[i, j] = acc * reciprocal[i]
                     norm2 += C[i, j] * C[i, j]
                 inv = 1.0 / math.sqrt(norm2)
                 for i in range(j + 1):
                     C[i, j] *= inv
             if ki >= 0 and s == keep[ki]:
                 for i in range(k):
-                    for j in range(k):
-                        R[s, i, j] = C[i, j]
+                    for j in range(i, k):
+                        R[s, packed(i, j, k)] = C[i, j]
                 ki -= 1
+        for i in range(k):
+            log_stretch[i] += block[i]
 
     @njit(error_model="numpy", fastmath=_FAST, inline="always")
     def vectors_block(R, keep, bases, lo, hi):
@@ -239,7 +262,7 @@ def backward_loop(n, k):
                 for a in range(n):
                     acc = 0.0
                     for i in range(j + 1):
-                        acc += C[i, j] * Q[i, a]
+                        acc += C[packed(i, j, k)] * Q[i, a]
                     Q[j, a] = acc
                     norm2 += acc * acc
                 inv = 1.0 / math.sqrt(norm2)
@@ -249,7 +272,7 @@ def backward_loop(n, k):
     @cached_njit(
         loop_key("clv_backward", (), n, k), parallel=True, error_model="numpy", fastmath=_FAST
     )
-    def run(factors, C0, keep, blow, bases, B, pipelined):
+    def run(factors, C0, keep, blow, bases, B, pipelined, steps, log_stretch):
         E, S = factors.shape[0], factors.shape[1]
         C = C0.copy()
         blocks = (S + B - 1) // B
@@ -264,7 +287,10 @@ def backward_loop(n, k):
                 if blow[e] >= 0:
                     continue
                 if role != 1 and c < blocks:
-                    coefficients_block(factors[e], C[e], keep, max(0, S - (c + 1) * B), S - c * B)
+                    coefficients_block(
+                        factors[e], C[e], keep, max(0, S - (c + 1) * B), S - c * B, steps,
+                        log_stretch[e],
+                    )  # fmt: skip
                 if role != 0 and c >= lag:
                     b = c - lag
                     vectors_block(factors[e], keep, bases[e], max(0, S - (b + 1) * B), S - b * B)

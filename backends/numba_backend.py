@@ -274,7 +274,7 @@ class NumbaBackend(Backend):
         # np.full, not np.zeros or np.empty: the pages are touched here, on one thread, before the
         # pipelined loop, where first-touch page faults made it up to 3x slower (10⁵ steps of a
         # 6-dimensional map: 40 ms on touched pages, 50-160 ms on fresh ones).
-        factors = np.full((E, plan.steps + plan.tail, k, k), 0.0)
+        factors = np.full((E, plan.steps + plan.tail, k * (k + 1) // 2), 0.0)  # triangles
         # a member that blows up leaves later entries unwritten: its bases are NaN-ed backwards
         bases, states = np.full((E, K, k, n), np.nan), np.full((E, K, n), np.nan)
         blow = np.full(E, -1, dtype=np.int64)
@@ -287,11 +287,11 @@ class NumbaBackend(Backend):
                 blow, Js, xs, stops, pipelined,
             )  # fmt: skip
             progress.update(t1 - t0)
-        diagonal = np.diagonal(factors[:, : plan.steps], axis1=-2, axis2=-1)
-        with np.errstate(divide="ignore", invalid="ignore"):  # members that blew up: NaN-ed
-            log_stretch = np.log(diagonal).sum(axis=1)
         C = np.ascontiguousarray(plan.coefficients0, dtype=np.float64)
-        backward_loop(n, k)(factors, C, keep, blow, bases, block_size(E, k), pipelined)
+        log_stretch = np.zeros((E, k))  # stays 0 for members that blew up: _pack NaN-s them
+        backward_loop(n, k)(
+            factors, C, keep, blow, bases, block_size(E, k), pipelined, plan.steps, log_stretch
+        )
         return CovariantRecord(np.swapaxes(bases, -1, -2), states, log_stretch, blow)
 
     @_compile_errors

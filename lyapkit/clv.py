@@ -64,7 +64,8 @@ def covariant_vectors(
 
     Cost: ``transient + steps + tail`` Jacobians and QR factorisations ``O(n² k)``, then as many
     triangular solves ``O(k³)`` and ``O(n k²)`` per kept step. Memory: the factors ``R_s``,
-    ``8 (steps + tail) k²`` bytes per member (the bases are stored at the kept steps only,
+    ``8 (steps + tail) k²`` bytes per member (``4 (steps + tail) k (k + 1)`` on numba, which keeps
+    their upper triangles; the bases are stored at the kept steps only,
     ``8 n k`` bytes each, and replaced by the CLVs); ``keep_every`` thins the kept steps, not the
     factors, which the backward pass needs at every step. A warning says when it would all take
     more than ``LARGE_RESULT_BYTES`` (512 MiB).
