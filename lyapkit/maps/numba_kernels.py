@@ -13,6 +13,21 @@ from numba import njit
 _jit = njit(cache=True, fastmath=False, nogil=True)
 
 
+@njit(cache=True, fastmath=False, nogil=True, inline="always")
+def _wrap(y, period):
+    """``y % period`` (Python's, in ``[0, period)``), bit for bit, without its ``fmod`` and
+    division when ``y`` is within one period of ``[0, period)``: ``y − period`` is exact there
+    (Sterbenz's lemma), and for ``−period < y < 0`` Python's ``%`` also returns the rounded
+    ``y + period``. Zero, the rest and NaN take ``%`` (``−0.0 % p`` is ``+0.0``)."""
+    if 0.0 < y < period:
+        return y
+    if period <= y < 2.0 * period:
+        return y - period
+    if -period < y < 0.0:
+        return y + period
+    return y % period
+
+
 @_jit
 def henon_step(x, u, p, out):
     a, b = p
@@ -51,8 +66,8 @@ def tent_jacobian(x, u, p, J):
 
 @_jit
 def cat_step(x, u, p, out):
-    out[0] = (2.0 * x[0] + x[1]) % 1.0
-    out[1] = (x[0] + x[1]) % 1.0
+    out[0] = _wrap(2.0 * x[0] + x[1], 1.0)
+    out[1] = _wrap(x[0] + x[1], 1.0)
 
 
 @_jit
@@ -77,8 +92,8 @@ def coupled_standard_step(x, u, p, out):
         kick = k[i] * math.sin(th) - coupling * (right + left)
         left = -right
         mom = x[M + i] + kick
-        out[i] = (th + mom) % two_pi
-        out[M + i] = mom % two_pi
+        out[i] = _wrap(th + mom, two_pi)
+        out[M + i] = _wrap(mom, two_pi)
 
 
 @_jit
