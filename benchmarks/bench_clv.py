@@ -103,7 +103,7 @@ def cases():
 
 
 def main() -> None:
-    args = cli(__doc__.splitlines()[0], repeats=3, quick_repeats=1)
+    args = cli(__doc__.splitlines()[0], repeats=5, quick_repeats=1)
     window = 10**4 if args.quick else 10**5
     print_header(
         "CLVs, lyapkit numba backend vs pynamicalsys", args,
