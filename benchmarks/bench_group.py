@@ -9,14 +9,24 @@ CPU thread Trainer picks for a small model). Grouped: ``train_group(configs, res
 overwrite=True)``. Both write every member's run file and checkpoints (same schedule) and include
 building the trainers. Target: the group ≥ 5× faster than the baseline.
 
+Ceiling, measured in the same run: the grouped step's batched products alone (one ``bmm`` per time
+step forward, three backward, the same shapes and dtype, on the faster of one thread and all
+cores), with none of the elementwise work or bookkeeping. The grouped training steps cannot be
+faster than these products, so the baseline's training-step time over theirs bounds the steps'
+speed-up; with the rest of the grouped run as measured (building the runs, store flushes,
+evaluations, checkpoints), the baseline's time over the products' plus that rest bounds the whole.
+
     python benchmarks/bench_group.py [--quick] [--repeats N]
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
+import time
 
+import torch
 from _timing import (
     best_of,
     cli,
@@ -44,6 +54,50 @@ def grid(directory: str, steps: int, members: int) -> list[dict]:
         config["diagnostics"] = {}
         configs.append(config)
     return configs
+
+
+def products_seconds(config: dict, members: int, steps: int) -> float:
+    """Seconds that ``steps`` grouped training steps of ``members`` members spend in their batched
+    products alone: per time step ``t``, forward ``[x_{t−1}, s_t, 1] (B, n+m+1) @ (n+m+1, 2n)``,
+    backward ``δ_tᵀ [x_{t−1}, s_t, 1]``, ``g_t R`` and ``δ_t W`` (``trainers/group.py``'s
+    ``_GroupLoop``), each one ``bmm`` over the members; best of 3, on the faster of one thread
+    and all cores."""
+    trainer = Trainer(config)
+    n, (_, T, m) = trainer.model.state_size, trainer._probe[0].shape
+    B, width = config["training"]["batch_size"], n + m + 1
+
+    def randn(*shape):
+        return torch.randn(*shape, dtype=trainer.dtype)
+
+    xs, weights, pre = (
+        randn(T + 1, members, B, width),
+        randn(members, width, 2 * n),
+        randn(T, members, B, 2 * n),
+    )
+    delta, g, g_next = randn(members, B, n), randn(members, B, n), randn(members, B, n)
+    R, W, grad = randn(members, n, n), randn(members, n, n), randn(members, n, width)
+
+    def one_step() -> None:
+        for t in range(T):
+            torch.bmm(xs[t], weights, out=pre[t])
+        for t in range(T - 1, -1, -1):
+            grad.baddbmm_(delta.transpose(1, 2), xs[t])
+            if t:
+                torch.bmm(g, R, out=g_next).baddbmm_(delta, W)
+
+    previous, best = torch.get_num_threads(), float("inf")
+    try:
+        for threads in sorted({1, os.cpu_count() or 1}):
+            torch.set_num_threads(threads)
+            one_step()
+            for _ in range(3):
+                tick = time.perf_counter()
+                for _ in range(10):
+                    one_step()
+                best = min(best, (time.perf_counter() - tick) / 10)
+    finally:
+        torch.set_num_threads(previous)
+    return best * steps
 
 
 def main() -> None:
@@ -78,6 +132,12 @@ def main() -> None:
     ]  # fmt: skip
     print_table(["method", "all runs", "spread", "training steps", "speed-up"], rows)
     print(f"training steps alone (last repeat): {fmt_ratio(training[0] / training[1])} faster")
+    floor = products_seconds(configs[0], members, steps)
+    rest = group.best - training[1]  # the grouped run outside its training steps
+    print(f"ceiling: the grouped steps' batched products alone take {fmt_seconds(floor)}: the "
+          f"training steps cannot be more than {fmt_ratio(training[0] / floor)} faster than the "
+          f"baseline's; with the rest of the grouped run as measured ({fmt_seconds(rest)}), the "
+          f"group cannot be more than {fmt_ratio(baseline.best / (floor + rest))} faster")  # fmt: skip
     print(f"largest difference of a member's best test accuracy: {max(differences):.2g} "
           "(float32 training amplifies rounding over hundreds of steps; in float64 the members "
           "agree to 1e-10, tests/test_group.py)")  # fmt: skip
