@@ -51,6 +51,24 @@ def best_of(fn: Callable[[], Any], repeats: int, warmup: Callable[[], Any] | Non
     return Timing(tuple(times), result)
 
 
+def best_of_interleaved(
+    fns: Sequence[Callable[[], Any]], repeats: int, warmups: Sequence[Callable[[], Any]]
+) -> list[Timing]:
+    """:func:`best_of` for several functions whose repeats are taken in turn (``f, g, f, g, …``),
+    so that a slow spell of a shared machine falls on all of them alike."""
+    for warmup in warmups:
+        warmup()
+    times: list[list[float]] = [[] for _ in fns]
+    results: list[Any] = [None] * len(fns)
+    for _ in range(max(1, repeats)):
+        for i, fn in enumerate(fns):
+            gc.collect()
+            t0 = time.perf_counter()
+            results[i] = fn()
+            times[i].append(time.perf_counter() - t0)
+    return [Timing(tuple(t), r) for t, r in zip(times, results, strict=True)]
+
+
 def _timed(fn: Callable[[], Any]) -> float:
     t0 = time.perf_counter()
     fn()

@@ -7,7 +7,8 @@ Both run Ginelli's method for every CLV at every step of the window: a forward Q
 First both run a short window from the same state, on which their orbits agree, and the largest
 difference of their CLVs (up to sign) is printed. Target: lyapkit >= 5x faster on every case, with
 numba's default threads (one trajectory uses two: its state chain runs ahead of its QR chain); the
-one-thread figure is printed beside it.
+one-thread figure is printed beside it. The three timings' repeats are taken in turn (lyapkit,
+lyapkit on one thread, pynamicalsys, again …), and the best of each counts.
 
     python benchmarks/bench_clv.py [--quick] [--repeats N]
 """
@@ -20,7 +21,7 @@ import math
 import numba
 import numpy as np
 from _timing import (
-    best_of,
+    best_of_interleaved,
     cli,
     fmt_ratio,
     fmt_seconds,
@@ -128,10 +129,12 @@ def main() -> None:
         clvs, _ = theirs(pds, params, x0, 2 * warm, warm=warm, tail=warm)()
         dots = np.abs((short.vectors[0, : warm // 2] * clvs[: warm // 2]).sum(-2))
         agreement = float(np.max(1 - dots))
-        mine = best_of(ours(system, x0, window), args.repeats, ours(system, x0, 10))
-        with one_thread():
-            single = best_of(ours(system, x0, window), args.repeats, ours(system, x0, 10))
-        ref = best_of(theirs(pds, params, x0, window), args.repeats, theirs(pds, params, x0, 10))
+        mine, single, ref = best_of_interleaved(
+            [ours(system, x0, window), one_thread()(ours(system, x0, window)),
+             theirs(pds, params, x0, window)],
+            args.repeats,
+            [ours(system, x0, 10), theirs(pds, params, x0, 10)],
+        )  # fmt: skip
         ratio = ref.best / mine.best
         ratios.append(ratio)
         rows.append([
