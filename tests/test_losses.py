@@ -24,7 +24,6 @@ def test_out_of_range_class_labels_are_named():
     assert float(good) == pytest.approx(np.log(3), rel=1e-12)
 
 
-
 def test_mean_loss_conventions_match_torch():
     out = torch.randn(5, 3, 4, dtype=torch.float64)
     labels = torch.randint(0, 4, (5, 3))

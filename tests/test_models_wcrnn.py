@@ -88,13 +88,21 @@ def test_initialisation_is_pytorch_default_linear():
     torch.manual_seed(7)
     model = WCRNN(3, 8, 4)
     torch.manual_seed(7)
-    decoder, encoder, recurrent = torch.nn.Linear(8, 4), torch.nn.Linear(3, 8), torch.nn.Linear(8, 8, bias=False)
+    decoder, encoder, recurrent = (
+        torch.nn.Linear(8, 4),
+        torch.nn.Linear(3, 8),
+        torch.nn.Linear(8, 8, bias=False),
+    )
     torch.testing.assert_close(model.decoder.weight, decoder.weight, rtol=0, atol=0)
     torch.testing.assert_close(model.encoder.weight, encoder.weight, rtol=0, atol=0)
     torch.testing.assert_close(model.encoder.bias, encoder.bias, rtol=0, atol=0)
     torch.testing.assert_close(model.recurrent.weight, recurrent.weight, rtol=0, atol=0)
     assert {name for name, _ in model.named_parameters()} == {
-        "encoder.weight", "encoder.bias", "recurrent.weight", "decoder.weight", "decoder.bias"
+        "encoder.weight",
+        "encoder.bias",
+        "recurrent.weight",
+        "decoder.weight",
+        "decoder.bias",
     }
     torch.testing.assert_close(model.R, torch.eye(8), rtol=0, atol=0)
 
@@ -228,7 +236,9 @@ def test_regime_and_exponents_of_homogeneous_residuals():
         prediction = WCRNN(1, 4, 1, residual=residuals.homogeneous(4, r)).theory()
         assert prediction.regime == regime == memory_regime(residuals.homogeneous(4, r))
         np.testing.assert_allclose(prediction.exponents, np.log(r), atol=1e-15)
-    np.testing.assert_allclose(residual_exponents(np.diag([0.5, 2.0, -1.0])), np.log([2.0, 1.0, 0.5]))
+    np.testing.assert_allclose(
+        residual_exponents(np.diag([0.5, 2.0, -1.0])), np.log([2.0, 1.0, 0.5])
+    )
 
 
 @pytest.mark.parametrize(
