@@ -88,6 +88,9 @@ def packed(i, j, k):
     return i * k - (i * (i - 1)) // 2 + j - i
 
 
+#: Steps per partial sum of the backward pass's ``log (R_s)_ii``.
+_LOG_WINDOW = 1024
+
 #: Float64 entries of Jacobians in one slot of a member's block buffer (256 KiB: cache-resident),
 #: and at most in the buffers of all members.
 _SLOT, _BUFFER = 2**15, 2**22
@@ -214,25 +217,32 @@ def backward_loop(n, k):
     (E, k, k) for ``s`` from the last stored factor down to 0, in blocks of ``B`` steps, and
     overwrites the kept bases (rows, (E, K, k, n)) with the CLVs ``V_s = Q_s C_s`` as rows of unit
     length; members with ``blow ≥ 0`` get NaN. ``C_s`` (upper triangular too) replaces ``R_s`` in
-    ``factors`` (packed, :func:`packed`) at the kept steps. It also sets ``log_stretch`` (E, k) to
-    ``Σ_{s < steps} log (R_s)_ii``: the coefficient chain reads every ``R_s`` anyway, and the
-    logarithms and reciprocals of the diagonal, independent of its chain, overlap with it (a
-    separate pass over the diagonal is memory-bound: the whole array for ``k`` numbers a step).
+    ``factors`` (packed, :func:`packed`) at the kept steps. It also adds ``Σ_{s < steps} log
+    (R_s)_ii`` to ``log_stretch`` (E, k; zeros on entry): the coefficient chain reads every
+    ``R_s`` anyway, and the logarithms and reciprocals of the diagonal, independent of its chain,
+    overlap with it (a separate pass over the diagonal is memory-bound: the whole array for ``k``
+    numbers a step).
     With ``pipelined``, a second thread per member forms a block's CLVs while the first runs the
     coefficients of the next block down."""
 
     @njit(error_model="numpy", fastmath=_FAST, inline="always")
-    def coefficients_block(R, C, keep, lo, hi, steps, log_stretch):
+    def coefficients_block(R, C, keep, lo, hi, steps, partial, log_stretch):
         """``C ← R_s⁻¹ C`` for ``s = hi − 1 … lo``, keeping ``C_s`` in ``R[s]`` at kept steps, and
-        ``log_stretch += Σ_{s < steps} log diag R_s`` (summed per block, then added)."""
+        ``log_stretch += Σ_{s < steps} log diag R_s``: summed in ``partial`` over the fixed windows
+        of ``_LOG_WINDOW`` steps, each added when the pass reaches its first step, so the rounding
+        does not depend on the block size (which depends on the ensemble size)."""
         ki = np.searchsorted(keep, hi) - 1
-        block, reciprocal = np.zeros(k), np.empty(k)
+        reciprocal = np.empty(k)
         for s in range(hi - 1, lo - 1, -1):
             for i in range(k):  # off the chain of C: 1/R_ii, and the logarithms
                 reciprocal[i] = 1.0 / R[s, packed(i, i, k)]
             if s < steps:
                 for i in range(k):
-                    block[i] += math.log(R[s, packed(i, i, k)])
+                    partial[i] += math.log(R[s, packed(i, i, k)])
+                if s % _LOG_WINDOW == 0:
+                    for i in range(k):
+                        log_stretch[i] += partial[i]
+                        partial[i] = 0.0
             for j in range(k):  # column j: back substitution on rows i <= j
                 norm2 = 0.0
                 for i in range(j, -1, -1):
@@ -249,8 +259,6 @@ def backward_loop(n, k):
                     for j in range(i, k):
                         R[s, packed(i, j, k)] = C[i, j]
                 ki -= 1
-        for i in range(k):
-            log_stretch[i] += block[i]
 
     @njit(error_model="numpy", fastmath=_FAST, inline="always")
     def vectors_block(R, keep, bases, lo, hi):
@@ -274,7 +282,7 @@ def backward_loop(n, k):
     )
     def run(factors, C0, keep, blow, bases, B, pipelined, steps, log_stretch):
         E, S = factors.shape[0], factors.shape[1]
-        C = C0.copy()
+        C, partial = C0.copy(), np.zeros(log_stretch.shape)
         blocks = (S + B - 1) // B
         lag = 1 if pipelined else 0  # blocks by which the coefficients run ahead of the vectors
         for e in range(E):
@@ -289,7 +297,7 @@ def backward_loop(n, k):
                 if role != 1 and c < blocks:
                     coefficients_block(
                         factors[e], C[e], keep, max(0, S - (c + 1) * B), S - c * B, steps,
-                        log_stretch[e],
+                        partial[e], log_stretch[e],
                     )  # fmt: skip
                 if role != 0 and c >= lag:
                     b = c - lag

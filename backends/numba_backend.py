@@ -288,10 +288,11 @@ class NumbaBackend(Backend):
             )  # fmt: skip
             progress.update(t1 - t0)
         C = np.ascontiguousarray(plan.coefficients0, dtype=np.float64)
-        log_stretch = np.zeros((E, k))  # stays 0 for members that blew up: _pack NaN-s them
+        log_stretch = np.zeros((E, k))
         backward_loop(n, k)(
             factors, C, keep, blow, bases, block_size(E, k), pipelined, plan.steps, log_stretch
         )
+        log_stretch[blow >= 0] = np.nan  # the backward pass skips the members that blew up
         return CovariantRecord(np.swapaxes(bases, -1, -2), states, log_stretch, blow)
 
     @_compile_errors

@@ -516,7 +516,8 @@ class CovariantRecord:
         ``x_s`` at the kept steps. After a member's ``blowup_step`` they are unspecified: the
         array backends keep the states they reach, the numba backend leaves NaN.
     log_stretch : (E, k) float64
-        ``Σ_{0 <= s < steps} log (R_s)_ii``: the exponents times ``steps``.
+        ``Σ_{0 <= s < steps} log (R_s)_ii``: the exponents times ``steps``. Not finite for a
+        member that blew up (NaN on the numba backend).
     blowup_step : (E,) int64
         The first step (1-based, counted from the start) after which the state or an ``(R_s)_ii``
         was not finite, or an ``(R_s)_ii`` was 0 (a collapsed direction leaves ``R_s``

@@ -236,13 +236,14 @@ def _pairs(pairs: Any, k: int) -> tuple[tuple[int, int], ...]:
 
 def _warn_if_large(E: int, n: int, k: int, factors: int, kept: int, pairs: int) -> None:
     """``LargeResultWarning`` when the factors ``R_s`` and the kept vectors, states and angles
-    would take more than ``LARGE_RESULT_BYTES``."""
+    would take more than ``LARGE_RESULT_BYTES``; counted with dense ``k × k`` factors, the most
+    any backend stores (numba keeps their upper triangles, ``k (k + 1) / 2`` numbers)."""
     r_bytes = 8 * E * factors * k * k
     kept_bytes = 8 * E * kept * (n * k + n + pairs + 1)
     if r_bytes + kept_bytes <= LARGE_RESULT_BYTES:
         return
     warnings.warn(
-        f"this run will take about {_size(r_bytes + kept_bytes)} of memory: the factors R_s of "
+        f"this run will take up to {_size(r_bytes + kept_bytes)} of memory: the factors R_s of "
         f"{factors} steps (steps + tail) x {k}x{k} x {E} members ({_size(r_bytes)}), and the "
         f"vectors, states and angles at {kept} kept steps ({_size(kept_bytes)}); fewer steps, "
         "vectors (k) or members shrink the factors, a larger keep_every the kept vectors",

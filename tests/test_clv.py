@@ -467,6 +467,22 @@ def test_numba_pipelined_passes_are_bit_identical_to_one_thread(monkeypatch):
 
 
 @needs_numba
+def test_numba_exponents_do_not_depend_on_the_block_size(monkeypatch):
+    """The backward pass sums ``log (R_s)_ii`` over fixed windows of steps, not per block (whose
+    size shrinks with the ensemble): the exponents agree to the bit across block sizes, over a
+    window of several sum windows, and their sum is Hénon's ``log |det J| = log b``."""
+    from lyapkit.backends import _numba_clv
+
+    kw = dict(x0=[0.1, -0.05], steps=3000, transient=10, tail=40, seed=0, backend="numba")
+    default = covariant_vectors(lyapkit.Henon(), **kw)
+    monkeypatch.setattr(_numba_clv, "_SLOT", 37 * 4)  # blocks of 37 steps
+    small = covariant_vectors(lyapkit.Henon(), **kw)
+    np.testing.assert_array_equal(small.exponents, default.exponents)
+    assert kw["steps"] > 2 * _numba_clv._LOG_WINDOW
+    np.testing.assert_allclose(default.exponents.sum(), math.log(0.3), atol=1e-12)
+
+
+@needs_numba
 @pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined", "one-thread"])
 @pytest.mark.parametrize(
     "diagonal, blowup_step",
