@@ -41,14 +41,7 @@ class Timing:
 
 def best_of(fn: Callable[[], Any], repeats: int, warmup: Callable[[], Any] | None = None) -> Timing:
     """Time ``fn()`` ``repeats`` times after one warm-up call (``warmup()``, default ``fn()``)."""
-    (warmup or fn)()
-    times, result = [], None
-    for _ in range(max(1, repeats)):
-        gc.collect()
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return Timing(tuple(times), result)
+    return best_of_interleaved([fn], repeats, [warmup or fn])[0]
 
 
 def best_of_interleaved(

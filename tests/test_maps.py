@@ -233,6 +233,30 @@ def test_numba_kernels_match_numpy(name, seed):
         np.testing.assert_array_equal(xe, x[e])  # the state is not modified
 
 
+_PERIODS = (1.0, 2.0 * math.pi)
+_WRAP_EDGES = [
+    y
+    for p in _PERIODS
+    for c in (0.0, p, -p, 2.0 * p, -2.0 * p, 3.0 * p)
+    for y in (c, np.nextafter(c, -np.inf), np.nextafter(c, np.inf))
+] + [-0.0, -5e-324, 5e-324, -1e-300, math.inf, -math.inf, math.nan, 1e300, -1e300]
+
+
+@settings(deadline=None, max_examples=300)
+@given(y=st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(_WRAP_EDGES))
+def test_numba_wrap_is_python_modulo_bit_for_bit(y):
+    """The kernels' fast wrap to the torus is Python's ``%``, to the bit (signed zeros, NaN and
+    the edges of each period included): the orbits of the torus maps do not change."""
+    pytest.importorskip("numba")
+    from lyapkit.maps.numba_kernels import _wrap
+
+    for p in _PERIODS:
+        expected, got = np.float64(y % p), np.float64(_wrap(y, p))
+        assert expected.view(np.int64) == got.view(np.int64) or (
+            np.isnan(expected) and np.isnan(got)
+        ), (y, p, expected, got)
+
+
 # --------------------------------------------------------------------------------------------
 # (d) Closed-form facts and the equations written out independently.
 # --------------------------------------------------------------------------------------------
