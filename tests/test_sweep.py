@@ -134,6 +134,20 @@ def test_another_sweep_in_the_same_directory_is_refused(tmp_path):
 # --- running ---------------------------------------------------------------------------------------
 
 
+def test_pool_workers_share_the_cores():
+    """Each worker of the default pool gets ``cores // workers`` intra-op threads (at least one):
+    with torch's default of all cores in every worker, groups and large models oversubscribe the
+    cores."""
+    import torch
+
+    from lyapkit.trainers.sweep import _process_pool
+
+    for workers in (1, 2):
+        with _process_pool(workers) as pool:
+            threads = {pool.submit(torch.get_num_threads).result() for _ in range(2 * workers)}
+        assert threads == {max(1, (os.cpu_count() or 1) // workers)}
+
+
 def test_process_pool_sweep_rerun_and_combined_dataset(tmp_path):
     spec = sweep_spec(sweep(tmp_path, {"model.residual.r": [0.9, 1.0], "run.seed": [0, 1]}))
     result = run_sweep(spec, workers=2)

@@ -360,8 +360,14 @@ def test_sequential_digits():
     for inputs, targets in (task.data("train"), task.data("test")):
         assert inputs.min() >= 0 and inputs.max() <= 1
         assert sorted(targets.unique().tolist()) == list(range(10))
+    from sklearn.datasets import load_digits
+
+    images = torch.cat([task.train_inputs, task.test_inputs])[..., 0].double() * 16
+    assert sorted(map(tuple, images.tolist())) == sorted(map(tuple, load_digits().data.tolist()))
     same, other = sequential_digits(seed=0), sequential_digits(seed=1)
     assert torch.equal(same.test_inputs, task.test_inputs)
+    same.train_inputs.zero_()  # a task's tensors are its own: the data read once stays intact
+    assert torch.equal(sequential_digits(seed=0).train_inputs, task.train_inputs)
     assert not torch.equal(other.test_targets, task.test_targets)
     permuted = sequential_digits(permuted=True, seed=0, permutation_seed=3)
     perm = torch.from_numpy(permuted.info["permutation"])

@@ -639,8 +639,24 @@ def _check_manifest(spec: SweepSpec) -> None:
     atomic_write(path, json.dumps(manifest, indent=1).encode())
 
 
+def _set_threads(threads: int) -> None:
+    """A pool worker's initializer: ``threads`` intra-op torch threads in this process."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def _process_pool(workers: int) -> cf.Executor:
-    return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    """``workers`` spawned processes sharing the cores: each gets ``cores // workers`` intra-op
+    threads (at least one), so that runs that use several threads (a large model, a group) do
+    not oversubscribe the cores, where spinning OpenMP workers slow every step many times."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    return cf.ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_set_threads,
+        initargs=(threads,),
+    )
 
 
 def run_sweep(
