@@ -278,3 +278,81 @@ def test_members_that_cannot_start_are_reported_and_the_others_train(tmp_path):
     assert isinstance(results[2], Exception) and "optimizer.lr" in str(results[2])
     assert isinstance(results[1], TrainResult) and math.isfinite(results[1].best_metric)
     assert not (tmp_path / "group" / "member0.nc").exists()
+
+
+def test_a_member_whose_file_is_no_run_store_fails_alone_and_keeps_no_lock(tmp_path):
+    configs = group_configs(tmp_path / "group")[:2]
+    for config in configs:
+        config["diagnostics"] = {}
+    garbage = tmp_path / "group" / "member1.nc"
+    garbage.parent.mkdir()
+    garbage.write_bytes(b"not an HDF5 file")
+    results = train_group(configs)
+    with pytest.raises(ValueError) as alone_error:
+        Trainer(configs[1]).train(resume=True)
+    assert type(results[1]) is ValueError and str(results[1]) == str(alone_error.value)
+    assert isinstance(results[0], TrainResult) and not list(garbage.parent.glob("*.lock"))
+    garbage.unlink()  # once the file is gone, the same process trains the run
+    assert isinstance(train_group(configs)[1], TrainResult)
+
+
+def test_a_member_whose_diagnostics_fail_stops_alone_as_with_trainer(tmp_path):
+    """k = 100 exponents of an 8-unit model: refused when the spectrum is due (step 15), after the
+    checkpoint at step 10; the other members train to the end."""
+    configs = group_configs(tmp_path / "group")
+    configs[1]["diagnostics"] = {"lyapunov": {"at": [15], "k": 100, "steps": 8, "transient": 2}}
+    results = train_group(configs)
+    with pytest.raises(ValueError) as alone_error:
+        alone([configs[1]], tmp_path / "alone")
+    assert type(results[1]) is ValueError and str(results[1]) == str(alone_error.value)
+    # its run file and checkpoint are left as Trainer leaves them: both at step 10
+    assert_same_run(tmp_path / "group" / "member1.nc", tmp_path / "alone" / "member1.nc", 1e-10)
+    assert not list((tmp_path / "group").glob("*.lock"))
+    for i in (0, 2):
+        reference = alone([configs[i]], tmp_path / "alone")[0]
+        assert_same_result(results[i], reference, 1e-10)
+        assert_same_run(results[i].path, reference.path, 1e-10)
+
+
+def test_step_zero_is_recorded_with_denormals_as_trainer_records_them(tmp_path):
+    """Gradients that pass through subnormal numbers at step 0 (γ = 1e-4, r = 1e-3, 130 steps,
+    float64): Trainer computes them before it flushes denormals to zero, and so must the group."""
+    configs = group_configs(tmp_path / "group")[:2]
+    for config in configs:
+        config["task"]["T"] = 130
+        config["model"].update(gamma=1e-4, residual={"kind": "homogeneous", "r": 1e-3})
+        config["training"].update(steps=2, eval_every=2, checkpoint_every=2)
+        config["diagnostics"] = {"gradients": {"at": [0], "batch": 8}}
+    results = train_group(configs)
+    for result, reference in zip(results, alone(configs, tmp_path / "alone"), strict=True):
+        mean_log = open_run(result.path)["gradients"]["mean_log"].values
+        # norms below e^-354.5 have subnormal squares (< 2.2e-308), which flushing zeroes
+        assert mean_log[np.isfinite(mean_log)].min() < -354.5
+        assert_same_run(result.path, reference.path, 1e-10)
+
+
+def test_resume_between_evaluations_equals_an_uninterrupted_run(tmp_path):
+    """Checkpoints every 4 steps, evaluations every 10: interrupted at step 15, Trainer and the
+    group resume from step 12 with the batch losses of steps 11 and 12 in the next train_loss."""
+    configs = group_configs(tmp_path / "group")[:2]
+    for config in configs:
+        config["training"].update(eval_every=10, checkpoint_every=4)
+    with pytest.raises(KeyboardInterrupt):
+        train_group(configs, progress=Interrupt(15))
+    resumed = train_group(configs)
+
+    def interrupt(trainer, step, store):
+        if step == 15:
+            raise KeyboardInterrupt
+
+    trainer_config = copy.deepcopy(configs[0])
+    trainer_config["run"]["dir"] = str(tmp_path / "trainer")
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(trainer_config, callbacks=[interrupt]).train()
+    assert checkpoint(tmp_path / "trainer" / "member0.nc")["step"] == 12
+    by_trainer = Trainer(trainer_config).train(resume=True)
+    expected = alone(configs, tmp_path / "alone")
+    for result, reference in zip([*resumed, by_trainer], [*expected, expected[0]], strict=True):
+        assert not result.already_finished
+        assert_same_result(result, reference, 1e-10)
+        assert_same_run(result.path, reference.path, 1e-10)

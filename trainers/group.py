@@ -33,7 +33,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,8 +97,9 @@ def group_key(config: dict[str, Any]) -> tuple | None:
     equal. Supported: the linear-residual ``WCRNN`` (fixed residual) on a task of
     ``GROUPABLE_TASKS``, SGD (optionally with momentum, weight decay and gradient clipping),
     the constant schedule, and the diagnostics ``lyapunov``, ``gradients``, ``curvature`` and
-    ``effective_lr``. Anything else (another model, variant or optimizer, a trained residual, a schedule, an
-    unknown table or key) gives ``None``.
+    ``effective_lr``. Anything else (another model, variant or optimizer, a trained residual, a
+    schedule, a model key it does not know) gives ``None``; an invalid configuration (an unknown
+    table or key, say) is refused.
 
     Parameters
     ----------
@@ -233,7 +234,7 @@ class _Member:
     store: RunStore
     lock: RunLock
     start: int
-    running: list[float]
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 class _Group:
@@ -361,9 +362,35 @@ def _open(trainer: Trainer, resume: bool, overwrite: bool) -> tuple[RunStore, in
     return trainer._new_store(), -1
 
 
+def _each(group: _Group, action: Callable[[int, _Member], None]) -> dict[int, Exception]:
+    """``action(position, member)`` for every member; the exceptions raised, by position."""
+    failed = {}
+    for k, member in enumerate(group.members):
+        try:
+            action(k, member)
+        except Exception as err:  # that member's failure alone, as Trainer would raise it
+            failed[k] = err
+    return failed
+
+
+def _drop(group: _Group, failed: dict[int, Exception], results: list[Any]) -> None:
+    """Record each failed member's exception as its result, release its lock and go on
+    without it."""
+    for k, err in failed.items():
+        member = group.members[k]
+        results[member.index] = err
+        log.error("run %s failed: %s", member.trainer.path, err)
+        member.lock.release()
+    if failed:
+        group.keep([k for k in range(len(group.members)) if k not in failed])
+
+
 @torch.no_grad()
-def _evaluate(group: _Group, step: int) -> None:
-    """Evaluate every member on the (common) test set in one batched pass, and record it."""
+def _evaluate(group: _Group, step: int) -> dict[int, Exception]:
+    """Evaluate every member on the (common) test set in one batched pass, and record it;
+    the members whose recording failed, by position."""
+    if not group.members:
+        return {}
     tick = time.perf_counter()
     inputs = group.members[0].trainer._probe[0]
     M = len(group.members)
@@ -372,19 +399,39 @@ def _evaluate(group: _Group, step: int) -> None:
         [group.outputs(x.expand(M, *x.shape), group.params) for x in inputs.split(chunk)], 1
     )
     seconds = (time.perf_counter() - tick) / M
-    for k, member in enumerate(group.members):
-        running, member.running = member.running, []
-        train_loss = float(np.mean(running)) if running else math.nan
-        member.trainer._record_evaluation(member.store, step, train_loss, outputs[k], seconds)
+
+    def record(k: int, member: _Member) -> None:
+        trainer = member.trainer
+        train_loss = float(np.mean(trainer._running)) if trainer._running else math.nan
+        trainer._running.clear()
+        trainer._record_evaluation(member.store, step, train_loss, outputs[k], seconds)
+
+    return _each(group, record)
 
 
-def _diagnostics(group: _Group, step: int) -> None:
-    """Each member's diagnostics due at ``step``, by Trainer's own functions on its own model."""
-    for k, member in enumerate(group.members):
+def _diagnostics(group: _Group, step: int) -> dict[int, Exception]:
+    """Each member's diagnostics due at ``step``, by Trainer's own functions on its own model;
+    the members whose diagnostics failed, by position."""
+
+    def run(k: int, member: _Member) -> None:
         trainer = member.trainer
         if any(step in steps for steps, _ in trainer.diagnostics.values()):
             group.unstack(k, step)
             trainer._run_diagnostics(member.store, step)
+
+    return _each(group, run)
+
+
+def _checkpoints(group: _Group, step: int) -> dict[int, Exception]:
+    """Flush each member's store, then write its checkpoint at ``step`` (as Trainer does); the
+    members that failed, by position."""
+
+    def save(k: int, member: _Member) -> None:
+        member.store.flush()
+        group.unstack(k, step)
+        member.trainer._save_checkpoint(step)
+
+    return _each(group, save)
 
 
 def _threads(members: Sequence[_Member]) -> int:
@@ -407,55 +454,51 @@ def _train_together(
     total = training["steps"]
     device = members[0].trainer.device
     with _cpu_settings(device, _threads(members)):
-        torch.set_flush_denormal(device.type == "cpu")
         group = _Group(members)
+        if start < 0:
+            start = 0
+            _drop(group, _evaluate(group, 0), results)
+            _drop(group, _diagnostics(group, 0), results)
+        for member in group.members:
+            member.batches = member.trainer._batches(start)
+        bar = progress_bar(progress, total - start, f"training {len(members)} runs")
+        # as Trainer: denormals flushed to zero in the training steps, not at step 0
+        torch.set_flush_denormal(device.type == "cpu")
         try:
-            if start < 0:
-                start = 0
-                _evaluate(group, 0)
-                _diagnostics(group, 0)
-            batches = [m.trainer._batches(start) for m in group.members]
-            bar = progress_bar(progress, total - start, f"training {len(members)} runs")
             for step in range(start + 1, total + 1):
+                if not group.members:
+                    break
                 tick = time.perf_counter()
-                data = [next(b) for b in batches]
+                data = [next(member.batches) for member in group.members]
                 inputs = torch.stack([x for x, _ in data])
                 targets = torch.stack([y for _, y in data])
                 losses = group.step(inputs, targets)
                 share = (time.perf_counter() - tick) / len(group.members)
                 bar.update(1)
-                keep = []
+                diverged = {}
                 for k, (member, loss) in enumerate(zip(group.members, losses, strict=True)):
                     member.trainer.seconds["training"] += share
-                    member.running.append(loss)
-                    if math.isfinite(loss):
-                        keep.append(k)
-                        continue
-                    member.store.flush()
-                    results[member.index] = FloatingPointError(
-                        f"the training loss became {loss} at step {step}"
-                    )
-                    log.error("run %s failed: %s", member.trainer.path, results[member.index])
-                    member.lock.release()
-                if len(keep) < len(group.members):
-                    batches = [batches[k] for k in keep]
-                    group.keep(keep)
-                    if not keep:
-                        break
-                if step % training["eval_every"] == 0 or step == total:
-                    _evaluate(group, step)
-                _diagnostics(group, step)
-                if step % training["checkpoint_every"] == 0 or step == total:
-                    for k, member in enumerate(group.members):
+                    member.trainer._running.append(loss)
+                    if not math.isfinite(loss):
                         member.store.flush()
-                        group.unstack(k, step)
-                        member.trainer._save_checkpoint(step)
+                        diverged[k] = FloatingPointError(
+                            f"the training loss became {loss} at step {step}"
+                        )
+                _drop(group, diverged, results)
+                if step % training["eval_every"] == 0 or step == total:
+                    _drop(group, _evaluate(group, step), results)
+                _drop(group, _diagnostics(group, step), results)
+                if step % training["checkpoint_every"] == 0 or step == total:
+                    _drop(group, _checkpoints(group, step), results)
             bar.close()
         finally:
             torch.set_flush_denormal(False)
-    for member in group.members:
+
+    def finish(_: int, member: _Member) -> None:
         results[member.index] = member.trainer._finish(member.store)
         member.lock.release()
+
+    _drop(group, _each(group, finish), results)
 
 
 def train_group(
@@ -508,11 +551,13 @@ def train_group(
     list of TrainResult or Exception
         One entry per configuration, in order: its
         :class:`lyapkit.trainers.trainer.TrainResult`, or the exception that
-        stopped that member alone: ``FloatingPointError`` when its training loss became
-        non-finite (its store keeps the records up to then, its checkpoint the last one, as
-        Trainer leaves them), :class:`lyapkit.trainers.trainer.RunError` when it could not start
-        or resume, or ``lyapkit.store.RunLockedError`` when another process holds its lock. The
-        other members go on.
+        stopped that member alone, as ``Trainer(config).train()`` would raise it:
+        ``FloatingPointError`` when its training loss became non-finite (its store keeps the
+        records up to then, its checkpoint the last one, as Trainer leaves them),
+        :class:`lyapkit.trainers.trainer.RunError` when it could not start or resume,
+        ``lyapkit.store.RunLockedError`` when another process holds its lock, or whatever its
+        evaluation, diagnostics, checkpoint or files raised (a ``ValueError`` for a file that is
+        not a run store, say). The other members go on.
 
     Raises
     ------
@@ -589,8 +634,10 @@ def train_group(
                 continue
             try:
                 opened = _open(trainer, resume, overwrite)
-            except RunError as err:
+            except BaseException as err:  # RunError, a file that is no run store, an interrupt
                 lock.release()
+                if not isinstance(err, Exception):
+                    raise
                 results[index] = err
                 continue
             if isinstance(opened, TrainResult):
@@ -598,7 +645,7 @@ def train_group(
                 results[index] = opened
                 continue
             store, start = opened
-            member = _Member(index, trainer, store, lock, start, [])
+            member = _Member(index, trainer, store, lock, start)
             starts.setdefault(start, []).append(member)
         for start in sorted(starts):
             _train_together(starts[start], results, progress)

@@ -557,6 +557,8 @@ class Trainer:
         self._best = math.nan
         self._reached = -1
         self._last_loss = math.nan
+        # the batch losses since the last evaluation, whose mean it records as ``train_loss``
+        self._running: list[float] = []
         self._flossed: torch.Tensor | None = None  # exponents flossed at this step, for its record
         self.seconds: dict[str, float] = {"training": 0.0, "evaluation": 0.0}
 
@@ -792,7 +794,7 @@ class Trainer:
         total = training["steps"]
         self.model.train()
         bar = progress_bar(self.progress, total - start, "training")
-        batches, running = self._batches(start), []
+        batches = self._batches(start)
         clip = self.config["optimizer"]["clip_grad_norm"]
         for step in range(start + 1, total + 1):
             tick = time.perf_counter()
@@ -804,15 +806,17 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
             self.optimizer.step()
             self.scheduler.step()
-            running.append(loss.item())
+            self._running.append(loss.item())
             self.seconds["training"] += time.perf_counter() - tick
             bar.update(1)
-            if not math.isfinite(running[-1]):
+            if not math.isfinite(self._running[-1]):
                 store.flush()
-                raise FloatingPointError(f"the training loss became {running[-1]} at step {step}")
+                raise FloatingPointError(
+                    f"the training loss became {self._running[-1]} at step {step}"
+                )
             if step % training["eval_every"] == 0 or step == total:
-                self._evaluate(store, step, float(np.mean(running)))
-                running = []
+                self._evaluate(store, step, float(np.mean(self._running)))
+                self._running.clear()
             self._run_diagnostics(store, step)
             for callback in self.callbacks:
                 callback(self, step, store)
@@ -857,6 +861,7 @@ class Trainer:
                 "best": self._best,
                 "reached": self._reached,
                 "last_loss": self._last_loss,
+                "running_losses": list(self._running),
                 "run_id": self.run_id,
             },
             self.checkpoint_path,
@@ -884,6 +889,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self._best, self._reached = state["best"], state["reached"]
         self._last_loss = state.get("last_loss", math.nan)
+        self._running = list(state.get("running_losses", []))  # older checkpoints: none
         return int(state["step"])
 
     # --- evaluation and diagnostics ------------------------------------------------------------------
