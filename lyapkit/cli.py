@@ -261,7 +261,9 @@ def make_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dir", help="sweep directory (default: sweep.dir of the file)")
     where = sweep.add_mutually_exclusive_group()
     where.add_argument(
-        "--workers", type=int, help="processes of the local pool (default: one per CPU core)"
+        "--workers",
+        type=int,
+        help="processes of the local pool (default: one per CPU this process may use)",
     )
     where.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler, e.g. tcp://h:8786")
     sweep.add_argument(

@@ -4,8 +4,10 @@ combined dataset and figure."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -74,10 +76,21 @@ def metrics_steps(path: Path) -> np.ndarray:
         ({"run.name": ["a"]}, "run.name cannot be swept"),
         ({"optimizer.lr": []}, "sweep.grid.optimizer.lr must be a non-empty list"),
         ({"task.T": [16, 32], "tasks.T": [1]}, "tasks"),
+        (
+            {"model.gamma": [0.1], "model": {"gamma": [0.2]}},
+            "sweep.grid.model.gamma is given twice",
+        ),
+        ({"model.gamma": [1, 1.0]}, "values 1 and 2 of the list are equal (1 and 1.0)"),
+        (
+            {"model.residual": [{"kind": "homogeneous", "r": 0.5}], "model.residual.r": [0.9]},
+            "sweep keys model.residual and model.residual.r overlap",
+        ),
+        ({"run": [{"seed": 1}]}, "sweep key run cannot be swept"),
+        ({"model": {}}, "sweep.grid.model must be a non-empty list"),
     ],
 )
 def test_bad_key_or_value_is_refused_before_anything_runs(tmp_path, grid, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         sweep_spec(sweep(tmp_path / "s", grid))
     assert not (tmp_path / "s").exists()
 
@@ -85,6 +98,10 @@ def test_bad_key_or_value_is_refused_before_anything_runs(tmp_path, grid, messag
 def test_zip_lists_must_have_equal_lengths(tmp_path):
     with pytest.raises(ConfigError, match=r"sweep\.zip\[0\].*equal lengths"):
         sweep_spec(sweep(tmp_path, {}, [{"task.T": [8, 16], "training.steps": [10]}]))
+    with pytest.raises(ConfigError, match=r"sweep\.zip\[1\] is empty"):
+        sweep_spec(sweep(tmp_path, {}, [{"task.T": [8]}, {}]))
+    with pytest.raises(ConfigError, match=r"sweep\.zip\[0\]\.task\.T is given twice"):
+        sweep_spec(sweep(tmp_path, {}, [{"task.T": [8], "task": {"T": [16]}}]))
 
 
 def test_grid_and_zip_make_the_product_and_names(tmp_path):
@@ -118,9 +135,11 @@ def test_toml_nested_keys_and_default_directory(tmp_path, monkeypatch):
         "[sweep.grid]\nmodel.residual.r = [0.5, 0.75]\n"
     )
     spec = load_sweep(tmp_path / "rsweep.toml")
-    assert spec.directory == Path("sweeps/rsweep")
+    # relative to the working directory, and absolute: workers started elsewhere write there too
+    assert spec.directory == Path.cwd() / "sweeps" / "rsweep"
+    assert spec.runs[0][2]["run"]["dir"] == str(Path.cwd() / "sweeps" / "rsweep" / "runs")
     assert [name for name, _, _ in spec.runs] == ["r=0.5", "r=0.75"]
-    assert load_sweep(tmp_path / "rsweep.toml", "elsewhere").directory == Path("elsewhere")
+    assert load_sweep(tmp_path / "rsweep.toml", "elsewhere").directory == Path.cwd() / "elsewhere"
 
 
 def test_another_sweep_in_the_same_directory_is_refused(tmp_path):
@@ -129,6 +148,31 @@ def test_another_sweep_in_the_same_directory_is_refused(tmp_path):
     other["optimizer"] = {"lr": 0.5}
     with pytest.raises(ConfigError, match=r"holds another sweep \(it differs in optimizer\.lr\)"):
         run_sweep(sweep_spec(other), workers=1)
+    # the runs r=1 and r=1.0 have other names: another sweep, not the same one
+    run_sweep(sweep_spec(sweep(tmp_path / "r", {"model.residual.r": [1, 0.9]})), workers=1)
+    with pytest.raises(ConfigError, match="holds another sweep .it differs in its axes"):
+        run_sweep(sweep_spec(sweep(tmp_path / "r", {"model.residual.r": [1.0, 0.9]})), workers=1)
+    # a base value that every run overrides changes no run: the same sweep, nothing to do
+    same = sweep(tmp_path / "r", {"model.residual.r": [1, 0.9]})
+    same["model"]["residual"]["r"] = 0.5
+    assert run_sweep(sweep_spec(same), workers=1).counts() == {"finished": 2}
+
+
+def test_coordinates_of_keys_sharing_a_last_part_get_their_whole_keys(tmp_path):
+    raw = sweep(
+        tmp_path,
+        {"training.steps": [2, 4]},
+        [{"task.T": [6, 8], "diagnostics.lyapunov.steps": [4, 5]}],
+        diagnostics={"lyapunov": {"at": [0], "transient": 2}},
+    )
+    spec = sweep_spec(raw)
+    assert [axis.dim for axis in spec.axes] == ["training.steps", "T"]
+    with cf.ThreadPoolExecutor(1) as pool:
+        assert run_sweep(spec, executor=pool).ok
+    summary = lk.open_sweep(tmp_path).summary
+    assert summary["diagnostics.lyapunov.steps"].dims == ("T",)
+    assert summary["diagnostics.lyapunov.steps"].values.tolist() == [4, 5]
+    np.testing.assert_array_equal(summary["last_step"].sel({"training.steps": 4}), 4)
 
 
 # --- running ---------------------------------------------------------------------------------------
@@ -189,6 +233,21 @@ def test_process_pool_sweep_rerun_and_combined_dataset(tmp_path):
     (line,) = ax.lines
     np.testing.assert_allclose(line.get_ydata(), summary["best_metric"].mean("seed"))
     plt.close(fig)
+
+
+def test_runs_of_other_tasks_in_one_dataset(tmp_path):
+    """An rms task beside an accuracy one: both metrics in the label, NaN curves where a run
+    records no such variable."""
+    pytest.importorskip("sklearn")
+    tasks = [{"name": "adding", "T": 8}, {"name": "sdigits"}]
+    training = base(2, eval_every=2, checkpoint_every=2)["training"]
+    with cf.ThreadPoolExecutor(1) as pool:
+        assert run_sweep(sweep_spec(sweep(tmp_path, {"task": tasks}, training=training)),
+                         executor=pool).ok  # fmt: skip
+    sw = lk.open_sweep(tmp_path)
+    assert sw.summary["best_metric"].attrs["long_name"] == "best test accuracy or rms"
+    rms = sw.curves("metrics", "test_rms")
+    assert np.isfinite(rms.isel(task=0)).all() and np.isnan(rms.isel(task=1)).all()
 
 
 def test_a_diverging_run_is_recorded_and_the_others_finish(tmp_path):
@@ -277,6 +336,41 @@ def test_a_worker_killed_mid_sweep(tmp_path):
         open_run(tmp_path / "runs" / f"{name}.nc")["metrics"]["test_loss"].values,
         open_run(tmp_path / "alone" / f"{name}.nc")["metrics"]["test_loss"].values,
     )
+
+
+def _kill_every_holder(lock: Path, stop: threading.Event) -> list[int]:
+    """Kill -9 every process seen holding ``lock``: a run that always kills its worker."""
+    killed: list[int] = []
+    while not stop.is_set():
+        try:
+            pid = json.loads(lock.read_text())["pid"]
+        except (OSError, ValueError):
+            pid = None
+        if pid not in (None, os.getpid(), *killed):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        time.sleep(0.005)
+    return killed
+
+
+def test_a_run_that_keeps_killing_its_worker_is_lost_alone(tmp_path):
+    """Each death breaks the one-worker pool under the runs queued behind it: they are
+    resubmitted without being charged, and only the run that was training is lost."""
+    spec = sweep_spec(sweep(tmp_path, {"run.seed": [0, 1, 2]}))
+    stop, killed = threading.Event(), []
+    lock = tmp_path / "runs" / "seed=0.lock"
+    watcher = threading.Thread(target=lambda: killed.extend(_kill_every_holder(lock, stop)))
+    watcher.start()
+    try:
+        result = run_sweep(spec, workers=1, max_restarts=2)
+    finally:
+        stop.set()
+        watcher.join()
+    assert len(killed) == 3
+    assert result.status == {"seed=0": "lost", "seed=1": "finished", "seed=2": "finished"}
+    assert "its worker died 3 times" in result.errors["seed=0"]
+    assert [p.name for p in (tmp_path / "runs").glob("*.failed.json")] == ["seed=0.failed.json"]
+    assert not list((tmp_path / "runs").glob("*.running"))
 
 
 def test_dask_local_cluster_with_two_worker_processes(tmp_path):

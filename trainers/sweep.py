@@ -53,7 +53,7 @@ import tomllib
 
 from lyapkit._checks import integer
 from lyapkit._files import atomic_write, check_writable, reason
-from lyapkit.progress import progress_bar
+from lyapkit.progress import Progress, progress_bar
 from lyapkit.store import RunStore, open_run
 
 log = logging.getLogger(__name__)
@@ -208,7 +208,8 @@ def load_sweep(path: str | os.PathLike, directory: str | os.PathLike | None = No
     """Read and validate a sweep file (TOML); ``directory`` overrides its ``sweep.dir``.
 
     ``load_sweep(path) = sweep_spec(tomllib.load(path))``, with ``sweep.dir`` defaulting to
-    ``sweeps/<file stem>`` (relative to the working directory).
+    ``sweeps/<file stem>``; a relative directory is taken from the working directory, and made
+    absolute (the runs' ``run.dir``, the same for workers started elsewhere).
 
     Parameters
     ----------
@@ -256,12 +257,13 @@ def load_sweep(path: str | os.PathLike, directory: str | os.PathLike | None = No
     ... grid = { "model.gamma" = [0.05, 0.1] }
     ... ''')
     >>> spec = load_sweep("adding.toml")
-    >>> print(spec.directory)
-    sweeps/adding
+    >>> spec.directory == Path.cwd() / "sweeps" / "adding"
+    True
     >>> [name for name, _, _ in spec.runs]
     ['gamma=0.05', 'gamma=0.1']
-    >>> print(load_sweep("adding.toml", directory="elsewhere").runs[0][2]["run"]["dir"])
-    elsewhere/runs
+    >>> run_dir = load_sweep("adding.toml", directory="elsewhere").runs[0][2]["run"]["dir"]
+    >>> run_dir == str(Path.cwd() / "elsewhere" / "runs")
+    True
     """
     path = Path(path)
     try:
@@ -284,14 +286,18 @@ def _flatten(table: Any, where: str, prefix: str = "") -> dict[str, list]:
     leaves: dict[str, list] = {}
     for key, value in table.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            leaves.update(_flatten(value, where, f"{dotted}."))
+        if isinstance(value, dict) and value:
+            items = _flatten(value, where, f"{dotted}.").items()
         elif isinstance(value, list) and value:
-            leaves[dotted] = value
+            items = [(dotted, value)]
         else:
             raise _config_error(
                 f"{where}.{dotted} must be a non-empty list of values, got {value!r}"
             )
+        for leaf, values in items:
+            if leaf in leaves:
+                raise _config_error(f"{where}.{leaf} is given twice (as a dotted key and a table)")
+            leaves[leaf] = values
     return leaves
 
 
@@ -305,7 +311,7 @@ def _set(config: dict[str, Any], key: str, value: Any) -> None:
                 f"sweep key {key}: {'.'.join(parents[: i + 1])} is {child!r}, not a table"
             )
         node = child
-    node[leaf] = value
+    node[leaf] = copy.deepcopy(value)  # a run's config shares nothing with the axes
 
 
 def _format(value: Any, index: int) -> str:
@@ -333,6 +339,8 @@ def _axes(options: dict[str, Any]) -> tuple[Axis, ...]:
         raise _config_error(f"sweep.zip must be a list of tables, got {zips!r}")
     for i, table in enumerate(zips):
         group = _flatten(table, f"sweep.zip[{i}]")
+        if not group:
+            raise _config_error(f"sweep.zip[{i}] is empty: give it the keys to zip and their lists")
         lengths = {k: len(v) for k, v in group.items()}
         if len(set(lengths.values())) > 1:
             raise _config_error(f"sweep.zip[{i}]: the lists must have equal lengths, got {lengths}")
@@ -344,17 +352,41 @@ def _axes(options: dict[str, Any]) -> tuple[Axis, ...]:
         for key in group:
             if key in seen:
                 raise _config_error(f"sweep key {key} is given twice (in {seen[key]} and again)")
-            if key in _NOT_SWEPT:
-                raise _config_error(f"sweep key {key} cannot be swept: the sweep names its runs")
+            if key in _NOT_SWEPT or any(fixed.startswith(f"{key}.") for fixed in _NOT_SWEPT):
+                raise _config_error(
+                    f"sweep key {key} cannot be swept: the sweep names its runs "
+                    f"({', '.join(_NOT_SWEPT)}); sweep the keys inside it instead"
+                )
             seen[key] = "sweep.grid" if len(group) == 1 else "sweep.zip"
-    lasts = [next(iter(group)).rsplit(".", 1)[-1] for group in groups]
+    for key in seen:
+        inner = next((other for other in seen if other.startswith(f"{key}.")), None)
+        if inner is not None:
+            raise _config_error(
+                f"sweep keys {key} and {inner} overlap: sweep either the table or keys inside it"
+            )
+    names = _coordinate_names(list(seen))
     axes = []
-    for group, last in zip(groups, lasts, strict=True):
-        first = next(iter(group))
-        dim = last if lasts.count(last) == 1 else first
+    for group in groups:
         values = tuple(zip(*group.values(), strict=True))
-        axes.append(Axis(tuple(group), values, dim))
+        for j, point in enumerate(values):
+            if point in values[:j]:
+                i = values.index(point)
+                a, b = (values[i], point) if len(group) > 1 else (values[i][0], point[0])
+                raise _config_error(
+                    f"sweep key(s) {', '.join(group)}: values {i + 1} and {j + 1} of the list are "
+                    f"equal ({a!r} and {b!r}): the runs would be the same"
+                )
+        axes.append(Axis(tuple(group), values, names[next(iter(group))]))
     return tuple(axes)
+
+
+def _coordinate_names(keys: Sequence[str]) -> dict[str, str]:
+    """The name of each swept key in :func:`open_sweep`'s dataset: the last part of the key
+    (``"model.residual.r"`` → ``"r"``), or the whole key where another key shares it."""
+    lasts = [key.rsplit(".", 1)[-1] for key in keys]
+    return {
+        key: last if lasts.count(last) == 1 else key for key, last in zip(keys, lasts, strict=True)
+    }
 
 
 def sweep_spec(raw: dict[str, Any], directory: str | os.PathLike | None = None) -> SweepSpec:
@@ -416,7 +448,7 @@ def sweep_spec(raw: dict[str, Any], directory: str | os.PathLike | None = None) 
     if not isinstance(folder, (str, os.PathLike)) or not str(folder):
         raise _config_error(f"sweep.dir must be a non-empty path, got {folder!r}")
     axes = _axes(options)
-    folder = Path(folder)
+    folder = Path(os.path.abspath(folder))  # the runs' run.dir, the same for every worker
     base = validate_config(raw)
     runs = []
     names: dict[str, dict] = {}
@@ -473,6 +505,11 @@ def _failure_path(config: dict[str, Any]) -> Path:
     return Path(config["run"]["dir"]) / f"{config['run']['name']}.failed.json"
 
 
+def _running_path(config: dict[str, Any]) -> Path:
+    """The marker a worker holds while it trains the run: which runs a dead worker had started."""
+    return Path(config["run"]["dir"]) / f"{config['run']['name']}.running"
+
+
 def _store_path(config: dict[str, Any]) -> Path:
     return Path(config["run"]["dir"]) / f"{config['run']['name']}.nc"
 
@@ -519,6 +556,7 @@ def train_runs(configs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
     for config in configs:
         _failure_path(config).unlink(missing_ok=True)
+        _running_path(config).write_text(str(os.getpid()))
     results: list[Any]
     try:
         if len(configs) == 1:
@@ -527,6 +565,9 @@ def train_runs(configs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             results = train_group(configs)
     except Exception as err:  # noqa: BLE001 - recorded with its traceback; the sweep goes on
         results = [err] * len(configs)
+    finally:
+        for config in configs:
+            _running_path(config).unlink(missing_ok=True)
     return [_outcome(c, r) for c, r in zip(configs, results, strict=True)]
 
 
@@ -625,7 +666,11 @@ def _check_manifest(spec: SweepSpec) -> None:
     if path.exists():
         stored = json.loads(path.read_text())
         changed, free = config_differences(stored["base"], spec.base)
-        if changed or stored["axes"] != json.loads(json.dumps(manifest["axes"])):
+        swept = [key for axis in spec.axes for key in axis.keys]
+        changed = [k for k in changed if not any(k == s or k.startswith(f"{s}.") for s in swept)]
+        # as JSON text, where the axis values 1 and 1.0 (runs r=1 and r=1.0) differ
+        axes = json.dumps(manifest["axes"], sort_keys=True)
+        if changed or json.dumps(stored["axes"], sort_keys=True) != axes:
             what = ", ".join(changed) if changed else "its axes"
             raise _config_error(
                 f"the directory {str(spec.directory)!r} holds another sweep (it differs in {what}); "
@@ -646,17 +691,63 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _cores() -> int:
+    """The CPUs this process may run on (its affinity, e.g. under ``taskset``), else all."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _process_pool(workers: int) -> cf.Executor:
     """``workers`` spawned processes sharing the cores: each gets ``cores // workers`` intra-op
     threads (at least one), so that runs that use several threads (a large model, a group) do
     not oversubscribe the cores, where spinning OpenMP workers slow every step many times."""
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, _cores() // workers)
     return cf.ProcessPoolExecutor(
         workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_set_threads,
         initargs=(threads,),
     )
+
+
+def _record_outcome(outcome: dict, status: dict, errors: dict, bar: Progress) -> None:
+    name = outcome["name"]
+    status[name], errors[name] = outcome["status"], outcome["error"]
+    bar.update(1)
+    _log_outcome(outcome)
+
+
+def _charge_deaths(
+    failed: list[tuple[list[str], Exception]],
+    configs: dict[str, dict],
+    deaths: dict[str, int],
+    max_restarts: int,
+    resubmit: list[list[str]],
+) -> list[dict[str, Any]]:
+    """After jobs failed because a worker died: charge the death to the runs that were training
+    (they hold a ``.running`` marker), or to all when none was (the job kills its worker before
+    it starts); runs queued behind them are resubmitted free. A run is resubmitted alone until
+    it was charged more than ``max_restarts`` deaths, then recorded as ``"lost"``."""
+    names = [name for job, _ in failed for name in job]
+    started = {name for name in names if _running_path(configs[name]).exists()}
+    outcomes = []
+    for job, err in failed:
+        for name in job:
+            _running_path(configs[name]).unlink(missing_ok=True)
+            charged = name in started or not started
+            deaths[name] += charged
+            if deaths[name] <= max_restarts:
+                if charged:
+                    log.warning("run %s: its worker died (%s); resubmitting it", name, reason(err))
+                else:
+                    log.info("run %s had not started when a worker died: resubmitting it", name)
+                resubmit.append([name])
+                continue
+            message = f"its worker died {deaths[name]} times: {reason(err)}"
+            _record_failure(configs[name], "lost", message)
+            outcomes.append({"name": name, "status": "lost", "error": message})
+    return outcomes
 
 
 def run_sweep(
@@ -689,7 +780,8 @@ def run_sweep(
         Default: a process pool of ``workers`` spawned processes, owned (and replaced when a
         worker dies) by this call.
     workers : int, optional
-        Processes of the default pool; default ``os.cpu_count()`` (at most the runs to do).
+        Processes of the default pool; default the CPUs this process may use (at most the runs
+        to do).
     retry_failed : bool, default False
         Run again the runs recorded as diverged, failed or lost; by default they are kept.
     max_restarts : int, default 2
@@ -761,38 +853,29 @@ def run_sweep(
         return SweepResult(spec.directory, status, errors)
     own = executor is None
     jobs = _jobs(todo, configs, group)
-    pool = _process_pool(min(workers or os.cpu_count() or 1, len(jobs))) if own else executor
+    pool = _process_pool(min(workers or _cores(), len(jobs))) if own else executor
     deaths = dict.fromkeys(todo, 0)
+    for name in todo:  # markers left by a sweep that was itself killed
+        _running_path(configs[name]).unlink(missing_ok=True)
     bar = progress_bar(progress, len(todo), "sweep")
     try:
         while jobs:
             futures = {pool.submit(train_runs, [configs[n] for n in job]): job for job in jobs}
-            jobs = []
+            failed: list[tuple[list[str], Exception]] = []
             for future in cf.as_completed(futures):
-                job = futures[future]
                 try:
                     outcomes = future.result()
                 except Exception as err:  # noqa: BLE001 - the worker died (BrokenProcessPool, KilledWorker…)
-                    outcomes = []
-                    for name in job:
-                        deaths[name] += 1
-                        if deaths[name] <= max_restarts:
-                            log.warning(
-                                "run %s: its worker died (%s); resubmitting it", name, reason(err)
-                            )
-                            jobs.append([name])
-                            continue
-                        message = f"its worker died {deaths[name]} times: {reason(err)}"
-                        _record_failure(configs[name], "lost", message)
-                        outcomes.append({"name": name, "status": "lost", "error": message})
+                    failed.append((futures[future], err))
+                    continue
                 for outcome in outcomes:
-                    name = outcome["name"]
-                    status[name], errors[name] = outcome["status"], outcome["error"]
-                    bar.update(1)
-                    _log_outcome(outcome)
+                    _record_outcome(outcome, status, errors, bar)
+            jobs = []
+            for outcome in _charge_deaths(failed, configs, deaths, max_restarts, jobs):
+                _record_outcome(outcome, status, errors, bar)
             if jobs and own:
                 pool.shutdown(wait=True, cancel_futures=True)
-                pool = _process_pool(min(workers or os.cpu_count() or 1, len(jobs)))
+                pool = _process_pool(min(workers or _cores(), len(jobs)))
     finally:
         bar.close()
         if own:
@@ -946,13 +1029,14 @@ class Sweep:
 
     def _coords(self) -> dict[str, Any]:
         coords: dict[str, Any] = {}
+        names = _coordinate_names([k for axis in self._manifest["axes"] for k in axis["keys"]])
         for axis in self._manifest["axes"]:
             for i, key in enumerate(axis["keys"]):
                 column = [v[i] for v in axis["values"]]
                 scalar = all(
                     isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in column
                 )
-                name = axis["dim"] if i == 0 else key.rsplit(".", 1)[-1]
+                name = axis["dim"] if i == 0 else names[key]
                 data = column if scalar else [json.dumps(v) for v in column]
                 coords[name] = (axis["dim"], data, {"sweep_key": key})
         return coords
@@ -968,9 +1052,9 @@ class Sweep:
             key: (self.dims, np.array([row[key] for row in rows]).reshape(shape), dict(attrs))
             for key, attrs in SUMMARY_ATTRS.items()
         }
-        metric = next((row["metric"] for row in rows if "metric" in row), None)
-        if metric is not None:
-            data["best_metric"][2]["long_name"] = f"best test {metric}"
+        metrics = sorted({row["metric"] for row in rows if "metric" in row})
+        if metrics:
+            data["best_metric"][2]["long_name"] = f"best test {' or '.join(metrics)}"
         data["run"] = (self.dims, np.array(runs).reshape(shape), {"long_name": "run name"})
         return xr.Dataset(
             data,
@@ -1036,7 +1120,9 @@ class Sweep:
         for name in names.values.ravel():
             path = self.directory / RUNS / f"{name}.nc"
             if path.exists() and group in (tree := open_run(path)).children:
-                present[name] = tree[group].to_dataset()[variable]
+                records = tree[group].to_dataset()
+                if variable in records:
+                    present[name] = records[variable]
         if not present:
             raise ValueError(f"no run of the sweep has recorded {group}/{variable}")
         stacked = xr.concat(list(present.values()), "run", join="outer")
