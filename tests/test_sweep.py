@@ -102,6 +102,11 @@ def test_zip_lists_must_have_equal_lengths(tmp_path):
         sweep_spec(sweep(tmp_path, {}, [{"task.T": [8]}, {}]))
     with pytest.raises(ConfigError, match=r"sweep\.zip\[0\]\.task\.T is given twice"):
         sweep_spec(sweep(tmp_path, {}, [{"task.T": [8], "task": {"T": [16]}}]))
+    with pytest.raises(ConfigError, match="both get the name 'T=8' .a zip's runs are named by"):
+        sweep_spec(sweep(tmp_path, {}, [{"task.T": [8, 8], "training.steps": [10, 20]}]))
+    # with a key of distinct values first, the same points are fine
+    spec = sweep_spec(sweep(tmp_path, {}, [{"training.steps": [10, 20], "task.T": [8, 8]}]))
+    assert [name for name, _, _ in spec.runs] == ["steps=10", "steps=20"]
 
 
 def test_grid_and_zip_make_the_product_and_names(tmp_path):

@@ -461,7 +461,8 @@ def sweep_spec(raw: dict[str, Any], directory: str | os.PathLike | None = None) 
         name = "_".join(parts)
         if name in names:
             raise _config_error(
-                f"sweep: the runs {names[name]} and {params} both get the name {name!r}"
+                f"sweep: the runs {names[name]} and {params} both get the name {name!r} (a "
+                "zip's runs are named by its first key: put one with distinct values first)"
             )
         names[name] = params
         config = copy.deepcopy(raw)
