@@ -238,18 +238,20 @@ def make_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     report = sub.add_parser(
-        "report", help="PNG report sheet of a run (needs lyapkit[torch,store,plot])",
+        "report", help="report sheet of a run, or a sweep's figure (needs [torch,store,plot])",
         parents=[verbosity],
     )  # fmt: skip
     report.add_argument("run", help="run file (.nc), or a sweep directory")
     report.add_argument(
-        "--output", "-o", help="PNG path (default: beside the run; a sweep: DIR/sweep.png)"
+        "--output", "-o", help="image path (default: beside the run; a sweep: DIR/sweep.png)"
     )
     report.add_argument("--metric", default="best_metric", help="sweep: the summary variable")
-    report.add_argument("--x", help="sweep: the swept key on the x axis (default the first)")
+    report.add_argument(
+        "--x", help="sweep: the swept key on the x axis (default the first but --over, --hue)"
+    )
     report.add_argument("--hue", help="sweep: one line per value of this key (default the next)")
     report.add_argument(
-        "--over", default="seed", help="sweep: mean ± std over this key (default seed)"
+        "--over", help="sweep: mean ± std over this key (default the seeds, run.seed)"
     )
     report.set_defaults(func=cmd_report)
 
@@ -267,7 +269,9 @@ def make_parser() -> argparse.ArgumentParser:
     )
     where.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler, e.g. tcp://h:8786")
     sweep.add_argument(
-        "--retry-failed", action="store_true", help="run again the runs recorded as failed"
+        "--retry-failed",
+        action="store_true",
+        help="run again the runs recorded as diverged, failed or lost",
     )
     sweep.add_argument(
         "--group", type=int, default=0, metavar="N",

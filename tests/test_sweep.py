@@ -293,6 +293,77 @@ def test_command_line_sweep_and_report(tmp_path):
         [*cli, "report", str(tmp_path / "out"), "--x", "gamma"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "x 'gamma' is not a swept dimension" in bad.stderr
+    same = subprocess.run(
+        [*cli, "report", str(tmp_path / "out"), "--hue", "lr"], capture_output=True, text=True
+    )
+    assert same.returncode == 2 and "no swept dimension is left to draw against" in same.stderr
+    same = subprocess.run(
+        [*cli, "report", str(tmp_path / "out"), "--x", "lr", "--hue", "lr"],
+        capture_output=True,
+        text=True,
+    )
+    assert same.returncode == 2 and "must be different dimensions" in same.stderr
+    pdf = subprocess.run(
+        [*cli, "report", str(tmp_path / "out"), "-o", str(tmp_path / "f.pdf")], capture_output=True
+    )
+    assert pdf.returncode == 0 and (tmp_path / "f.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def _summary(values, status=None, **coords):
+    """A sweep summary over ``coords`` (dim -> values), seeds marked as ``run.seed``."""
+    import xarray as xr
+
+    data = {"best_metric": (tuple(coords), np.asarray(values, float)),
+            "steps_to_threshold": (tuple(coords), np.zeros(np.shape(values), int))}  # fmt: skip
+    if status is not None:
+        data["status"] = (tuple(coords), np.asarray(status))
+    keys = {"seed": "run.seed", "r": "model.residual.r", "T": "task.T", "lr": "optimizer.lr"}
+    return xr.Dataset(data, coords={d: (d, v, {"sweep_key": keys[d]}) for d, v in coords.items()})
+
+
+def test_sweep_figure_means_over_finished_runs_in_order(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    status = [["finished", "diverged"], ["finished", "finished"], ["finished", "pending"]]
+    summary = _summary([[1.0, 9.0], [2.0, 4.0], [5.0, 7.0]], status, r=[1.0, 0.5, 0.75],
+                       seed=[0, 1])  # fmt: skip
+    summary["steps_to_threshold"][:] = [[10, -1], [20, 40], [-1, 30]]
+    ax = plot_sweep(summary)
+    (line,) = ax.lines
+    assert line.get_xdata().tolist() == [0.5, 0.75, 1.0]  # ascending, not in file order
+    assert line.get_ydata().tolist() == [3.0, 5.0, 1.0]  # the diverged and pending runs left out
+    assert ax.get_ylabel().endswith("(mean ± std over seed)")
+    ax = plot_sweep(summary, "steps_to_threshold", ax=plt.subplots()[1])
+    # −1 (never reached) is no step: r = 0.75 has no finished run that reached the threshold
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), [30.0, np.nan, 10.0])
+    plt.close("all")
+
+
+def test_sweep_figure_names_what_it_averages_and_refuses_bad_choices():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = _summary(np.arange(8.0).reshape(2, 2, 2), r=[0.9, 1.0], T=[8, 16], seed=[0, 1])
+    ax = plot_sweep(summary, hue=None, x="r")  # T becomes the hue: one line per T
+    assert len(ax.lines) == 2 and ax.get_ylabel().endswith("(mean ± std over seed)")
+    four = _summary(np.ones((2, 2, 2, 2)), r=[0.9, 1.0], T=[8, 16], lr=[0.1, 0.2], seed=[0, 1])
+    ax = plot_sweep(four, x="r", hue="T")  # lr is averaged too, and named
+    assert ax.get_ylabel().endswith("(mean ± std over lr, seed)")
+    renamed = summary.rename(seed="run.seed")  # another *.seed key is swept too
+    assert plot_sweep(renamed, x="r", hue="T").get_ylabel().endswith("over run.seed)")
+    for options, message in [
+        ({"x": "r", "hue": "r"}, "x, hue and over must be different dimensions"),
+        ({"over": "sed"}, "over 'sed' is not a swept dimension"),
+        ({"metric": "status"}, "metric 'status' is not a number of the sweep summary"),
+        ({"x": "seed"}, "x, hue and over must be different dimensions"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            plot_sweep(summary.assign(status=(summary["best_metric"].dims, np.full((2, 2, 2), "x"))),
+                       **options)  # fmt: skip
+    plt.close("all")
 
 
 def _kill_a_worker_mid_run(runs: Path, stop: threading.Event) -> list[int]:

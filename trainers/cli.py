@@ -47,7 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     if not Path(args.run).exists():
-        raise FileNotFoundError(f"run file {args.run!r} does not exist")
+        raise FileNotFoundError(f"run file or sweep directory {args.run!r} does not exist")
     if Path(args.run).is_dir():
         figure = save_sweep_figure(
             args.run, args.output, metric=args.metric, x=args.x, hue=args.hue, over=args.over

@@ -1207,28 +1207,32 @@ def plot_sweep(
     *,
     x: str | None = None,
     hue: str | None = None,
-    over: str = "seed",
+    over: str | None = None,
     ax: Any = None,
 ) -> Any:
     """``metric`` against the swept dimension ``x``: mean ± standard deviation over ``over``.
 
     For each value of ``hue`` one line ``m(x) = mean(metric)`` over ``over`` (the seeds) and any
-    further dimension, NaN runs left out, with a band ``m(x) ± s(x)``, ``s`` the standard
-    deviation (``ddof = 0``) over the same dimensions.
+    further dimension (the label names them), with a band ``m(x) ± s(x)``, ``s`` the standard
+    deviation (``ddof = 0``) over the same dimensions, ``x`` in ascending order. Only finished
+    runs count (where the summary has a ``status``): a diverged, failed, lost or pending run
+    keeps the values it had when it stopped, which are no result. ``steps_to_threshold``'s −1
+    (never reached) is left out too, so its mean is over the runs that reached the threshold.
 
     Parameters
     ----------
     summary : xarray.Dataset
         A sweep summary (the ``summary`` of :class:`lyapkit.trainers.sweep.Sweep`).
     metric : str, default "best_metric"
-        The summary variable to draw.
+        The numeric summary variable to draw.
     x : str, optional
         The dimension along the horizontal axis; default the first swept dimension other than
-        ``over``.
+        ``over`` and ``hue``.
     hue : str, optional
         The dimension of the lines; default the next one (if any).
-    over : str, default "seed"
-        The dimension averaged over.
+    over : str, optional
+        The dimension averaged over; default the seeds' (swept key ``run.seed``, or a
+        dimension named ``seed``), if swept.
     ax : matplotlib.axes.Axes, optional
         Where to draw; default a new figure.
 
@@ -1240,8 +1244,8 @@ def plot_sweep(
     Raises
     ------
     ValueError
-        ``metric`` is not in the summary, ``x`` or ``hue`` is not a swept dimension, or there is
-        no dimension besides ``over``.
+        ``metric`` is not a numeric summary variable; ``x``, ``hue`` or ``over`` is not a swept
+        dimension, or two of them are the same; or no dimension is left for ``x``.
 
     See Also
     --------
@@ -1255,7 +1259,7 @@ def plot_sweep(
     >>> summary = xr.Dataset(
     ...     {"best_metric": (("r", "seed"), np.array([[0.5, 0.7], [0.8, 0.9]]),
     ...                      {"long_name": "best test accuracy"})},
-    ...     coords={"r": [0.9, 1.0], "seed": [0, 1]},
+    ...     coords={"r": [0.9, 1.0], "seed": ("seed", [0, 1], {"sweep_key": "run.seed"})},
     ... )
     >>> ax = plot_sweep(summary)
     >>> ax.get_xlabel(), ax.get_ylabel()
@@ -1265,20 +1269,38 @@ def plot_sweep(
     """
     import matplotlib.pyplot as plt
 
-    if metric not in summary:
-        numeric = [str(v) for v in summary.data_vars if summary[v].dtype.kind in "fi"]
-        raise ValueError(f"metric {metric!r} is not in the sweep summary; choose one of {numeric}")
-    dims = [d for d in summary[metric].dims if d != over]
-    for name, value in (("x", x), ("hue", hue)):
+    numeric = [str(v) for v in summary.data_vars if summary[v].dtype.kind in "fiu"]
+    if metric not in numeric:
+        raise ValueError(f"metric {metric!r} is not a number of the sweep summary; choose one of "
+                         f"{numeric}")  # fmt: skip
+    dims = [str(d) for d in summary[metric].dims]
+    seeds = next(
+        (d for d in dims if summary[d].attrs.get("sweep_key") == "run.seed"),
+        "seed" if "seed" in dims else None,
+    )
+    over = over if over is not None else seeds
+    for name, value in (("over", over), ("x", x), ("hue", hue)):
         if value is not None and value not in dims:
-            raise ValueError(f"{name} {value!r} is not a swept dimension; choose one of {dims}")
-    x = x or (dims[0] if dims else None)
+            zipped = summary[value].dims[0] if value in summary.coords else None
+            hint = f" (it moves with {zipped!r}, a zip)" if zipped in dims else ""
+            raise ValueError(f"{name} {value!r} is not a swept dimension{hint}; choose one of "
+                             f"{dims}")  # fmt: skip
+    chosen = [v for v in (x, hue, over) if v is not None]
+    if len(set(chosen)) < len(chosen):
+        raise ValueError(f"x, hue and over must be different dimensions, got x={x!r}, "
+                         f"hue={hue!r}, over={over!r}")  # fmt: skip
+    free = [d for d in dims if d not in chosen]
+    x = x or (free.pop(0) if free else None)
     if x is None:
-        raise ValueError(f"the sweep has no dimension besides {over!r} to draw against")
-    hue = hue or next((d for d in dims if d != x), None)
+        raise ValueError(f"no swept dimension is left to draw against (besides {chosen})")
+    hue = hue or (free.pop(0) if free else None)
     if ax is None:
         ax = plt.subplots(figsize=(5, 3.5))[1]
-    data = summary[metric]
+    data = summary[metric].astype(float).sortby(x)
+    if "status" in summary:
+        data = data.where(summary["status"] == "finished")
+    if metric == "steps_to_threshold":
+        data = data.where(data >= 0)
     groups = [(None, data)] if hue is None else [(v, data.sel({hue: v})) for v in data[hue].values]
     for value, part in groups:
         rest = [d for d in part.dims if d != x]
@@ -1287,7 +1309,8 @@ def plot_sweep(
         line = ax.plot(part[x], mean, marker="o", label=label)[0]
         ax.fill_between(part[x], mean - std, mean + std, color=line.get_color(), alpha=0.2)
     ax.set_xlabel(x)
-    spread = f" (mean ± std over {over})" if over in data.dims else ""
+    averaged = [d for d in dims if d not in (x, hue)]
+    spread = f" (mean ± std over {', '.join(averaged)})" if averaged else ""
     ax.set_ylabel(summary[metric].attrs.get("long_name", metric) + spread)
     if hue is not None:
         ax.legend(fontsize="small")
@@ -1299,8 +1322,8 @@ def save_sweep_figure(
     output: str | os.PathLike | None = None,
     **options: Any,
 ) -> Path:
-    """Draw :func:`plot_sweep` for the sweep in ``directory`` into a PNG (default
-    ``<directory>/sweep.png``); return its path."""
+    """Draw :func:`plot_sweep` for the sweep in ``directory`` into an image file (default
+    ``<directory>/sweep.png``; the format from the file's suffix); return its path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1310,9 +1333,9 @@ def save_sweep_figure(
     sweep = open_sweep(directory)
     fig, ax = plt.subplots(figsize=(5.5, 3.8), layout="constrained")
     plot_sweep(sweep.summary, ax=ax, **options)
-    ax.set_title(Path(directory).name)
+    ax.set_title(Path(directory).resolve().name)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
+    fig.savefig(buffer, format=Path(output).suffix[1:].lower() or "png", dpi=120)
     plt.close(fig)
     atomic_write(output, buffer.getbuffer())
     return output
