@@ -80,7 +80,7 @@ def metrics_steps(path: Path) -> np.ndarray:
             {"model.gamma": [0.1], "model": {"gamma": [0.2]}},
             "sweep.grid.model.gamma is given twice",
         ),
-        ({"model.gamma": [1, 1.0]}, "values 1 and 2 of the list are equal (1 and 1.0)"),
+        ({"model.gamma": [1, 1.0]}, "values 1 and 2 of its list are equal (1 and 1.0); the runs"),
         (
             {"model.residual": [{"kind": "homogeneous", "r": 0.5}], "model.residual.r": [0.9]},
             "sweep keys model.residual and model.residual.r overlap",
@@ -102,7 +102,11 @@ def test_zip_lists_must_have_equal_lengths(tmp_path):
         sweep_spec(sweep(tmp_path, {}, [{"task.T": [8]}, {}]))
     with pytest.raises(ConfigError, match=r"sweep\.zip\[0\]\.task\.T is given twice"):
         sweep_spec(sweep(tmp_path, {}, [{"task.T": [8], "task": {"T": [16]}}]))
-    with pytest.raises(ConfigError, match="both get the name 'T=8' .a zip's runs are named by"):
+    with pytest.raises(
+        ConfigError,
+        match="task.T: values 1 and 2 of its list are equal .8 and 8.; "
+        "they label the axis's points: put a key with distinct values first",
+    ):
         sweep_spec(sweep(tmp_path, {}, [{"task.T": [8, 8], "training.steps": [10, 20]}]))
     # with a key of distinct values first, the same points are fine
     spec = sweep_spec(sweep(tmp_path, {}, [{"training.steps": [10, 20], "task.T": [8, 8]}]))
@@ -253,6 +257,21 @@ def test_runs_of_other_tasks_in_one_dataset(tmp_path):
     assert sw.summary["best_metric"].attrs["long_name"] == "best test accuracy or rms"
     rms = sw.curves("metrics", "test_rms")
     assert np.isfinite(rms.isel(task=0)).all() and np.isnan(rms.isel(task=1)).all()
+
+
+def test_runs_of_table_and_boolean_values_are_chosen_by_the_values(tmp_path):
+    from lyapkit.store import run_config
+
+    residuals = [{"kind": "homogeneous", "r": 0.9}, {"kind": "homogeneous", "r": 1.0}]
+    grid = {"model.residual": residuals, "model.train_residual": [False, True]}
+    training = base(2, eval_every=2, checkpoint_every=2)["training"]
+    with cf.ThreadPoolExecutor(1) as pool:
+        assert run_sweep(sweep_spec(sweep(tmp_path, grid, training=training)), executor=pool).ok
+    sw = lk.open_sweep(tmp_path)
+    assert sw.summary["train_residual"].values.tolist() == ["false", "true"]  # JSON text
+    chosen = sw.run(residual={"r": 1.0, "kind": "homogeneous"}, train_residual=True)
+    model = run_config(chosen)["model"]
+    assert model["residual"]["r"] == 1.0 and model["train_residual"] is True
 
 
 def test_a_diverging_run_is_recorded_and_the_others_finish(tmp_path):

@@ -78,6 +78,8 @@ FORMAT_VERSION = 1
 STATUSES = ("finished", "diverged", "failed", "locked", "lost", "pending")
 _RECORDED = ("diverged", "failed", "lost")  # kept in <name>.failed.json
 _NOT_SWEPT = ("run.name", "run.dir")
+# the ``encoding`` of a coordinate of swept values that are not numbers or strings
+_JSON = "JSON text of each value (sort_keys)"
 
 
 def _config_error(message: str) -> Exception:
@@ -368,13 +370,16 @@ def _axes(options: dict[str, Any]) -> tuple[Axis, ...]:
     axes = []
     for group in groups:
         values = tuple(zip(*group.values(), strict=True))
-        for j, point in enumerate(values):
-            if point in values[:j]:
-                i = values.index(point)
-                a, b = (values[i], point) if len(group) > 1 else (values[i][0], point[0])
+        first, *others = group
+        labels = [point[0] for point in values]  # the first key's values label the points
+        for j, label in enumerate(labels):
+            if label in labels[:j]:
+                i = labels.index(label)
+                why = ("they label the axis's points: put a key with distinct values first"
+                       if others else "the runs would be the same")  # fmt: skip
                 raise _config_error(
-                    f"sweep key(s) {', '.join(group)}: values {i + 1} and {j + 1} of the list are "
-                    f"equal ({a!r} and {b!r}): the runs would be the same"
+                    f"sweep key {first}: values {i + 1} and {j + 1} of its list are equal "
+                    f"({labels[i]!r} and {label!r}); {why}"
                 )
         axes.append(Axis(tuple(group), values, names[next(iter(group))]))
     return tuple(axes)
@@ -461,8 +466,7 @@ def sweep_spec(raw: dict[str, Any], directory: str | os.PathLike | None = None) 
         name = "_".join(parts)
         if name in names:
             raise _config_error(
-                f"sweep: the runs {names[name]} and {params} both get the name {name!r} (a "
-                "zip's runs are named by its first key: put one with distinct values first)"
+                f"sweep: the runs {names[name]} and {params} both get the name {name!r}"
             )
         names[name] = params
         config = copy.deepcopy(raw)
@@ -1038,8 +1042,9 @@ class Sweep:
                     isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in column
                 )
                 name = axis["dim"] if i == 0 else names[key]
-                data = column if scalar else [json.dumps(v) for v in column]
-                coords[name] = (axis["dim"], data, {"sweep_key": key})
+                attrs = {"sweep_key": key} if scalar else {"sweep_key": key, "encoding": _JSON}
+                data = column if scalar else [json.dumps(v, sort_keys=True) for v in column]
+                coords[name] = (axis["dim"], data, attrs)
         return coords
 
     def _summary(self) -> Any:
@@ -1072,7 +1077,9 @@ class Sweep:
         Parameters
         ----------
         **params
-            A value for each swept dimension, e.g. ``sweep.run(r=0.95, seed=2)``.
+            A value for each swept dimension, e.g. ``sweep.run(r=0.95, seed=2)``; for a key whose
+            coordinate is JSON text (booleans, tables, lists) the value itself, e.g.
+            ``sweep.run(permuted=True)``.
 
         Returns
         -------
@@ -1086,7 +1093,15 @@ class Sweep:
         KeyError
             A value is not on its dimension (raised by xarray's ``sel``).
         """
-        names = self.summary["run"].sel(**params)
+        selection = {
+            dim: json.dumps(value, sort_keys=True)
+            if self.summary.coords.get(dim) is not None
+            and self.summary[dim].attrs.get("encoding") == _JSON
+            and not isinstance(value, str)
+            else value
+            for dim, value in params.items()
+        }
+        names = self.summary["run"].sel(selection)
         if names.size != 1:
             raise ValueError(
                 f"{params} selects {names.size} runs; give a value for each of {self.dims}"
