@@ -251,7 +251,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--hue", help="sweep: one line per value of this key (default the next)")
     report.add_argument(
-        "--over", help="sweep: mean ± std over this key (default the seeds, run.seed)"
+        "--over", help="sweep: mean ± std (ddof 0) over this key (default the seeds, run.seed)"
     )
     report.set_defaults(func=cmd_report)
 

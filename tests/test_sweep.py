@@ -326,6 +326,15 @@ def test_command_line_sweep_and_report(tmp_path):
         [*cli, "report", str(tmp_path / "out"), "-o", str(tmp_path / "f.pdf")], capture_output=True
     )
     assert pdf.returncode == 0 and (tmp_path / "f.pdf").read_bytes()[:4] == b"%PDF"
+    run_file = next((tmp_path / "out" / "runs").glob("*.nc"))
+    sheet = subprocess.run(
+        [*cli, "report", str(run_file), "--x", "lr"], capture_output=True, text=True
+    )
+    assert sheet.returncode == 2 and "--x: for a sweep directory" in sheet.stderr
+    none = subprocess.run(
+        [*cli, "sweep", str(tmp_path / "s.toml"), "--workers", "0"], capture_output=True, text=True
+    )
+    assert none.returncode == 2 and "--workers must be a positive integer, got 0" in none.stderr
 
 
 def _summary(values, status=None, **coords):

@@ -245,7 +245,7 @@ def test_schedules():
     assert np.all(np.diff(np.log1p(log[1:])) > 0)
 
 
-def test_report_sheet(tmp_path):
+def test_report_sheet(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     result = Trainer(load_config(write_full_config(tmp_path, steps=20))).train()
     png = tmp_path / "sheet.png"
@@ -255,6 +255,10 @@ def test_report_sheet(tmp_path):
     # the spectrum of the saved model, driven by the run's test data
     assert main(["-q", "spectrum", str(result.path), "--steps", "50", "--transient", "10"]) == 0
     assert main(["spectrum", str(tmp_path / "nothing.nc")]) == 2
+    # a bad demo option is refused by its flag's name before anything runs or is written
+    for option in ("--steps", "--analysis-steps"):
+        assert main(["-q", "demo", option, "0", "--dir", str(tmp_path / "demo")]) == 2
+        assert option in capsys.readouterr().err and not (tmp_path / "demo").exists()
 
 
 @pytest.mark.slow  # a smoke test of `lyapkit demo` in a fresh process (~10 s on 2 cores)

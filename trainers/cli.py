@@ -18,6 +18,7 @@ import numpy as np
 
 import lyapkit as lk
 from lyapkit import cli as core_cli
+from lyapkit._checks import integer
 from lyapkit._files import check_writable
 from lyapkit.store import open_run
 from lyapkit.theory import residual_exponents
@@ -48,6 +49,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     if not Path(args.run).exists():
         raise FileNotFoundError(f"run file or sweep directory {args.run!r} does not exist")
+    options = {"--metric": args.metric != "best_metric", "--x": args.x, "--hue": args.hue,
+               "--over": args.over}  # fmt: skip
+    given = [flag for flag, value in options.items() if value]
+    if given and not Path(args.run).is_dir():
+        raise core_cli.UsageError(
+            f"{', '.join(given)}: for a sweep directory; {args.run!r} is a run file"
+        )
     if Path(args.run).is_dir():
         figure = save_sweep_figure(
             args.run, args.output, metric=args.metric, x=args.x, hue=args.hue, over=args.over
@@ -60,6 +68,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``lyapkit sweep SWEEP.toml``: every unfinished run of the grid; exit 1 unless all finished."""
+    if args.workers is not None:
+        integer(args.workers, "--workers", 1)
+    integer(args.group, "--group", 0)
     spec = load_sweep(args.sweep, args.dir)
     client = None
     if args.scheduler:
@@ -149,6 +160,8 @@ def weak_coupling_table(seed: int, steps: int) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Analyse WCRNN maps against theory, then train one with diagnostics and report."""
+    integer(args.steps, "--steps", 1)
+    integer(args.analysis_steps, "--analysis-steps", 1)
     weak_coupling_table(args.seed, args.analysis_steps)
     directory = args.dir or tempfile.mkdtemp(prefix="lyapkit-demo-")
     config = demo_config(directory, args.steps, args.seed)

@@ -1259,8 +1259,9 @@ def plot_sweep(
     Raises
     ------
     ValueError
-        ``metric`` is not a numeric summary variable; ``x``, ``hue`` or ``over`` is not a swept
-        dimension, or two of them are the same; or no dimension is left for ``x``.
+        ``metric`` is not a numeric summary variable, or no finished run has a value of it;
+        ``x``, ``hue`` or ``over`` is not a swept dimension, or two of them are the same; or no
+        dimension is left for ``x``.
 
     See Also
     --------
@@ -1316,6 +1317,8 @@ def plot_sweep(
         data = data.where(summary["status"] == "finished")
     if metric == "steps_to_threshold":
         data = data.where(data >= 0)
+    if not data.notnull().any():
+        raise ValueError(f"no finished run of the sweep has a value of {metric!r}")
     groups = [(None, data)] if hue is None else [(v, data.sel({hue: v})) for v in data[hue].values]
     for value, part in groups:
         rest = [d for d in part.dims if d != x]
