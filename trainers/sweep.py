@@ -366,7 +366,7 @@ def _axes(options: dict[str, Any]) -> tuple[Axis, ...]:
             raise _config_error(
                 f"sweep keys {key} and {inner} overlap: sweep either the table or keys inside it"
             )
-    names = _coordinate_names(list(seen))
+    names = _coordinate_names([tuple(group) for group in groups])
     axes = []
     for group in groups:
         values = tuple(zip(*group.values(), strict=True))
@@ -385,13 +385,24 @@ def _axes(options: dict[str, Any]) -> tuple[Axis, ...]:
     return tuple(axes)
 
 
-def _coordinate_names(keys: Sequence[str]) -> dict[str, str]:
-    """The name of each swept key in :func:`open_sweep`'s dataset: the last part of the key
-    (``"model.residual.r"`` → ``"r"``), or the whole key where another key shares it."""
-    lasts = [key.rsplit(".", 1)[-1] for key in keys]
-    return {
-        key: last if lasts.count(last) == 1 else key for key, last in zip(keys, lasts, strict=True)
-    }
+def _coordinate_names(axes: Sequence[Sequence[str]]) -> dict[str, str]:
+    """The name of each swept key in :func:`open_sweep`'s dataset, from each axis's keys.
+
+    An axis's first key names its dimension: the key's last part (``"model.residual.r"`` →
+    ``"r"``), or the whole key where another axis's first key shares it. A zip's other keys are
+    named likewise, or by their whole key where a dimension or another key has that name."""
+
+    def last(key: str) -> str:
+        return key.rsplit(".", 1)[-1]
+
+    firsts = [keys[0] for keys in axes]
+    names = {k: last(k) if [last(f) for f in firsts].count(last(k)) == 1 else k for k in firsts}
+    others = [key for keys in axes for key in keys[1:]]
+    taken = set(names.values())
+    for key in others:
+        unique = [last(o) for o in others].count(last(key)) == 1
+        names[key] = last(key) if unique and last(key) not in taken else key
+    return names
 
 
 def sweep_spec(raw: dict[str, Any], directory: str | os.PathLike | None = None) -> SweepSpec:
@@ -1034,14 +1045,14 @@ class Sweep:
 
     def _coords(self) -> dict[str, Any]:
         coords: dict[str, Any] = {}
-        names = _coordinate_names([k for axis in self._manifest["axes"] for k in axis["keys"]])
+        names = _coordinate_names([axis["keys"] for axis in self._manifest["axes"]])
         for axis in self._manifest["axes"]:
             for i, key in enumerate(axis["keys"]):
                 column = [v[i] for v in axis["values"]]
                 scalar = all(
                     isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in column
                 )
-                name = axis["dim"] if i == 0 else names[key]
+                name = names[key]
                 attrs = {"sweep_key": key} if scalar else {"sweep_key": key, "encoding": _JSON}
                 data = column if scalar else [json.dumps(v, sort_keys=True) for v in column]
                 coords[name] = (axis["dim"], data, attrs)
