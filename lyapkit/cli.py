@@ -245,7 +245,7 @@ def make_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--output", "-o", help="image path (default: beside the run; a sweep: DIR/sweep.png)"
     )
-    report.add_argument("--metric", default="best_metric", help="sweep: the summary variable")
+    report.add_argument("--metric", help="sweep: the summary variable (default best_metric)")
     report.add_argument(
         "--x", help="sweep: the swept key on the x axis (default the first but --over, --hue)"
     )

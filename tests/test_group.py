@@ -98,6 +98,23 @@ def assert_same_result(a: TrainResult, b: TrainResult, tol: float) -> None:
     assert a.final_loss == pytest.approx(b.final_loss, rel=tol, abs=tol)
 
 
+def assert_failed_as_alone(
+    results: list, configs: list[dict], failing: int, tmp_path: Path, tol: float
+) -> None:
+    """Member ``failing`` got the exception Trainer raises for it alone, no lock is left, and
+    every other member equals its run trained alone, to ``tol``."""
+    with pytest.raises(Exception) as alone_error:
+        alone([configs[failing]], tmp_path / "alone")
+    failed = results[failing]
+    assert type(failed) is type(alone_error.value) and str(failed) == str(alone_error.value)
+    assert not list((tmp_path / "group").glob("*.lock"))
+    for i, (result, config) in enumerate(zip(results, configs, strict=True)):
+        if i != failing:
+            reference = alone([config], tmp_path / "alone")[0]
+            assert_same_result(result, reference, tol)
+            assert_same_run(result.path, reference.path, tol)
+
+
 def test_group_equals_each_member_trained_alone(tmp_path):
     configs = group_configs(tmp_path / "group")
     results = train_group(configs)
@@ -198,17 +215,9 @@ def test_a_diverging_member_fails_alone(tmp_path):
         config["optimizer"]["clip_grad_norm"] = configs[1]["optimizer"]["clip_grad_norm"]
         config["diagnostics"] = {}
     results = train_group(configs)
-    with pytest.raises(FloatingPointError) as alone_error:
-        alone([configs[1]], tmp_path / "alone")
-    failed = results[1]
-    assert isinstance(failed, FloatingPointError)
-    assert str(failed) == str(alone_error.value)
+    assert isinstance(results[1], FloatingPointError)
     assert "summary" not in open_run(tmp_path / "group" / "member1.nc").children
-    assert not list((tmp_path / "group").glob("*.lock"))
-    for i in (0, 2):
-        reference = alone([configs[i]], tmp_path / "alone")[0]
-        assert_same_result(results[i], reference, 1e-5)
-        assert_same_run(results[i].path, reference.path, 1e-5)
+    assert_failed_as_alone(results, configs, 1, tmp_path, 1e-5)
 
 
 def test_members_diverging_at_the_same_step_all_fail(tmp_path):
@@ -302,16 +311,10 @@ def test_a_member_whose_diagnostics_fail_stops_alone_as_with_trainer(tmp_path):
     configs = group_configs(tmp_path / "group")
     configs[1]["diagnostics"] = {"lyapunov": {"at": [15], "k": 100, "steps": 8, "transient": 2}}
     results = train_group(configs)
-    with pytest.raises(ValueError) as alone_error:
-        alone([configs[1]], tmp_path / "alone")
-    assert type(results[1]) is ValueError and str(results[1]) == str(alone_error.value)
+    assert type(results[1]) is ValueError
+    assert_failed_as_alone(results, configs, 1, tmp_path, 1e-10)
     # its run file and checkpoint are left as Trainer leaves them: both at step 10
     assert_same_run(tmp_path / "group" / "member1.nc", tmp_path / "alone" / "member1.nc", 1e-10)
-    assert not list((tmp_path / "group").glob("*.lock"))
-    for i in (0, 2):
-        reference = alone([configs[i]], tmp_path / "alone")[0]
-        assert_same_result(results[i], reference, 1e-10)
-        assert_same_run(results[i].path, reference.path, 1e-10)
 
 
 def test_step_zero_is_recorded_with_denormals_as_trainer_records_them(tmp_path):

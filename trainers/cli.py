@@ -49,17 +49,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     if not Path(args.run).exists():
         raise FileNotFoundError(f"run file or sweep directory {args.run!r} does not exist")
-    options = {"--metric": args.metric != "best_metric", "--x": args.x, "--hue": args.hue,
-               "--over": args.over}  # fmt: skip
-    given = [flag for flag, value in options.items() if value]
-    if given and not Path(args.run).is_dir():
-        raise core_cli.UsageError(
-            f"{', '.join(given)}: for a sweep directory; {args.run!r} is a run file"
-        )
+    options = {
+        name: value
+        for name in ("metric", "x", "hue", "over")
+        if (value := getattr(args, name)) is not None
+    }
+    if options and not Path(args.run).is_dir():
+        flags = ", ".join(f"--{name}" for name in options)
+        raise core_cli.UsageError(f"{flags}: for a sweep directory; {args.run!r} is a run file")
     if Path(args.run).is_dir():
-        figure = save_sweep_figure(
-            args.run, args.output, metric=args.metric, x=args.x, hue=args.hue, over=args.over
-        )
+        figure = save_sweep_figure(args.run, args.output, **options)
         print(figure)
         return core_cli.EXIT_OK
     print(make_report(args.run, args.output))

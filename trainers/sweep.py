@@ -43,6 +43,7 @@ import math
 import multiprocessing
 import os
 import traceback
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -370,18 +371,18 @@ def _axes(options: dict[str, Any]) -> tuple[Axis, ...]:
     axes = []
     for group in groups:
         values = tuple(zip(*group.values(), strict=True))
-        first, *others = group
+        first = next(iter(group))
         labels = [point[0] for point in values]  # the first key's values label the points
         for j, label in enumerate(labels):
             if label in labels[:j]:
                 i = labels.index(label)
                 why = ("they label the axis's points: put a key with distinct values first"
-                       if others else "the runs would be the same")  # fmt: skip
+                       if len(group) > 1 else "the runs would be the same")  # fmt: skip
                 raise _config_error(
                     f"sweep key {first}: values {i + 1} and {j + 1} of its list are equal "
                     f"({labels[i]!r} and {label!r}); {why}"
                 )
-        axes.append(Axis(tuple(group), values, names[next(iter(group))]))
+        axes.append(Axis(tuple(group), values, names[first]))
     return tuple(axes)
 
 
@@ -396,12 +397,13 @@ def _coordinate_names(axes: Sequence[Sequence[str]]) -> dict[str, str]:
         return key.rsplit(".", 1)[-1]
 
     firsts = [keys[0] for keys in axes]
-    names = {k: last(k) if [last(f) for f in firsts].count(last(k)) == 1 else k for k in firsts}
     others = [key for keys in axes for key in keys[1:]]
+    first_lasts, other_lasts = Counter(map(last, firsts)), Counter(map(last, others))
+    names = {key: last(key) if first_lasts[last(key)] == 1 else key for key in firsts}
     taken = set(names.values())
     for key in others:
-        unique = [last(o) for o in others].count(last(key)) == 1
-        names[key] = last(key) if unique and last(key) not in taken else key
+        unique = other_lasts[last(key)] == 1 and last(key) not in taken
+        names[key] = last(key) if unique else key
     return names
 
 
@@ -739,15 +741,15 @@ def _charge_deaths(
     configs: dict[str, dict],
     deaths: dict[str, int],
     max_restarts: int,
-    resubmit: list[list[str]],
-) -> list[dict[str, Any]]:
+) -> tuple[list[list[str]], list[dict[str, Any]]]:
     """After jobs failed because a worker died: charge the death to the runs that were training
     (they hold a ``.running`` marker), or to all when none was (the job kills its worker before
     it starts); runs queued behind them are resubmitted free. A run is resubmitted alone until
-    it was charged more than ``max_restarts`` deaths, then recorded as ``"lost"``."""
+    it was charged more than ``max_restarts`` deaths, then recorded as ``"lost"``. Returns the
+    jobs to resubmit and the outcomes of the lost runs."""
     names = [name for job, _ in failed for name in job]
     started = {name for name in names if _running_path(configs[name]).exists()}
-    outcomes = []
+    resubmit, outcomes = [], []
     for job, err in failed:
         for name in job:
             _running_path(configs[name]).unlink(missing_ok=True)
@@ -763,7 +765,7 @@ def _charge_deaths(
             message = f"its worker died {deaths[name]} times: {reason(err)}"
             _record_failure(configs[name], "lost", message)
             outcomes.append({"name": name, "status": "lost", "error": message})
-    return outcomes
+    return resubmit, outcomes
 
 
 def run_sweep(
@@ -886,8 +888,8 @@ def run_sweep(
                     continue
                 for outcome in outcomes:
                     _record_outcome(outcome, status, errors, bar)
-            jobs = []
-            for outcome in _charge_deaths(failed, configs, deaths, max_restarts, jobs):
+            jobs, lost = _charge_deaths(failed, configs, deaths, max_restarts)
+            for outcome in lost:
                 _record_outcome(outcome, status, errors, bar)
             if jobs and own:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -1104,14 +1106,17 @@ class Sweep:
         KeyError
             A value is not on its dimension (raised by xarray's ``sel``).
         """
-        selection = {
-            dim: json.dumps(value, sort_keys=True)
-            if self.summary.coords.get(dim) is not None
-            and self.summary[dim].attrs.get("encoding") == _JSON
-            and not isinstance(value, str)
-            else value
-            for dim, value in params.items()
-        }
+
+        def encoded(dim: str, value: Any) -> Any:
+            coords = self.summary.coords
+            json_text = dim in coords and coords[dim].attrs.get("encoding") == _JSON
+            return (
+                json.dumps(value, sort_keys=True)
+                if json_text and not isinstance(value, str)
+                else value
+            )
+
+        selection = {dim: encoded(dim, value) for dim, value in params.items()}
         names = self.summary["run"].sel(selection)
         if names.size != 1:
             raise ValueError(
