@@ -23,7 +23,7 @@ Rotational residuals learn best when their angle matches the
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -92,6 +92,14 @@ class WCRNNPrediction(NamedTuple):
     regime: Regime
 
 
+def _real(values: Any, name: str) -> np.ndarray:
+    """``values`` as a float64 array; a TypeError naming ``name`` for complex values, which a
+    cast would turn into their real parts."""
+    if np.iscomplexobj(values):
+        raise TypeError(f"{name} must be real, got complex values {values!r}")
+    return np.asarray(values, dtype=np.float64)
+
+
 def _square(R: np.ndarray) -> np.ndarray:
     """``R`` as a real float64 square matrix; a TypeError for complex values, which would
     otherwise lose their imaginary part silently."""
@@ -113,7 +121,7 @@ def _square(R: np.ndarray) -> np.ndarray:
 def residual_exponents(R: np.ndarray) -> np.ndarray:
     """``log|eig(R)|`` sorted in descending order: the WCRNN exponents in the limit ``γ → 0``.
 
-    For ``x' = R x + γ σ(W x + V s + b)`` the variational term is ``Rᵀ ⋯ Rᵀ + O(γ)``, so the
+    For ``x' = R x + γ σ(W x + V s + b)`` the variational term is ``R ⋯ R + O(γ) = Rᵗ + O(γ)``, so the
     Lyapunov exponents tend to::
 
         λ_i = log|eig_i(R)|,   i = 1, …, n   (descending)
@@ -211,7 +219,17 @@ def gradient_norm_rate(R: np.ndarray) -> float:
     return float(residual_exponents(R)[0])
 
 
-def memory_regime(R: np.ndarray, tol: float = 1e-9) -> Regime:
+def _regime_tol(R: Any, tol: float | None) -> float:
+    """``tol`` checked (``≥ 0``), or by default ``max(1e-9, 4 n ε)`` with ``ε`` the machine
+    epsilon of ``R``'s own float dtype (float64 for any other)."""
+    if tol is not None:
+        return number(tol, "tol", non_negative=True)
+    dtype = np.asarray(R).dtype
+    eps = np.finfo(dtype if dtype.kind == "f" else np.float64).eps
+    return max(1e-9, 4 * np.shape(R)[-1] * float(eps))
+
+
+def memory_regime(R: np.ndarray, tol: float | None = None) -> Regime:
     """The memory regime of a WCRNN with residual ``R``, from its spectral radius.
 
     With ``ρ(R) = max_i |eig_i(R)|``, the regime is ``"sub-critical"`` (fading memory) when
@@ -222,8 +240,10 @@ def memory_regime(R: np.ndarray, tol: float = 1e-9) -> Regime:
     ----------
     R : array_like
         The real, finite, non-empty ``(n, n)`` residual matrix.
-    tol : float, default 1e-9
-        The tolerance on ``|ρ(R) − 1|`` for the critical regime.
+    tol : float, optional
+        The tolerance on ``|ρ(R) − 1|`` for the critical regime, ``≥ 0``. By default
+        ``max(1e-9, 4 n ε)`` with ``ε`` the machine epsilon of ``R``'s float dtype (float64 for
+        other input): a critical rotation stored in float32 has ``|ρ(R) − 1|`` of about ``ε``.
 
     Returns
     -------
@@ -254,12 +274,12 @@ def memory_regime(R: np.ndarray, tol: float = 1e-9) -> Regime:
     ('sub-critical', 'critical', 'super-critical')
     """
     radius = float(np.max(np.abs(np.linalg.eigvals(_square(R)))))
-    if abs(radius - 1.0) <= tol:
+    if abs(radius - 1.0) <= _regime_tol(R, tol):
         return "critical"
     return "sub-critical" if radius < 1.0 else "super-critical"
 
 
-def wcrnn_prediction(R: np.ndarray, tol: float = 1e-9) -> WCRNNPrediction:
+def wcrnn_prediction(R: np.ndarray, tol: float | None = None) -> WCRNNPrediction:
     """The weak-coupling prediction for a WCRNN with residual ``R``: exponents and regime.
 
     As ``γ → 0`` the exponents of ``x' = R x + γ σ(W x + V s + b)`` are ``log|eig(R)|``
@@ -270,8 +290,9 @@ def wcrnn_prediction(R: np.ndarray, tol: float = 1e-9) -> WCRNNPrediction:
     ----------
     R : array_like
         The real, finite, non-empty ``(n, n)`` residual matrix.
-    tol : float, default 1e-9
-        The tolerance on ``|ρ(R) − 1|`` for the critical regime.
+    tol : float, optional
+        The tolerance on ``|ρ(R) − 1|`` for the critical regime (default: as
+        :func:`lyapkit.theory.memory_regime`, from ``R``'s float dtype).
 
     Returns
     -------
@@ -515,12 +536,14 @@ def characteristic_frequency(sequences: np.ndarray, dt: float = 1.0) -> Characte
     """The characteristic frequency of a data set: the peak of its average power spectrum.
 
     For sequences ``x^{(n)}_t`` (``n < N``, ``t < T``, channels ``c < m``) with their means removed,
-    the average power spectrum over the non-negative FFT frequencies is::
+    the average one-sided power spectrum over the non-negative FFT frequencies is::
 
-        P(ω_k) = (1 / (N m)) Σ_{n,c} |Σ_t (x^{(n)}_{t,c} − x̄^{(n)}_c) e^{−i ω_k t dt}|²,
+        P(ω_k) = (w_k / (N m)) Σ_{n,c} |Σ_t (x^{(n)}_{t,c} − x̄^{(n)}_c) e^{−i ω_k t dt}|²,
         ω_k = 2π k / (T dt),   k = 0, …, ⌊T/2⌋
 
-    and the characteristic frequency is ``argmax_{k ≥ 1} P(ω_k)`` (the zero frequency, which only
+    with ``w_k = 2`` for ``0 < k < T/2`` (the bin holds ``±ω_k``) and ``w_k = 1`` for the zero and
+    (even ``T``) the Nyquist frequency, so that ``P`` splits the variance over the frequencies
+    (``Σ_k P(ω_k) = T Σ_t x_t²``, Parseval), and the characteristic frequency is ``argmax_{k ≥ 1} P(ω_k)`` (the zero frequency, which only
     holds what is left of the means, is excluded). For sequential MNIST, whose scan lines repeat
     every 28 pixels, it is ``2π/28`` (Dubinin & Effenberger 2023, section 4.2): rotational
     residuals learn best when their angle matches it.
@@ -539,8 +562,10 @@ def characteristic_frequency(sequences: np.ndarray, dt: float = 1.0) -> Characte
 
     Raises
     ------
+    TypeError
+        ``sequences`` has complex values.
     ValueError
-        ``sequences`` has another shape, or ``dt`` is not positive.
+        ``sequences`` has another shape or is not finite, or ``dt`` is not positive.
 
     See Also
     --------
@@ -565,15 +590,18 @@ def characteristic_frequency(sequences: np.ndarray, dt: float = 1.0) -> Characte
     >>> bool(np.isclose(characteristic_frequency(x).omega, 2 * np.pi / 28))
     True
     """
-    x = np.asarray(sequences, dtype=np.float64)
+    x = _real(sequences, "sequences")
     if x.ndim == 2:
         x = x[..., None]
     if x.ndim != 3 or x.shape[0] == 0 or x.shape[1] < 3 or x.shape[2] == 0:
         raise ValueError(f"sequences must have shape (N, T) or (N, T, m) with T ≥ 3, got {x.shape}")
     if not dt > 0:
         raise ValueError(f"dt must be positive, got {dt!r}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("sequences must be finite (a NaN or inf makes every power NaN)")
     x = x - x.mean(axis=1, keepdims=True)
     power = np.mean(np.abs(np.fft.rfft(x, axis=1)) ** 2, axis=(0, 2))
+    power[1 : (x.shape[1] + 1) // 2] *= 2  # the bins that hold ±ω_k
     frequencies = 2 * np.pi * np.fft.rfftfreq(x.shape[1], dt)
     return CharacteristicFrequency(float(frequencies[1 + np.argmax(power[1:])]), frequencies, power)
 
@@ -659,7 +687,7 @@ def exponential_parametrization(
     >>> bool(np.isclose(p.derivatives[0], -0.1 * p.lam))
     True
     """
-    nu, theta = np.asarray(nu, dtype=np.float64), np.asarray(theta, dtype=np.float64)
+    nu, theta = _real(nu, "nu"), _real(theta, "theta")
     lam = np.exp(-np.exp(nu) + 1j * np.exp(theta))
     return Parametrization(lam, (-np.exp(nu) * lam, 1j * np.exp(theta) * lam))
 
@@ -705,7 +733,7 @@ def polar_parametrization(r: float | np.ndarray, theta: float | np.ndarray) -> P
     >>> np.round(p.lam, 3), np.round(p.derivatives[1], 3)
     (np.complex128(0.9j), np.complex128(-0.9+0j))
     """
-    r, theta = np.asarray(r, dtype=np.float64), np.asarray(theta, dtype=np.float64)
+    r, theta = _real(r, "r"), _real(theta, "theta")
     rotation = np.exp(1j * theta)
     return Parametrization(r * rotation, (rotation * np.ones_like(r), 1j * r * rotation))
 
@@ -734,6 +762,8 @@ def optimal_parameter(lam: float | np.ndarray) -> np.ndarray:
 
     Raises
     ------
+    TypeError
+        ``lam`` has complex values.
     ValueError
         ``|lam| ≥ 1`` (or ``lam`` is NaN).
 
@@ -754,7 +784,7 @@ def optimal_parameter(lam: float | np.ndarray) -> np.ndarray:
     >>> np.round(optimal_parameter(np.array([-0.9, 0.0, 0.5, 0.9])), 3)
     array([-1.727,  0.   ,  0.573,  1.727])
     """
-    lam = np.asarray(lam, dtype=np.float64)
+    lam = _real(lam, "lam")
     if not np.all(np.abs(lam) < 1):
         raise ValueError(f"lam must be real with |lam| < 1, got {lam!r}")
     a, root2 = np.abs(lam), np.sqrt(2.0)
@@ -778,7 +808,7 @@ def optimal_parametrization(omega: float | np.ndarray) -> Parametrization:
 
     whose solution is the inverse of the closed form ``ω(λ)`` of
     :func:`lyapkit.theory.optimal_parameter`. It is computed by bisection on ``λ ∈ (−1, 1)`` to
-    machine precision (``λ`` rounds to ``±1`` once ``|ω| ≳ 24.4``, since
+    machine precision (``λ`` rounds to ``±1`` once ``|ω| ≳ 26.1``, since
     ``1 − |λ| ∝ e^{−sqrt(2)|ω|}``).
 
     Parameters
@@ -793,6 +823,8 @@ def optimal_parametrization(omega: float | np.ndarray) -> Parametrization:
 
     Raises
     ------
+    TypeError
+        ``omega`` has complex values.
     ValueError
         ``omega`` is not finite.
 
@@ -817,7 +849,7 @@ def optimal_parametrization(omega: float | np.ndarray) -> Parametrization:
     >>> round(float(parameter_sensitivity(p.lam, p.derivatives[0])), 6)
     1.0
     """
-    omega = np.asarray(omega, dtype=np.float64)
+    omega = _real(omega, "omega")
     if not np.all(np.isfinite(omega)):
         raise ValueError(f"omega must be finite, got {omega!r}")
     target = np.abs(omega)

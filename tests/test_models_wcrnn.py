@@ -241,6 +241,20 @@ def test_regime_and_exponents_of_homogeneous_residuals():
     )
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_critical_rotation_stays_critical_in_the_precision_it_is_stored_in(dtype):
+    # float32 cos φ, sin φ move |eig(R)| off 1 by ~1e-8: more than a float64 tolerance
+    for R in (residuals.rotational(8, 2 * np.pi / 28, r=1.0), residuals.random_orthogonal(8, 0)):
+        model = WCRNN(1, 8, 2, residual=R).to(dtype)
+        assert model.theory().regime == "critical" == memory_regime(R.astype(np.float32))
+    for r, regime in [(1 - 1e-4, "sub-critical"), (1 + 1e-4, "super-critical")]:
+        R = residuals.rotational(8, 2 * np.pi / 28, r=r)
+        assert WCRNN(1, 8, 2, residual=R).to(dtype).theory().regime == regime
+    assert memory_regime(np.eye(2) * (1 + 1e-8)) == "super-critical"  # float64: 1e-9
+    with pytest.raises(ValueError, match="tol"):
+        memory_regime(np.eye(2), tol=-1)
+
+
 @pytest.mark.parametrize(
     "variant, R",
     [
@@ -308,3 +322,14 @@ def test_mismatched_dtypes_are_named():
         model(torch.randn(2, 5, 2, dtype=torch.float32))
     with pytest.raises(ValueError, match="state must have the dtype"):
         model(torch.randn(2, 5, 2), torch.zeros(2, 3, dtype=torch.float32))
+
+
+def test_residual_constructors_refuse_bad_numbers_by_name():
+    with pytest.raises(ValueError, match="radii needs n // 2 \\+ 1 = 2"):
+        residuals.rotation_blocks(np.array([0.0]), np.array([0.5]), 3)  # no 1×1 radius
+    with pytest.raises(ValueError, match="delta"):
+        residuals.heterogeneous(3, 0.9, np.nan)
+    with pytest.raises(ValueError, match="r0"):
+        residuals.heterogeneous(3, np.inf, 0.1)
+    with pytest.raises(ValueError, match="r"):
+        residuals.homogeneous(2, np.nan)

@@ -479,3 +479,32 @@ def test_residual_exponents_refuse_complex_and_the_real_form_is_right():
         memory_regime(R)
     real_form = np.block([[R.real, -R.imag], [R.imag, R.real]])
     np.testing.assert_allclose(residual_exponents(real_form), [math.log(math.sqrt(2))] * 4)
+
+
+def test_real_only_arguments_refuse_complex_and_nan_by_name():
+    # a cast to float64 would keep the real part only, with a warning at most
+    for call, name in [
+        (lambda: optimal_parameter(np.array([0.5 + 0.5j])), "lam"),
+        (lambda: optimal_parameter(0.5 + 0.5j), "lam"),
+        (lambda: optimal_parametrization(np.array([0.3 + 2j])), "omega"),
+        (lambda: characteristic_frequency(np.ones((2, 8)) * 1j), "sequences"),
+    ]:
+        with pytest.raises(TypeError, match=f"{name} must be real"):
+            call()
+    x = np.sin(2 * np.pi * np.arange(112) / 28) * np.ones((4, 1))
+    x[0, 5] = np.nan  # argmax of an all-NaN power would give the lowest bin, 2π/112
+    with pytest.raises(ValueError, match="sequences must be finite"):
+        characteristic_frequency(x)
+
+
+def test_characteristic_frequency_is_the_peak_of_the_one_sided_power():
+    t = np.arange(112)
+    # variance 0.5 at period 28 against 0.36 at the Nyquist frequency: the period-28 line holds
+    # more variance, though its two-sided |X_k|² (T²/4) is below the Nyquist bin's (0.36 T²)
+    x = (np.sin(2 * np.pi * t / 28) + 0.6 * (-1.0) ** t)[None, :]
+    assert math.isclose(characteristic_frequency(x).omega, 2 * np.pi / 28)
+    for T in (112, 113):  # with and without a Nyquist bin: Σ_k P(ω_k) = T Σ_t x_t² (Parseval)
+        x = np.random.default_rng(T).standard_normal((1, T))
+        centred = x - x.mean()
+        power = characteristic_frequency(x).power
+        assert math.isclose(power.sum(), T * float(np.sum(centred**2)), rel_tol=1e-12)

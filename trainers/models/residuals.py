@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lyapkit._checks import integer, interval
+from lyapkit._checks import integer, interval, number
 
 __all__ = [
     "homogeneous",
@@ -42,7 +42,7 @@ def homogeneous(n: int, r: float = 1.0) -> np.ndarray:
     Raises
     ------
     ValueError
-        If ``n`` is not an integer ≥ 1.
+        If ``n`` is not an integer ≥ 1, or ``r`` is not a finite number.
 
     References
     ----------
@@ -56,7 +56,7 @@ def homogeneous(n: int, r: float = 1.0) -> np.ndarray:
     array([[0.9, 0. ],
            [0. , 0.9]])
     """
-    return float(r) * np.eye(integer(n, "n", 1))
+    return number(r, "r") * np.eye(integer(n, "n", 1))
 
 
 def rotation_blocks(angles: np.ndarray, radii: np.ndarray, n: int) -> np.ndarray:
@@ -83,7 +83,8 @@ def rotation_blocks(angles: np.ndarray, radii: np.ndarray, n: int) -> np.ndarray
     Raises
     ------
     ValueError
-        If ``angles`` and the first ``n // 2`` radii differ in length.
+        If ``angles`` and the first ``n // 2`` radii differ in length, or an odd ``n`` has no
+        radius left for its 1×1 block (fewer than ``n // 2 + 1``).
 
     Examples
     --------
@@ -94,6 +95,11 @@ def rotation_blocks(angles: np.ndarray, radii: np.ndarray, n: int) -> np.ndarray
            [ 0.5,  0. ,  0. ],
            [ 0. ,  0. ,  2. ]])
     """
+    if n % 2 and len(radii) <= n // 2:
+        raise ValueError(
+            f"radii needs n // 2 + 1 = {n // 2 + 1} entries for odd n = {n} (the last one is the "
+            f"1×1 block), got {len(radii)}"
+        )
     R = np.zeros((n, n))
     for i, (phi, r) in enumerate(zip(angles, radii[: n // 2], strict=True)):
         c, s = np.cos(phi), np.sin(phi)
@@ -182,7 +188,8 @@ def heterogeneous(
     Raises
     ------
     ValueError
-        If ``delta < 0`` or ``n`` is not an integer ≥ 1.
+        If ``r0`` or ``delta`` is not a finite number, ``delta < 0``, or ``n`` is not an integer
+        ≥ 1.
 
     References
     ----------
@@ -196,8 +203,7 @@ def heterogeneous(
     >>> np.round(np.diag(residuals.heterogeneous(4, 0.95, 0.05, seed=0)), 3)
     array([0.964, 0.927, 0.904, 0.902])
     """
-    if delta < 0:
-        raise ValueError(f"delta must be ≥ 0, got {delta!r}")
+    r0, delta = number(r0, "r0"), number(delta, "delta", non_negative=True)
     rng = np.random.default_rng(seed)
     return np.diag(rng.uniform(r0 - delta, r0 + delta, integer(n, "n", 1)))
 

@@ -356,7 +356,7 @@ class WCRNN(RecurrentModel):
         )
         return states.transpose(0, 1)
 
-    def theory(self, tol: float = 1e-9) -> WCRNNPrediction:
+    def theory(self, tol: float | None = None) -> WCRNNPrediction:
         """The weak-coupling prediction ``(exponents, regime)``: ``log|eig(R)|`` descending.
 
         The regime comes from the spectral radius ``ρ(R)``. For types A and B it is the
@@ -365,9 +365,11 @@ class WCRNN(RecurrentModel):
 
         Parameters
         ----------
-        tol : float, default 1e-9
+        tol : float, optional
             Tolerance on ``|ρ(R) − 1|`` within which the regime is critical (passed to
-            :func:`lyapkit.theory.wcrnn_prediction`).
+            :func:`lyapkit.theory.wcrnn_prediction`); by default from the precision ``R`` is
+            stored in (float32: ``4 n ε ≈ 4.8e-7 n``), so that a critical rotation stays
+            critical.
 
         Returns
         -------
@@ -383,7 +385,7 @@ class WCRNN(RecurrentModel):
             raise ValueError(
                 "theory() needs a matrix residual R; this WCRNN has a callable residual"
             )
-        return wcrnn_prediction(self.R.detach().cpu().double().numpy(), tol)
+        return wcrnn_prediction(self.R.detach().cpu().numpy(), tol)
 
     def as_map(self) -> Map:
         """A snapshot of the current weights as a map of the state ``x`` with input ``s``.
