@@ -86,9 +86,9 @@ class _Recorder:
         low = xp.amin(log_r, -1)
         gap = xp.where(low > -math.inf, xp.amax(log_r, -1) - low, 0.0)
         self.log_cond = xp.maximum(self.log_cond, gap)
-        check = xp.amax(r, -1)
+        check = xp.amax(r, -1)  # finite iff r and every state are (a sum of them could overflow)
         for state in states:
-            check = check + state.sum(-1)
+            check = xp.maximum(check, xp.amax(xp.abs(state), -1))
         self.checks[:, len(self.check_steps)] = check
         self.check_steps.append(t + 1)
         if len(self.check_steps) == _CHECK_EVERY:
@@ -117,9 +117,11 @@ class _Recorder:
     def finish(self, x: Any, basis: Any, max_separation: Any = None) -> TangentRecord:
         ops = self.ops
         self._inspect()
+        with np.errstate(over="ignore"):  # a condition number beyond float64 is inf
+            max_condition = np.exp(ops.to_numpy(self.log_cond))
         return TangentRecord(
             cumulative=ops.to_numpy(self.cumulative),
-            max_condition=np.exp(ops.to_numpy(self.log_cond)),
+            max_condition=max_condition,
             blowup_step=self.blow,
             final_state=ops.to_numpy(x),
             final_basis=ops.to_numpy(basis),

@@ -123,6 +123,9 @@ class NumbaBackend(Backend):
         start = LOAD_SECONDS if is_ready(loop) else COMPILE_SECONDS[blas]
         return start + numpy_seconds(system, plan) / NUMPY_SPEED_UP
 
+    def accepts(self, dtype: str | None, device: str | None) -> bool:
+        return dtype in (None, "float64") and device in (None, "cpu")
+
     @staticmethod
     def _check(plan: TangentPlan | TrajectoryPlan) -> None:
         if plan.dtype not in (None, "float64"):

@@ -97,6 +97,9 @@ class NumpyBackend(Backend):
     def estimated_seconds(self, system: Map, plan: TangentPlan) -> float:
         return numpy_seconds(system, plan)
 
+    def accepts(self, dtype: str | None, device: str | None) -> bool:
+        return device in (None, "cpu")
+
     def _run(
         self, loop, system: Map, plan: TangentPlan | TrajectoryPlan, progress: Progress
     ) -> TangentRecord | TrajectoryRecord:

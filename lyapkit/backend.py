@@ -20,7 +20,7 @@ import importlib.util
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -34,6 +34,19 @@ _BUILTIN = {
     "numba": "lyapkit.backends.numba_backend:NumbaBackend",
     "torch": "lyapkit.backends.torch_backend:TorchBackend",
 }
+
+
+def dtype_name(dtype: Any) -> Any:
+    """A requested dtype as its name (``"float32"``), from a string, a numpy dtype or type, or a
+    torch dtype; None stays None, and anything else is left for the backend to refuse."""
+    if dtype is None or isinstance(dtype, str):
+        return dtype
+    if str(dtype).startswith("torch."):
+        return str(dtype).removeprefix("torch.")
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return dtype
 
 
 @dataclass(frozen=True)
@@ -121,6 +134,9 @@ class TangentPlan:
     separation: float = 0.0
     dtype: str | None = None
     device: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", dtype_name(self.dtype))
 
     @property
     def total(self) -> int:
@@ -264,6 +280,9 @@ class TrajectoryPlan:
     first_jacobian: int = 0
     dtype: str | None = None
     device: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", dtype_name(self.dtype))
 
 
 @dataclass(frozen=True)
@@ -495,6 +514,9 @@ class CovariantPlan:
     dtype: str | None = None
     device: str | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", dtype_name(self.dtype))
+
     @property
     def total(self) -> int:
         """All forward steps: ``transient + steps + tail``."""
@@ -715,6 +737,25 @@ class Backend(abc.ABC):
             The rank; this default returns 0.
         """
         return 0
+
+    def accepts(self, dtype: str | None, device: str | None) -> bool:
+        """Whether this backend computes in ``dtype`` on ``device`` (as requested in a plan).
+
+        ``backend="auto"`` chooses among the backends that accept them.
+
+        Parameters
+        ----------
+        dtype : str or None
+            The requested dtype's name (``"float32"``, ``"float64"``), None for the default.
+        device : str or None
+            The requested device (``"cpu"``, ``"cuda:0"``), None for the default.
+
+        Returns
+        -------
+        bool
+            True in this default: the backend raises for what it cannot honour.
+        """
+        return True
 
     def estimated_seconds(self, system: Map, plan: TangentPlan) -> float | None:
         """Expected wall time of ``tangent`` or ``twin`` for ``plan``.
@@ -1014,7 +1055,7 @@ def get_backend(
     name: str | Backend,
     system: Map | None = None,
     method: str | None = None,
-    plan: TangentPlan | None = None,
+    plan: TangentPlan | TrajectoryPlan | CovariantPlan | None = None,
 ) -> Backend:
     """Resolve a backend by name (or ``"auto"``) for ``system``.
 
@@ -1031,8 +1072,9 @@ def get_backend(
         The map to run; when given, the backend must support it.
     method : {"trajectory", "ggn", "covariant"}, optional
         An optional protocol method the backend must implement.
-    plan : lyapkit.TangentPlan, optional
-        The run, for ``"auto"`` to compare the backends' cost models.
+    plan : lyapkit.TangentPlan, lyapkit.TrajectoryPlan or lyapkit.CovariantPlan, optional
+        The run: ``"auto"`` chooses among the backends that accept its dtype and device
+        (:meth:`lyapkit.Backend.accepts`) and compares the cost models of a tangent run.
 
     Returns
     -------
@@ -1061,16 +1103,20 @@ def get_backend(
     return choose_backend(name, system, method, plan)[0]
 
 
-def _auto(system: Map | None, method: str | None, plan: TangentPlan | None) -> tuple[Backend, str]:
+def _auto(system: Map | None, method: str | None, plan: Any) -> tuple[Backend, str]:
     candidates = [_load(n)() for n in _able(system, method)]
+    if plan is not None:
+        candidates = [b for b in candidates if b.accepts(plan.dtype, plan.device)]
     if not candidates:
         needs = f" with {method!r}" if method else ""
+        if plan is not None:
+            needs += f" in dtype={plan.dtype!r} on device={plan.device!r}"
         raise BackendError(f"no installed backend can run {system!r}{needs}")
     ranked = sorted(candidates, key=lambda b: -b.priority(system) if system is not None else 0)
     first = ranked[0]
     others = ", ".join(b.name for b in ranked[1:]) or "none"
     reason = f"auto: {first.name}, the preferred backend for this map (others able: {others})"
-    if plan is None or system is None:
+    if not isinstance(plan, TangentPlan) or system is None:  # cost models are of tangent runs
         return first, reason
     costs = {b.name: b.estimated_seconds(system, plan) for b in ranked}
     known = [b for b in ranked if costs[b.name] is not None]
@@ -1090,7 +1136,7 @@ def choose_backend(
     name: str | Backend,
     system: Map | None = None,
     method: str | None = None,
-    plan: TangentPlan | None = None,
+    plan: TangentPlan | TrajectoryPlan | CovariantPlan | None = None,
 ) -> tuple[Backend, str]:
     """:func:`lyapkit.get_backend`, with the reason for the choice (recorded in results).
 
@@ -1102,7 +1148,7 @@ def choose_backend(
         As in :func:`lyapkit.get_backend`.
     method : str, optional
         As in :func:`lyapkit.get_backend`.
-    plan : lyapkit.TangentPlan, optional
+    plan : lyapkit.TangentPlan, lyapkit.TrajectoryPlan or lyapkit.CovariantPlan, optional
         As in :func:`lyapkit.get_backend`.
 
     Returns

@@ -207,7 +207,7 @@ def covariant_vectors(
         dtype=dtype,
         device=device,
     )
-    chosen, reason = choose_backend(backend, system, method="covariant")
+    chosen, reason = choose_backend(backend, system, method="covariant", plan=plan)
     meter = progress_bar(progress, plan.total, f"covariant vectors {system.name}")
     try:
         record = chosen.covariant(system, plan, meter)

@@ -942,9 +942,10 @@ def temporal_effective_rates(contributions: Any, lr: float) -> TemporalEffective
 
     Parameters
     ----------
-    contributions : (k, T) array_like
-        ``c_{i,s}`` for ``k`` eigenvalues and layers ``s = 1 … T`` (rows sum to the eigenvalues),
-        e.g. ``LayerContributions.recurrent`` of :meth:`lyapkit.CurvatureOperator.layer_contributions`.
+    contributions : lyapkit.LayerContributions or (k, T) array_like
+        ``c_{i,s}`` for ``k`` eigenvalues and layers ``s = 1 … T`` (rows sum to the eigenvalues):
+        the result of :meth:`lyapkit.CurvatureOperator.layer_contributions` without ``bins``
+        (its ``recurrent``), or an array with one column per step (the rate is per column).
     lr : float
         Learning rate ``η > 0``.
 
@@ -956,8 +957,8 @@ def temporal_effective_rates(contributions: Any, lr: float) -> TemporalEffective
     Raises
     ------
     ValueError
-        ``contributions`` not a non-empty finite real 2-d array; ``lr`` not a positive finite
-        number.
+        ``contributions`` not a non-empty finite real 2-d array, or layer contributions summed
+        over bins of several steps; ``lr`` not a positive finite number.
 
     See Also
     --------
@@ -980,6 +981,14 @@ def temporal_effective_rates(contributions: Any, lr: float) -> TemporalEffective
     >>> tr.rates.shape, round(float(tr.rate[0]), 3), round(float(np.log(0.5)), 3)
     ((1, 5), -0.693, -0.693)
     """
+    edges = getattr(contributions, "bin_edges", None)
+    if edges is not None:  # LayerContributions
+        if np.any(np.diff(edges) != 1):
+            raise ValueError(
+                "temporal_effective_rates fits a rate per step: pass layer contributions of single "
+                f"steps (layer_contributions without bins), got bins with edges {edges.tolist()}"
+            )
+        contributions = contributions.recurrent
     c = real_array(contributions, "contributions", 2)
     lr = number(lr, "lr", positive=True)
     rates = lr * c

@@ -120,12 +120,12 @@ def _initial_states(
         E = 1 if ensemble is None else ensemble
         return np.stack([np.asarray(system.initial_state(rng), dtype=np.float64) for _ in range(E)])
     x0 = np.asarray(to_numpy(x0), dtype=np.float64)
-    if x0.ndim == 1:
-        x0 = np.broadcast_to(x0, (1 if ensemble is None else ensemble, x0.shape[0]))
-    if x0.ndim != 2 or x0.shape[1] != system.dim:
+    if x0.ndim not in (1, 2) or x0.shape[-1] != system.dim:
         raise ValueError(
             f"x0 must have shape ({system.dim},) or (ensemble, {system.dim}), got {x0.shape}"
         )
+    if x0.ndim == 1:
+        x0 = np.broadcast_to(x0, (1 if ensemble is None else ensemble, x0.shape[0]))
     if ensemble is not None and x0.shape[0] != ensemble:
         raise ValueError(f"x0 has {x0.shape[0]} states but ensemble={ensemble}")
     if not np.isfinite(x0).all():

@@ -115,11 +115,14 @@ def loss_time_contributions(op: CurvatureOperator, vectors: Any) -> np.ndarray:
     V = op._block(vectors)
 
     def per_batch(params, inputs, targets):
-        shape = op.loss_terms(op._outputs(params, inputs), targets).shape
-        if len(shape) < 2:
+        outputs = op._outputs(params, inputs)
+        shape = op.loss_terms(outputs, targets).shape
+        steps = inputs.shape[1]  # (batch, T, m)
+        if outputs.ndim < 3 or outputs.shape[1] != steps or len(shape) < 2 or shape[1] != steps:
             raise ValueError(
-                "loss_time_contributions needs a sequence loss: per-term losses of shape "
-                f"(batch, T, ...), got {tuple(shape)}"
+                "loss_time_contributions needs a sequence loss: outputs and per-term losses of "
+                f"shape (batch, T = {steps}, ...), got outputs {tuple(outputs.shape)} and losses "
+                f"{tuple(shape)} (a readout of the last step has no time axis)"
             )
 
         def per_time(p):
@@ -256,7 +259,7 @@ class LayerContributions:
     >>> pairs = op.eigenpairs(k=1)
     >>> parts = op.layer_contributions(pairs.eigenvectors)
     >>> parts.recurrent.shape, parts.bin_edges.tolist(), parts.lag.tolist()
-    ((1, 5), [0, 1, 2, 3, 4, 5], [5.0, 4.0, 3.0, 2.0, 1.0])
+    ((1, 5), [0, 1, 2, 3, 4, 5], [4.0, 3.0, 2.0, 1.0, 0.0])
     >>> bool(np.allclose(parts.total, pairs.eigenvalues))
     True
     """
@@ -273,9 +276,10 @@ class LayerContributions:
 
     @property
     def lag(self) -> np.ndarray:
-        """Lag ``T − t`` of each bin's centre from the last step (steps)."""
+        """Lag ``T − 1 − t`` of each bin's centre ``t`` (0-based step) from the last step, in steps:
+        0 for the last step, as ``GradientPropagation.lags``."""
         T = self.bin_edges[-1]
-        return T - (self.bin_edges[:-1] + self.bin_edges[1:] - 1) / 2
+        return T - 1 - (self.bin_edges[:-1] + self.bin_edges[1:] - 1) / 2
 
     def to_xarray(self) -> Any:
         """Dataset with dims ``("direction", "layer")``; ``layer`` is the bin centre (0-based step).
@@ -339,7 +343,7 @@ class LayerContributions:
         ax = plt.gca() if ax is None else ax
         for i, row in enumerate(self.recurrent):
             ax.semilogy(self.lag, np.abs(row), label=f"direction {i}")
-        ax.set_xlabel("lag T − t (steps)")
+        ax.set_xlabel("lag T − 1 − t (steps)")
         ax.set_ylabel(f"|contribution to vᵀ{self.kind}v|")
         ax.legend()
         return ax

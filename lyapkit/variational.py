@@ -535,8 +535,8 @@ def _record(
             f"{n}×{n} need {need / 2**30:.3g} GiB, more than max_memory={max_memory} bytes; "
             f"shorten the span (start, stop), use fewer members, or raise max_memory"
         )
-    chosen = get_backend(backend, system, "trajectory")
     plan = TrajectoryPlan(X0, U, stop, start, dtype, device)
+    chosen = get_backend(backend, system, "trajectory", plan)
     meter = progress_bar(progress, stop, f"trajectory {system.name}")
     try:
         record = chosen.trajectory(system, plan, meter)

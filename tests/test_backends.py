@@ -237,6 +237,44 @@ def test_auto_choice():
     )
 
 
+def test_auto_chooses_among_the_backends_that_accept_the_dtype_and_device():
+    # numba is preferred for Hénon but computes in float64 on the CPU only
+    torch = pytest.importorskip("torch")
+    x0 = np.full((1, 2), 0.1)
+    for dtype in ("float32", np.float32, np.dtype("float32"), torch.float32):
+        res = lk.lyapunov_spectrum(lk.Henon(), steps=400, seed=0, dtype=dtype)
+        clv = lk.covariant_vectors(lk.Henon(), steps=50, seed=0, dtype=dtype)
+        term = lk.variational_term(lk.Henon(), x0[0], stop=20, dtype=dtype)
+        assert res.backend == clv.backend == term.backend == "numpy", dtype
+        reference = lk.lyapunov_spectrum(
+            lk.Henon(), steps=400, seed=0, dtype="float32", backend="numpy"
+        )
+        np.testing.assert_array_equal(res.exponents, reference.exponents)
+    for dtype in (np.float64, torch.float64):  # a dtype object names float64 for every backend
+        for backend in ("numpy", "numba", "torch"):
+            res = lk.lyapunov_spectrum(lk.Henon(), steps=50, seed=0, dtype=dtype, backend=backend)
+            assert res.backend == backend
+    plan = lk.TangentPlan(
+        x0, np.eye(2)[None], np.zeros((1, 10, 0)), 0, 10, 1, np.array([], int), device="cuda:1"
+    )
+    with pytest.raises(lk.BackendError, match="no installed backend can run .* device='cuda:1'"):
+        lk.get_backend("auto", lk.from_numpy(lambda x: x, 1, lambda x: np.eye(1)), plan=plan)
+    assert lk.get_backend("auto", lk.Henon(), plan=plan).name == "torch"
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "torch"])
+def test_a_finite_state_whose_sum_overflows_is_no_blow_up(backend):
+    res = lk.lyapunov_spectrum(
+        lk.LinearMap(np.eye(2)), x0=[1e308, 1e308], steps=50, seed=0, backend=backend
+    )
+    assert res.blowup_steps[0] == -1 and np.all(np.abs(res.exponents) < 1e-12)
+
+
+def test_x0_of_the_wrong_size_is_named_with_its_own_shape():
+    with pytest.raises(ValueError, match=r"x0 must have shape \(2,\) .*got \(3,\)"):
+        lk.lyapunov_spectrum(lk.Henon(), x0=np.zeros(3), steps=10)
+
+
 def test_unknown_and_incapable_backends_are_named():
     with pytest.raises(lk.BackendError, match=r"backend must be 'auto' or one of \['numpy'"):
         lk.lyapunov_spectrum(lk.Henon(), steps=10, backend="jax")

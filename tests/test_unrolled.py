@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 from cases import sequences, wcrnn  # noqa: E402
 from torch.func import hessian, jacrev  # noqa: E402
 
+from lyapkit import gradient_propagation, temporal_effective_rates  # noqa: E402
 from lyapkit.curvature import CurvatureOperator  # noqa: E402
 from lyapkit.trainers.models import WCRNN  # noqa: E402
 
@@ -132,3 +133,41 @@ def test_layer_contributions_decay_like_the_residual(r):
     slope = np.polyfit(c.lag, np.log(np.abs(c.recurrent[0])), 1)[0]
     bound = 2 * gamma * float(torch.linalg.matrix_norm(model.recurrent.weight, 2)) / r
     assert abs(slope - np.log(r)) < bound
+
+
+def test_loss_time_contributions_refuse_a_readout_of_the_last_step():
+    # mse per-term losses of a last-step readout are (batch, outputs): no time axis to split
+    model = wcrnn()
+    x, _ = sequences(T=2)
+    y = torch.randn(x.shape[0], 2, dtype=torch.float64)  # outputs = 2 = T: the shapes agree
+    op = CurvatureOperator(model, (x, y), "mse")
+    with pytest.raises(ValueError, match="needs a sequence loss"):
+        op.loss_time_contributions(np.ones(op.num_params))
+
+
+def test_layer_lags_count_from_zero_at_the_last_step_like_the_other_lag_axes():
+    model = wcrnn()
+    x, y = sequences(T=5)
+    op = CurvatureOperator(model, (x, y), kind="ggn")
+    v = np.ones(op.num_params)
+    np.testing.assert_array_equal(op.layer_contributions(v).lag, [4, 3, 2, 1, 0])
+    np.testing.assert_array_equal(op.layer_contributions(v, bins=5).lag, [4, 3, 2, 1, 0])
+    np.testing.assert_array_equal(
+        op.layer_contributions(v).lag, gradient_propagation(model, x, y).lags
+    )
+    edges = op.layer_contributions(v, bins=2).bin_edges  # a bin's lag: its steps' mean lag
+    expected = [np.mean(4 - np.arange(a, b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    np.testing.assert_array_equal(op.layer_contributions(v, bins=2).lag, expected)
+
+
+def test_temporal_rates_take_single_step_contributions_and_refuse_bins():
+    model = wcrnn()
+    x, y = sequences(T=6)
+    op = CurvatureOperator(model, (x, y), kind="ggn")
+    v = op.eigenpairs(1).eigenvectors
+    parts = op.layer_contributions(v)
+    from_object = temporal_effective_rates(parts, lr=0.1)
+    np.testing.assert_array_equal(from_object.rates, 0.1 * parts.recurrent)
+    np.testing.assert_array_equal(from_object.lags, parts.lag)
+    with pytest.raises(ValueError, match="a rate per step"):  # a bin's rate is not per step
+        temporal_effective_rates(op.layer_contributions(v, bins=3), lr=0.1)
