@@ -390,3 +390,14 @@ def test_numba_typing_errors_are_one_backend_error():
     message = str(info.value)
     assert "\n" not in message and message.startswith("typo: numba cannot compile")
     assert "mul(float64" in message and "backend='numpy'" in message
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "torch"])
+def test_a_basis_underflowing_between_renormalisations_is_told_apart_from_a_singular_map(backend):
+    # diag(0.01, 0.001)^200 is below the smallest float: the same -inf as a singular Jacobian
+    A = np.diag([0.01, 0.001])
+    kwargs = dict(x0=np.zeros(2), steps=2000, seed=0, backend=backend)
+    with pytest.warns(lk.lyapunov.SingularJacobianWarning, match="smaller reortho_every"):
+        lk.lyapunov_spectrum(lk.LinearMap(A), reortho_every=200, **kwargs)
+    res = lk.lyapunov_spectrum(lk.LinearMap(A), reortho_every=20, transient=200, **kwargs)
+    np.testing.assert_allclose(res.exponents, np.log([0.01, 0.001]), rtol=1e-12)
