@@ -33,7 +33,7 @@ from lyapkit._array import import_optional
 from lyapkit._checks import integer, number
 from lyapkit.lyapunov import NonFiniteTrajectoryWarning, _initial_states, _random_bases
 from lyapkit.maps.base import Map
-from lyapkit.recurrent import check_recurrent
+from lyapkit.recurrent import check_input_size, check_recurrent
 
 if TYPE_CHECKING:
     import torch
@@ -193,6 +193,8 @@ def finite_time_exponents(
                 f"inputs must be a floating tensor (E, T, input_dim), got {inputs.dtype} "
                 f"{tuple(inputs.shape)}"
             )
+        if not isinstance(system, Map):
+            check_input_size(system, inputs)
         if is_map and inputs.shape[-1] != system.input_dim:
             raise ValueError(
                 f"inputs must have {system.input_dim} entries per step (the input_dim of "
@@ -311,8 +313,8 @@ def _network_tangent(network: Any) -> Any:
 
     def tangent(x: torch.Tensor, u: torch.Tensor, Q: torch.Tensor) -> tuple:
         E, n, k = Q.shape
-        xs = x[:, None].expand(E, k, n).reshape(E * k, n)
-        us = u[:, None].expand(E, k, u.shape[-1]).reshape(E * k, u.shape[-1])
+        xs = x.repeat_interleave(k, 0)  # copies: jvp refuses a primal of stride 0
+        us = u.repeat_interleave(k, 0)
         y, JQ = torch.func.jvp(lambda s: network.step(s, us), (xs,), (Q.mT.reshape(E * k, n),))
         return y.reshape(E, k, n)[:, 0], JQ.reshape(E, k, n).mT
 

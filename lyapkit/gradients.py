@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from lyapkit.losses import LossTerms, mean_loss
-from lyapkit.recurrent import RecurrentNetwork, check_recurrent, reference_path
+from lyapkit.recurrent import RecurrentNetwork, check_input_size, check_recurrent, reference_path
 
 __all__ = ["GradientPropagation", "fit_rate", "gradient_propagation"]
 
@@ -320,6 +320,7 @@ def gradient_propagation(
     if not isinstance(inputs, torch.Tensor) or inputs.ndim != 3 or inputs.shape[1] < 1:
         shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
         raise ValueError(f"inputs must be a tensor (batch, T ≥ 1, input_size), got {shape}")
+    check_input_size(model, inputs)
     weight = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
     if (
         weight is not None

@@ -164,6 +164,17 @@ def check_recurrent(model: Any, needed_by: str) -> None:
     )
 
 
+def check_input_size(model: Any, inputs: Any, name: str = "inputs") -> None:
+    """A ValueError naming ``name`` when the last axis of ``inputs`` differs from the model's
+    ``input_size`` (for a model that has one; the protocol does not require it)."""
+    expected = getattr(model, "input_size", None)
+    if isinstance(expected, int) and inputs.shape[-1] != expected:
+        raise ValueError(
+            f"{name} must have {expected} input features on the last axis (the model's "
+            f"input_size), got shape {tuple(inputs.shape)}"
+        )
+
+
 def _holds_torch_rnn(model: Any) -> bool:
     import sys
 

@@ -83,7 +83,26 @@ def _find_head(module: nn.Module, rnn: nn.Module, head: Any) -> nn.Module | None
             f"{type(module).__name__} has several children with parameters besides its recurrent "
             f"module, {candidates}: name the readout with head=... (a path or a module)"
         )
-    return module.get_submodule(candidates[0]) if candidates else None
+    if candidates:
+        return module.get_submodule(candidates[0])
+    container = next(
+        (
+            name
+            for name, child in module.named_children()
+            if child is not rnn
+            and any(m is rnn for m in child.modules())
+            and sum(p.numel() for p in child.parameters())
+            > sum(p.numel() for p in rnn.parameters())
+        ),
+        None,
+    )
+    if container is not None:  # e.g. nn.ModuleList([nn.GRU(...), nn.Linear(...)])
+        raise ValueError(
+            f"{type(module).__name__}.{container} holds the recurrent module together with other "
+            "parameters (a readout?): name the readout with head=... (a path such as "
+            f"'{container}.1', or a module), or pass the recurrent module itself"
+        )
+    return None
 
 
 class AdaptedRNN(nn.Module):
@@ -160,8 +179,8 @@ class AdaptedRNN(nn.Module):
         readout_module = _find_head(module, recurrent, head)
         # children in the order of the module's parameters, so that the adapter's parameters
         # (and so curvature vectors) line up with an optimizer built on module.parameters()
-        order = {id(p): i for i, p in enumerate(module.parameters())}
-        first = [min((order.get(id(p), -1) for p in m.parameters()), default=-1)
+        order = {id(p): i for i, p in enumerate(module.parameters())}  # a head outside: after
+        first = [min((order.get(id(p), len(order)) for p in m.parameters()), default=len(order))
                  for m in (recurrent, readout_module or recurrent)]  # fmt: skip
         if first[1] < first[0]:
             self.head, self.rnn = readout_module, recurrent
@@ -296,8 +315,12 @@ class AdaptedRNN(nn.Module):
 
     def _check_inputs(self, inputs: torch.Tensor, state: torch.Tensor | None) -> torch.Tensor:
         if not isinstance(inputs, torch.Tensor) or inputs.ndim != 3:
-            shape = getattr(inputs, "shape", type(inputs).__name__)
-            raise ValueError(f"inputs must be a tensor (batch, T, input_size), got {shape}")
+            got = (
+                f"shape {tuple(inputs.shape)}"
+                if isinstance(inputs, torch.Tensor)
+                else f"a {type(inputs).__name__}"
+            )
+            raise ValueError(f"inputs must be a torch tensor (batch, T, input_size), got {got}")
         if inputs.shape[-1] != self.input_size or inputs.shape[1] == 0:
             raise ValueError(
                 f"inputs must have shape (batch, T ≥ 1, {self.input_size}) (batch first), got "

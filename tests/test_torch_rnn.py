@@ -560,3 +560,46 @@ def test_numba_kernels_follow_the_module_after_prepare():
     kernels.step(x, u, kernels.params, after)
     assert not np.allclose(after, before)
     np.testing.assert_allclose(after, system.step(x, u), rtol=1e-13)
+
+
+def test_finite_time_exponents_of_one_trajectory_with_several_directions():
+    # k copies of one state along the batch: a stride-0 view, which jvp refuses as a primal
+    torch.manual_seed(0)
+    net = lyapkit.adapt(nn.GRU(2, 3).double())
+    u = torch.randn(2, 20, 2, dtype=torch.float64)
+    both = lyapkit.finite_time_exponents(net, u, k=2)
+    one = lyapkit.finite_time_exponents(net, u[:1], k=2)
+    torch.testing.assert_close(one[0], both[0], rtol=1e-12, atol=1e-12)
+
+
+def test_a_readout_beside_the_rnn_in_one_container_must_be_named():
+    class Stacked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.ModuleList([nn.GRU(2, 4, batch_first=True), nn.Linear(4, 3)])
+
+    model = Stacked()
+    with pytest.raises(ValueError, match=r"Stacked.layers holds the recurrent module .*head="):
+        lyapkit.adapt(model)  # it analysed the 4 hidden units instead of the 3 logits
+    adapted = lyapkit.adapt(model, head="layers.1")
+    x = torch.randn(5, 6, 2)
+    torch.testing.assert_close(adapted(x), model.layers[1](model.layers[0](x)[0][:, -1]))
+
+
+def test_an_external_head_comes_after_the_rnn_as_in_an_optimizer_over_both():
+    rnn, head = nn.RNN(2, 3, batch_first=True), nn.Linear(3, 1)
+    adapted = [p for p in lyapkit.adapt(rnn, head=head).parameters()]
+    assert all(
+        a is b for a, b in zip(adapted, [*rnn.parameters(), *head.parameters()], strict=True)
+    )
+
+
+def test_inputs_of_the_wrong_size_or_type_are_refused_by_name():
+    net = lyapkit.adapt(nn.GRU(2, 3, batch_first=True), head=nn.Linear(3, 2))
+    wrong = torch.randn(2, 10, 3)
+    with pytest.raises(ValueError, match="inputs must have 2 input features"):
+        lyapkit.gradient_propagation(net, wrong, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="inputs must have 2 input features"):
+        lyapkit.finite_time_exponents(net, wrong)
+    with pytest.raises(ValueError, match="got a ndarray"):
+        net(np.ones((2, 5, 2)))
