@@ -466,7 +466,8 @@ class CurvatureOperator(LinearOperator):
         """Contribution of each unrolled layer to the curvature ``vᵀCv`` along each vector.
 
         ``c_s = vᵀ (Σ_t C_{st}) v`` with ``C_{st}`` the blocks of the curvature of the model with its
-        parameters untied into one copy per bin of unrolled steps and one for the readout;
+        parameters untied into one copy per bin of unrolled steps and one for the readout (the
+        parameters of a learned initial state ``x_0`` count in the first bin);
         ``Σ_s c_s + c_readout = vᵀCv``. For the GGN, ``c_s = (J_s v)ᵀ H_ℓ (J v)``. Needs a recurrent
         model (:class:`lyapkit.RecurrentNetwork`: ``initial_state``, ``step``, ``output``; a
         PyTorch RNN through :func:`lyapkit.adapt`) and inputs ``(batch, T, input)``; a TypeError

@@ -171,6 +171,7 @@ class _Unrolled:
         self.op, self.T, self.bins = op, T, bins
         self.edges = np.linspace(0, T, self.bins + 1).round().astype(np.int64)
         method = _method_module()
+        self._initial = method(model, "initial_state")
         self._step, self._output = method(model, "step"), method(model, "output")
 
     def layer_of_step(self, T: int) -> np.ndarray:
@@ -191,8 +192,8 @@ class _Unrolled:
         def at(layer: int) -> dict:
             return {f"model.{n}": p + copies[n][layer] for n, p in params.items()}
 
-        model = self.op.model
-        state, states = model.initial_state(inputs), []
+        # parameters of x_0 (a learned initial state) count in the layer of the first step
+        state, states = call(self._initial, at(int(layers[0])), (inputs,)), []
         for t in range(inputs.shape[1]):
             state = call(self._step, at(int(layers[t])), (state, inputs[:, t]))
             states.append(state)

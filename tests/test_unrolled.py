@@ -171,3 +171,37 @@ def test_temporal_rates_take_single_step_contributions_and_refuse_bins():
     np.testing.assert_array_equal(from_object.lags, parts.lag)
     with pytest.raises(ValueError, match="a rate per step"):  # a bin's rate is not per step
         temporal_effective_rates(op.layer_contributions(v, bins=3), lr=0.1)
+
+
+@pytest.mark.parametrize("kind", ["ggn", "hessian"])
+def test_a_learned_initial_state_counts_in_the_contributions(kind):
+    class LearnedInitialState(torch.nn.Module):  # the protocol, with a trainable x_0
+        def __init__(self):
+            super().__init__()
+            self.cell, self.head = torch.nn.RNNCell(2, 3), torch.nn.Linear(3, 1)
+            self.h0 = torch.nn.Parameter(torch.randn(3))
+
+        def initial_state(self, inputs):
+            return self.h0.expand(inputs.shape[0], -1)
+
+        def step(self, x, u):
+            return self.cell(u, x)
+
+        def output(self, states, inputs):
+            return self.head(states[:, -1])
+
+        def forward(self, inputs):
+            x = self.initial_state(inputs)
+            for t in range(inputs.shape[1]):
+                x = self.step(x, inputs[:, t])
+            return self.output(x[:, None], inputs)
+
+    torch.manual_seed(0)
+    model = LearnedInitialState().double()
+    with torch.no_grad():
+        model.cell.weight_hh.mul_(3)  # x_0 matters to the loss
+    x, y = torch.randn(8, 2, 2, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64)
+    op = CurvatureOperator(model, (x, y), "mse", kind=kind)
+    pairs = op.eigenpairs(k=2)
+    parts = op.layer_contributions(pairs.eigenvectors)
+    np.testing.assert_allclose(parts.total, pairs.eigenvalues, rtol=1e-9)  # it lost x_0's share
