@@ -413,7 +413,8 @@ class AdaptedRNN(nn.Module):
         Raises
         ------
         ValueError
-            If ``hx`` holds the wrong number of tensors for the cell type.
+            If ``hx`` holds the wrong number of tensors for the cell type, or one of the wrong
+            shape.
         """
         parts = hx if isinstance(hx, tuple) else (hx,)
         if len(parts) != (2 if self.stack.kind == "lstm" else 1):
@@ -421,6 +422,20 @@ class AdaptedRNN(nn.Module):
                 f"hx must be {'(h, c)' if self.stack.kind == 'lstm' else 'one tensor h'} for "
                 f"{self.stack.describe()}, got {len(parts)} tensor(s)"
             )
+        stack = self.stack
+        sizes = (stack.output_size, stack.hidden_size)  # h, then an LSTM's c
+        for name, part, size in zip(("h", "c"), parts, sizes, strict=False):
+            expected = (stack.num_layers, "batch", size) if self._fused else ("batch", size)
+            if (
+                not isinstance(part, torch.Tensor)
+                or part.ndim != len(expected)
+                or part.shape[-1] != size
+                or (self._fused and part.shape[0] != stack.num_layers)
+            ):
+                got = tuple(part.shape) if isinstance(part, torch.Tensor) else type(part).__name__
+                raise ValueError(
+                    f"{name} must have shape {expected} for {stack.describe()}, got {got}"
+                )
         if not self._fused:
             parts = tuple(p[None] for p in parts)
         return torch.cat([p.transpose(0, 1).flatten(1) for p in parts], -1)
@@ -438,7 +453,19 @@ class AdaptedRNN(nn.Module):
         -------
         torch.Tensor or tuple of torch.Tensor
             ``h`` ``(L, batch, P)`` (a cell: ``(batch, H)``), or ``(h, c)`` for an LSTM.
+
+        Raises
+        ------
+        ValueError
+            If ``state`` is not ``(batch, state_size)``.
         """
+        if (
+            not isinstance(state, torch.Tensor)
+            or state.ndim != 2
+            or state.shape[1] != (self.state_size)
+        ):
+            got = tuple(state.shape) if isinstance(state, torch.Tensor) else type(state).__name__
+            raise ValueError(f"state must have shape (batch, {self.state_size}), got {got}")
         L, B = self.stack.num_layers, state.shape[0]
         h = state[:, : L * self.stack.output_size].reshape(B, L, -1).transpose(0, 1)
         parts = [h]

@@ -248,3 +248,16 @@ def test_from_torch_validation():
         lk.from_torch(3, dim=2)
     with pytest.raises(ValueError, match="dim"):
         lk.from_torch(lambda x: x, dim=0)
+
+
+def test_from_torch_of_a_module_holding_one_cell_is_the_cells_map():
+    class Holder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell, self.head = torch.nn.LSTMCell(2, 4), torch.nn.Linear(4, 1)
+
+    holder = Holder().double()
+    held, direct = lk.from_torch(holder), lk.from_torch(holder.cell)
+    assert (held.dim, held.input_dim) == (direct.dim, direct.input_dim) == (8, 2)
+    x, u = torch.randn(3, 8, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64)
+    torch.testing.assert_close(held.step(x, u), direct.step(x, u))

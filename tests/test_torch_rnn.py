@@ -603,3 +603,22 @@ def test_inputs_of_the_wrong_size_or_type_are_refused_by_name():
         lyapkit.finite_time_exponents(net, wrong)
     with pytest.raises(ValueError, match="got a ndarray"):
         net(np.ones((2, 5, 2)))
+
+
+def test_pack_and_unpack_refuse_states_of_the_wrong_shape():
+    gru = lyapkit.adapt(nn.GRU(3, 4, num_layers=2))  # state_size 8
+    with pytest.raises(ValueError, match=r"h must have shape \(2, 'batch', 4\)"):
+        gru.pack(torch.zeros(3, 1, 4))  # three layers
+    with pytest.raises(ValueError, match=r"h must have shape \(2, 'batch', 4\)"):
+        gru.pack(torch.zeros(2, 2, 5))
+    with pytest.raises(ValueError, match=r"state must have shape \(batch, 8\)"):
+        gru.unpack(torch.zeros(2, 5))  # it was truncated silently
+    cell = lyapkit.adapt(nn.GRUCell(2, 3))
+    with pytest.raises(ValueError, match=r"h must have shape \('batch', 3\)"):
+        cell.pack(torch.zeros(3))  # unbatched
+    lstm = lyapkit.adapt(nn.LSTM(2, 4, proj_size=2))
+    h, c = torch.randn(1, 5, 2), torch.randn(1, 5, 4)
+    back = lstm.unpack(lstm.pack((h, c)))
+    assert torch.equal(back[0], h) and torch.equal(back[1], c)
+    with pytest.raises(ValueError, match=r"c must have shape \(1, 'batch', 4\)"):
+        lstm.pack((h, torch.randn(1, 5, 2)))

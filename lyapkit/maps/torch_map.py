@@ -209,18 +209,19 @@ def from_torch(
     """
     torch = import_optional("torch", "torch")
     nn = torch.nn
-    if isinstance(fn, (nn.RNNCell, nn.GRUCell, nn.LSTMCell)):
+    cells = (nn.RNNCell, nn.GRUCell, nn.LSTMCell)
+    if isinstance(fn, cells):
         return _cell_map(fn)
     if isinstance(fn, nn.RNNBase):
         return StackedRNNMap(fn)
     if dim is None:
         held = (
-            [m for m in fn.modules() if isinstance(m, nn.RNNBase)]
+            [m for m in fn.modules() if isinstance(m, (nn.RNNBase, *cells))]
             if isinstance(fn, nn.Module)
             else []
         )
         if len(held) == 1:
-            return StackedRNNMap(held[0])
+            return _cell_map(held[0]) if isinstance(held[0], cells) else StackedRNNMap(held[0])
         raise ValueError(
             "dim is required for a torch callable that is not (and holds not exactly one) "
             f"nn.RNN/GRU/LSTM or RNN/GRU/LSTM cell; {type(fn).__name__} holds {len(held)}"
