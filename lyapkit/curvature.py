@@ -391,54 +391,67 @@ class CurvatureOperator(LinearOperator):
     # --- redundancy ---------------------------------------------------------------------------------
 
     def redundant_parameters(self, *, seed: int = 0) -> list[tuple[str, str]]:
-        """Pairs of same-shaped parameters that enter the outputs only through their sum.
+        """Pairs of same-shaped parameters that enter the outputs only through their sum, in
+        every entry (``bias_ih`` and ``bias_hh`` of an ``nn.RNN`` or ``nn.LSTM``) or in some
+        (those of an ``nn.GRU``: its reset and update gates, not its new gate).
 
-        Such pairs (``bias_ih`` and ``bias_hh`` of a PyTorch RNN) make ``(δ, −δ)`` an exact null
-        direction of the Hessian and the GGN for every ``δ``. A pair is flagged when moving one
-        along a random ``δ`` and the other along ``−δ`` changes the outputs of the first batch by
-        less than ``100 ε`` of moving the first alone (one ``jvp`` each).
+        Each such entry ``j`` makes ``(e_j, −e_j)`` an exact null direction of the Hessian and the
+        GGN. An entry is flagged when the gradients of two random projections ``wᵀ y`` of the first
+        batch's outputs with respect to ``a_j`` and ``b_j`` agree to ``100 ε`` and are not both 0
+        (one vector-Jacobian product each).
 
         Parameters
         ----------
         seed : int, default 0
-            Seed of the random directions ``δ``.
+            Seed of the random projections ``w``.
 
         Returns
         -------
         list of tuple of str
-            The redundant pairs ``(a, b)`` of parameter names (``a`` before ``b`` in order).
+            The pairs ``(a, b)`` of parameter names (``a`` before ``b`` in order) with at least one
+            redundant entry.
         """
+        return [(a, b) for a, b, _ in self._redundant_entries(seed)]
+
+    def _redundant_entries(self, seed: int) -> list[tuple[str, str, np.ndarray]]:
+        """``(a, b, mask)`` per pair of :meth:`redundant_parameters`, ``mask`` the flat boolean
+        array of the entries of ``a`` (and the same of ``b``) that enter only through the sum."""
         func, torch = self._torch.func, self._torch
         params = self.parameters()
         inputs, _ = next(iter(self.batches()))
         gen = torch.Generator(device="cpu").manual_seed(seed)
         eps = torch.finfo(self.dtype).eps
-        found = []
-
-        def change(direction: dict) -> float:
-            full = {n: direction.get(n, torch.zeros_like(t)) for n, t in params.items()}
-            return float(func.jvp(lambda p: self._outputs(p, inputs), (params,), (full,))[1].norm())
-
         with self._evaluation():
-            names = self.parameter_names
-            for i, a in enumerate(names):
-                for b in names[i + 1 :]:
-                    if params[a].shape != params[b].shape:
-                        continue
-                    d = torch.randn(params[a].shape, generator=gen, dtype=self.dtype)
-                    d = d.to(self.device)
-                    alone = change({a: d})
-                    if alone > 0 and change({a: d, b: -d}) <= 100 * eps * alone:
-                        found.append((a, b))
+            out, pullback = func.vjp(lambda p: self._outputs(p, inputs), params)
+            grads = [
+                pullback(torch.randn(out.shape, generator=gen, dtype=out.dtype).to(out.device))[0]
+                for _ in range(2)
+            ]
+        found = []
+        names = self.parameter_names
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                if params[a].shape != params[b].shape:
+                    continue
+                ga = torch.stack([g[a].reshape(-1) for g in grads])
+                gb = torch.stack([g[b].reshape(-1) for g in grads])
+                scale = torch.maximum(ga.abs(), gb.abs()).amax(0)
+                mask = ((ga - gb).abs() <= 100 * eps * scale).all(0) & (scale > 0)
+                if bool(mask.any()):
+                    found.append((a, b, mask.cpu().numpy()))
         if found:
-            log.info("redundant parameter pairs (exact null directions): %s", found)
+            log.info(
+                "redundant parameter pairs (exact null directions): %s",
+                [(a, b, int(mask.sum())) for a, b, mask in found],
+            )
         return found
 
     def null_directions(self, *, seed: int = 0) -> np.ndarray:
         """Orthonormal basis of the exact null directions of the redundant parameter pairs.
 
-        For every pair ``(a, b)`` found by :meth:`lyapkit.CurvatureOperator.redundant_parameters`, one column per entry of
-        ``a``: ``1/√2`` at that entry of ``a`` and ``−1/√2`` at the same entry of ``b``.
+        For every redundant entry ``j`` of a pair ``(a, b)`` found by
+        :meth:`lyapkit.CurvatureOperator.redundant_parameters`, one column: ``1/√2`` at that entry
+        of ``a`` and ``−1/√2`` at the same entry of ``b``.
 
         Parameters
         ----------
@@ -451,10 +464,9 @@ class CurvatureOperator(LinearOperator):
             ``(P, r)`` float64 with orthonormal columns (``r = 0`` without redundant pairs).
         """
         offsets = dict(zip(self.parameter_names, np.cumsum([0, *self._sizes[:-1]]), strict=True))
-        sizes = dict(zip(self.parameter_names, self._sizes, strict=True))
         columns = []
-        for a, b in self.redundant_parameters(seed=seed):
-            for i in range(sizes[a]):
+        for a, b, mask in self._redundant_entries(seed):
+            for i in np.flatnonzero(mask):
                 col = np.zeros(self.num_params)
                 col[offsets[a] + i], col[offsets[b] + i] = 1 / math.sqrt(2), -1 / math.sqrt(2)
                 columns.append(col)

@@ -168,6 +168,28 @@ def test_redundant_biases_are_flagged_as_null_directions():
     assert CurvatureOperator(wcrnn(), (x, y)).redundant_parameters() == []
 
 
+@pytest.mark.parametrize("kind", ["hessian", "ggn"])
+def test_a_grus_bias_null_directions_are_its_reset_and_update_gates(kind):
+    # r = σ(W_ir x + b_ir + W_hr h + b_hr) sums the biases; n = tanh(… + b_in + r ⊙ (… + b_hn))
+    # does not: 2H of the 3H entries are exact null directions
+    torch.manual_seed(0)
+    H = 3
+    model = lk.adapt(torch.nn.GRU(2, H, batch_first=True), head=torch.nn.Linear(H, 2))
+    x, y = sequences()
+    op = CurvatureOperator(model.double(), (x, y), kind=kind)
+    assert op.redundant_parameters() == [("rnn.bias_ih_l0", "rnn.bias_hh_l0")]
+    N = op.null_directions()
+    assert N.shape == (op.num_params, 2 * H)
+    start = op.parameter_names.index("rnn.bias_ih_l0")
+    offset = sum(int(np.prod(s)) for s in op.parameter_shapes[:start])
+    np.testing.assert_array_equal(np.flatnonzero(N.any(1))[: 2 * H], offset + np.arange(2 * H))
+    C = op.dense()
+    assert np.abs(C @ N).max() < 1e-12 * np.abs(C).max()
+    new_gate = np.zeros(op.num_params)  # the new gate's biases are no null direction
+    new_gate[offset + 2 * H], new_gate[offset + 3 * H + 2 * H] = 1, -1
+    assert np.abs(C @ new_gate).max() > 1e-6 * np.abs(C).max()
+
+
 def test_bad_input_is_refused_with_a_clear_error():
     model, (x, y) = wcrnn(), sequences()
     with pytest.raises(ValueError, match="kind must be"):
