@@ -268,6 +268,12 @@ def _start(
         )
     if is_map and x0.shape[1] != system.dim:
         raise ValueError(f"x0 must have {system.dim} columns (the map's dim), got {x0.shape[1]}")
+    if not is_map and inputs is not None:
+        n = system.initial_state(inputs[:1]).shape[1]
+        if x0.shape[1] != n:
+            raise ValueError(
+                f"x0 must have {n} columns (the network's state size), got {x0.shape[1]}"
+            )
     if inputs is not None and (x0.dtype != inputs.dtype or x0.device != inputs.device):
         raise ValueError(
             f"x0 must have the dtype and device of inputs ({inputs.dtype} on {inputs.device}), "

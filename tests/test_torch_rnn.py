@@ -601,6 +601,8 @@ def test_inputs_of_the_wrong_size_or_type_are_refused_by_name():
         lyapkit.gradient_propagation(net, wrong, torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="inputs must have 2 input features"):
         lyapkit.finite_time_exponents(net, wrong)
+    with pytest.raises(ValueError, match="x0 must have 3 columns"):
+        lyapkit.finite_time_exponents(net, torch.randn(2, 10, 2), x0=torch.zeros(2, 5))
     with pytest.raises(ValueError, match="got a ndarray"):
         net(np.ones((2, 5, 2)))
 
