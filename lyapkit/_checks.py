@@ -88,10 +88,13 @@ def real_array(values: Any, name: str, ndim: int) -> np.ndarray:
     if np.iscomplexobj(array) or not np.issubdtype(array.dtype, np.number):
         raise ValueError(f"{name} must be real numbers, got dtype {array.dtype}")
     array = array.astype(np.float64)
-    if array.ndim != ndim or array.size == 0 or not np.all(np.isfinite(array)):
+    if array.ndim != ndim or array.size == 0:
         raise ValueError(
             f"{name} must be a non-empty finite {ndim}-d array, got shape {array.shape}"
         )
+    if not np.all(np.isfinite(array)):
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise ValueError(f"{name} must be finite, got {bad} NaN or infinite value(s)")
     return array
 
 

@@ -92,9 +92,11 @@ def test_real_array_and_interval():
     assert real_array([1, 2], "P", 1).dtype == np.float64
     with pytest.raises(ValueError, match="P must be real numbers, got dtype complex128"):
         real_array([1j], "P", 1)
-    for bad in ([], [[1.0]], [np.inf]):
+    for bad in ([], [[1.0]]):
         with pytest.raises(ValueError, match="P must be a non-empty finite 1-d array"):
             real_array(bad, "P", 1)
+    with pytest.raises(ValueError, match=r"P must be finite, got 2 NaN or infinite value\(s\)"):
+        real_array([np.inf, 1.0, np.nan], "P", 1)  # the shape is right: say what is wrong
     assert interval((0, 2), "r_range") == (0.0, 2.0)
     with pytest.raises(ValueError, match="r_range must be an interval"):
         interval(3, "r_range")
