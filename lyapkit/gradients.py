@@ -339,6 +339,11 @@ def gradient_propagation(
                     tuple(state.shape) if isinstance(state, torch.Tensor) else type(state).__name__
                 )
                 raise ValueError(f"state must be a tensor of shape {tuple(x0.shape)}, got {shape}")
+            if (state.dtype, state.device) != (x0.dtype, x0.device):
+                raise ValueError(
+                    f"state must have the initial state's dtype {x0.dtype} and device "
+                    f"{x0.device}, got {state.dtype} on {state.device}"
+                )
             x0 = state
         # a leaf that requires grad, so the states are on the tape even for frozen parameters
         x = x0.detach().requires_grad_(True)

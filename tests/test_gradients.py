@@ -199,6 +199,11 @@ def test_result_views():
             ValueError,
             "state",
         ),
+        (
+            lambda m, u, y: gradient_propagation(m, u, y, state=m.initial_state(u).float()),
+            ValueError,
+            "state must have the initial state's dtype torch.float64",
+        ),
         (lambda m, u, y: gradient_propagation(m, u, y[:2]), ValueError, "targets"),
         (lambda m, u, y: gradient_propagation(m, u, y, loss="hinge"), ValueError, "loss"),
     ],
