@@ -123,14 +123,15 @@ class NumbaBackend(Backend):
         start = LOAD_SECONDS if is_ready(loop) else COMPILE_SECONDS[blas]
         return start + numpy_seconds(system, plan) / NUMPY_SPEED_UP
 
-    def accepts(self, dtype: str | None, device: str | None) -> bool:
-        return dtype in (None, "float64") and device in (None, "cpu")
+    DTYPES, DEVICES = (None, "float64"), (None, "cpu")
 
-    @staticmethod
-    def _check(plan: TangentPlan | TrajectoryPlan) -> None:
-        if plan.dtype not in (None, "float64"):
+    def accepts(self, dtype: str | None, device: str | None) -> bool:
+        return dtype in self.DTYPES and device in self.DEVICES
+
+    def _check(self, plan: TangentPlan | TrajectoryPlan) -> None:
+        if plan.dtype not in self.DTYPES:
             raise BackendError(f"the numba backend computes in float64, got dtype={plan.dtype!r}")
-        if plan.device not in (None, "cpu"):
+        if plan.device not in self.DEVICES:
             raise BackendError(
                 f"the numba backend runs on the CPU only, got device={plan.device!r}"
             )

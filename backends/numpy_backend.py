@@ -97,13 +97,15 @@ class NumpyBackend(Backend):
     def estimated_seconds(self, system: Map, plan: TangentPlan) -> float:
         return numpy_seconds(system, plan)
 
+    DEVICES = (None, "cpu")
+
     def accepts(self, dtype: str | None, device: str | None) -> bool:
-        return device in (None, "cpu")
+        return device in self.DEVICES
 
     def _run(
         self, loop, system: Map, plan: TangentPlan | TrajectoryPlan, progress: Progress
     ) -> TangentRecord | TrajectoryRecord:
-        if plan.device not in (None, "cpu"):
+        if plan.device not in self.DEVICES:
             raise BackendError(
                 f"the numpy backend runs on the CPU only, got device={plan.device!r}"
             )

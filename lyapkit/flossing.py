@@ -193,7 +193,7 @@ def finite_time_exponents(
                 f"inputs must be a floating tensor (E, T, input_dim), got {inputs.dtype} "
                 f"{tuple(inputs.shape)}"
             )
-        if not isinstance(system, Map):
+        if not is_map:
             check_input_size(system, inputs)
         if is_map and inputs.shape[-1] != system.input_dim:
             raise ValueError(

@@ -121,8 +121,8 @@ def _square(R: np.ndarray) -> np.ndarray:
 def residual_exponents(R: np.ndarray) -> np.ndarray:
     """``log|eig(R)|`` sorted in descending order: the WCRNN exponents in the limit ``γ → 0``.
 
-    For ``x' = R x + γ σ(W x + V s + b)`` the variational term is ``R ⋯ R + O(γ) = Rᵗ + O(γ)``, so the
-    Lyapunov exponents tend to::
+    For ``x' = R x + γ σ(W x + V s + b)`` the variational term is ``R ⋯ R + O(γ) = Rᵗ + O(γ)``,
+    so the Lyapunov exponents tend to::
 
         λ_i = log|eig_i(R)|,   i = 1, …, n   (descending)
 
@@ -543,8 +543,9 @@ def characteristic_frequency(sequences: np.ndarray, dt: float = 1.0) -> Characte
 
     with ``w_k = 2`` for ``0 < k < T/2`` (the bin holds ``±ω_k``) and ``w_k = 1`` for the zero and
     (even ``T``) the Nyquist frequency, so that ``P`` splits the variance over the frequencies
-    (``Σ_k P(ω_k) = T Σ_t x_t²``, Parseval), and the characteristic frequency is ``argmax_{k ≥ 1} P(ω_k)`` (the zero frequency, which only
-    holds what is left of the means, is excluded). For sequential MNIST, whose scan lines repeat
+    (``Σ_k P(ω_k) = T Σ_t x_t²``, Parseval). The characteristic frequency is
+    ``argmax_{k ≥ 1} P(ω_k)`` (the zero frequency, which only holds what is left of the means, is
+    excluded). For sequential MNIST, whose scan lines repeat
     every 28 pixels, it is ``2π/28`` (Dubinin & Effenberger 2023, section 4.2): rotational
     residuals learn best when their angle matches it.
 

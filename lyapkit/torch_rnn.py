@@ -85,14 +85,13 @@ def _find_head(module: nn.Module, rnn: nn.Module, head: Any) -> nn.Module | None
         )
     if candidates:
         return module.get_submodule(candidates[0])
+    own = {id(p) for p in rnn.parameters()}
     container = next(
         (
             name
             for name, child in module.named_children()
-            if child is not rnn
-            and any(m is rnn for m in child.modules())
-            and sum(p.numel() for p in child.parameters())
-            > sum(p.numel() for p in rnn.parameters())
+            if any(m is rnn for m in child.modules())
+            and any(id(p) not in own for p in child.parameters())
         ),
         None,
     )
@@ -459,13 +458,10 @@ class AdaptedRNN(nn.Module):
         ValueError
             If ``state`` is not ``(batch, state_size)``.
         """
-        if (
-            not isinstance(state, torch.Tensor)
-            or state.ndim != 2
-            or state.shape[1] != (self.state_size)
-        ):
+        size = self.state_size
+        if not isinstance(state, torch.Tensor) or state.ndim != 2 or state.shape[1] != size:
             got = tuple(state.shape) if isinstance(state, torch.Tensor) else type(state).__name__
-            raise ValueError(f"state must have shape (batch, {self.state_size}), got {got}")
+            raise ValueError(f"state must have shape (batch, {size}), got {got}")
         L, B = self.stack.num_layers, state.shape[0]
         h = state[:, : L * self.stack.output_size].reshape(B, L, -1).transpose(0, 1)
         parts = [h]

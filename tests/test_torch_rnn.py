@@ -588,7 +588,7 @@ def test_a_readout_beside_the_rnn_in_one_container_must_be_named():
 
 def test_an_external_head_comes_after_the_rnn_as_in_an_optimizer_over_both():
     rnn, head = nn.RNN(2, 3, batch_first=True), nn.Linear(3, 1)
-    adapted = [p for p in lyapkit.adapt(rnn, head=head).parameters()]
+    adapted = list(lyapkit.adapt(rnn, head=head).parameters())
     assert all(
         a is b for a, b in zip(adapted, [*rnn.parameters(), *head.parameters()], strict=True)
     )
