@@ -8,14 +8,10 @@ numpydoc section or a failing gallery script fails the build.
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 import lyapkit
-
-try:
-    import tomllib
-except ImportError:  # Python 3.10
-    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("MPLBACKEND", "Agg")

@@ -10,11 +10,17 @@ an ``OSError`` of one line that names the target (not the temporary file) and th
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
+
+#: Held around every netCDF-C call lyapkit makes (:func:`netcdf_bytes`, reading a run store):
+#: netCDF-C is not thread-safe, and a process may run several runs in threads (a thread pool
+#: given to a sweep, a Dask worker with more than one thread). Two threads writing at once
+#: without it crashed the process (a segmentation fault).
+NETCDF_LOCK = threading.Lock()
 
 
 def reason(err: BaseException) -> str:
@@ -71,13 +77,20 @@ def atomic_write(path: str | os.PathLike, data: bytes | memoryview) -> None:
 
 
 def netcdf_bytes(obj: Any) -> memoryview:
-    """An xarray Dataset or DataTree as the bytes of a netCDF4/HDF5 file (written by h5netcdf)."""
-    buffer = io.BytesIO()
+    """An xarray Dataset or DataTree as the bytes of a netCDF4/HDF5 file, written in memory by the
+    netCDF-C library (netCDF4-python): some 5× faster than h5netcdf for a run file's hundreds of
+    small variables, and no file (nor HDF5's file lock) is touched until :func:`atomic_write`."""
     # xarray takes a write lock from the dask scheduler in use; in a Dask worker that is a
     # cluster-wide lock named after the target, which an in-memory buffer cannot name. Nothing
-    # here is a dask array, so dask's local scheduler (a process-local lock) is right.
-    dask = sys.modules.get("dask")
-    local = dask.config.set(scheduler="synchronous") if dask else contextlib.nullcontext()
-    with local:
-        obj.to_netcdf(buffer, engine="h5netcdf")
-    return buffer.getbuffer()
+    # here is a dask array, so dask's local scheduler (a process-local lock) is right. Importing
+    # dask.config (rather than reading sys.modules) waits for another thread's import of dask to
+    # finish; the lock keeps one thread's restore of dask's configuration from undoing another's.
+    with NETCDF_LOCK:
+        if "dask" in sys.modules:
+            import dask.config
+
+            local = dask.config.set(scheduler="synchronous")
+        else:
+            local = contextlib.nullcontext()
+        with local:
+            return obj.to_netcdf(None, engine="netcdf4")

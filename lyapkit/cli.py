@@ -13,7 +13,7 @@ error, or a missing optional dependency (the message names the extra to install)
 """
 
 # The parser of every command is built here, in the core, without importing the trainers or any
-# optional dependency: `lyapkit --help` loads neither torch, h5netcdf, matplotlib nor numba. Each
+# optional dependency: `lyapkit --help` loads neither torch, netCDF4, matplotlib nor numba. Each
 # handler imports what its command needs when it runs: the training commands (and the spectrum of a
 # run file) are implemented in `lyapkit.trainers.cli`, which the core reaches only from them.
 
@@ -116,7 +116,7 @@ def _require(*needs: tuple[str, str]) -> None:
 
 # (module, extra) of the optional dependencies that commands need
 _TORCH = ("torch", "torch")
-_STORE = ("h5netcdf", "store")
+_STORE = ("netCDF4", "store")
 _PLOT = ("matplotlib", "plot")
 _TASKS = ("sklearn", "tasks")
 _DASK = ("distributed", "dask")

@@ -4,7 +4,7 @@ The trainer records diagnostics with :meth:`lyapkit.RunStore.append` and persist
 :meth:`lyapkit.RunStore.flush`; :func:`lyapkit.open_run` reads a run back as an
 ``xarray.DataTree``.
 
-Layout of a run file (netCDF4/HDF5, written through h5netcdf)::
+Layout of a run file (netCDF4/HDF5, written by netCDF4-python)::
 
     /                 attributes: config (JSON string), seed (decimal string), run_id (hex),
                       lyapkit_version, created (ISO 8601, UTC), format_version, and
@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from lyapkit._checks import integer
-from lyapkit._files import atomic_write, netcdf_bytes, reason
+from lyapkit._files import NETCDF_LOCK, atomic_write, netcdf_bytes, reason
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -69,11 +69,11 @@ def _xarray():
     return xr
 
 
-def _require_h5netcdf() -> None:
+def _require_netcdf4() -> None:
     import importlib.util
 
-    if importlib.util.find_spec("h5netcdf") is None:
-        raise ImportError("the run store needs h5netcdf: pip install 'lyapkit[store]'")
+    if importlib.util.find_spec("netCDF4") is None:
+        raise ImportError("the run store needs netCDF4: pip install 'lyapkit[store]'")
 
 
 def _check_name(name: Any, what: str) -> None:
@@ -190,7 +190,7 @@ def lock_run(path: str | os.PathLike) -> RunLock:
         {
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "since": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "since": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
     )
     for _ in range(10):
@@ -506,14 +506,14 @@ def _remove_stale_temporaries(path: Path) -> None:
 
 def _read_tree(path: str | os.PathLike) -> xr.DataTree:
     xr = _xarray()
-    _require_h5netcdf()
+    _require_netcdf4()
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no run store at {path}")
     try:
-        with xr.open_datatree(path, engine="h5netcdf") as tree:
+        with NETCDF_LOCK, xr.open_datatree(path, engine="netcdf4") as tree:
             tree = tree.load()
-    except OSError as err:  # not HDF5 (h5py: "file signature not found"), or torn
+    except OSError as err:  # not HDF5 (netCDF: "Unknown file format"), or torn
         raise ValueError(
             f"{path} is not a lyapkit run store: it cannot be read as netCDF4/HDF5 ({reason(err)})"
         ) from err
@@ -624,13 +624,13 @@ class RunStore:
             ``config`` is not a JSON-serialisable mapping, ``seed`` not an integer, or
             ``run_id`` not a non-empty string (TypeError).
         ImportError
-            h5netcdf is not installed.
+            netCDF4 is not installed.
         OSError
             The file cannot be written.
         """
         from lyapkit import __version__
 
-        _require_h5netcdf()
+        _require_netcdf4()
         config_json = _config_json(config)
         seed = integer(seed, "seed", error=TypeError)
         if run_id is None:
@@ -652,7 +652,7 @@ class RunStore:
             "seed": str(seed),
             "run_id": run_id,
             "lyapkit_version": __version__,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "format_version": FORMAT_VERSION,
         }
         store = cls(path, root_attrs, {})
@@ -683,7 +683,7 @@ class RunStore:
         ValueError
             The file is not a lyapkit run store, or was written by a newer lyapkit.
         ImportError
-            h5netcdf is not installed.
+            netCDF4 is not installed.
         """
         path = Path(path)
         tree = _read_tree(path)
@@ -746,7 +746,8 @@ class RunStore:
 
     @property
     def groups(self) -> tuple[str, ...]:
-        """Names of the diagnostics recorded so far, in order of their first record."""
+        """Names of the diagnostics recorded so far, in order of their first record (of a store
+        opened from its file: the file's order, by name; netCDF-C lists groups by name)."""
         return tuple(self._groups)
 
     def last_step(self, group: str | None = None) -> int | None:
@@ -936,7 +937,7 @@ def open_run(path: str | os.PathLike) -> xr.DataTree:
     ValueError
         The file is not a lyapkit run store, or was written by a newer lyapkit.
     ImportError
-        h5netcdf is not installed.
+        netCDF4 is not installed.
 
     See Also
     --------

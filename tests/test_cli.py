@@ -19,11 +19,11 @@ import lyapkit as lk
 from lyapkit.cli import main
 
 #: The optional dependencies: `pip install lyapkit` installs none of them.
-OPTIONAL = ("torch", "numba", "h5py", "h5netcdf", "matplotlib", "tqdm", "sklearn")
-#: What of torch, numba, matplotlib, h5py, h5netcdf and the trainers a process has imported.
+OPTIONAL = ("torch", "numba", "h5py", "h5netcdf", "netCDF4", "matplotlib", "tqdm", "sklearn")
+#: What of torch, numba, matplotlib, h5py, h5netcdf, netCDF4 and the trainers a process imported.
 LOADED = (
     "sorted(m for m in sys.modules if m.split('.')[0] in "
-    "('torch','numba','matplotlib','h5py','h5netcdf') or m.startswith('lyapkit.trainers'))"
+    "('torch','numba','matplotlib','h5py','h5netcdf','netCDF4') or m.startswith('lyapkit.trainers'))"
 )
 
 
@@ -131,8 +131,8 @@ def test_quiet_and_verbose_work_after_the_subcommand(capsys):
 
 def test_loading_the_command_line_imports_no_optional_dependency():
     """`import lyapkit.cli` and building the parser of every command load neither torch, numba,
-    matplotlib, h5py, h5netcdf nor the trainers (which the handlers import when they run), and
-    neither does a numpy spectrum."""
+    matplotlib, h5py, h5netcdf, netCDF4 nor the trainers (which the handlers import when they
+    run), and neither does a numpy spectrum."""
     code = f"import lyapkit.cli, sys; print({LOADED})"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -211,7 +211,7 @@ def test_a_missing_extra_is_one_line_naming_it(bare, tmp_path, args, extra):
 
 
 @pytest.mark.skipif(
-    not all(importlib.util.find_spec(m) for m in ("torch", "h5netcdf", "sklearn")),
+    not all(importlib.util.find_spec(m) for m in ("torch", "netCDF4", "sklearn")),
     reason="needs lyapkit[torch,store,tasks]",
 )
 def test_demo_stops_before_training_when_one_extra_is_missing(tmp_path):

@@ -15,14 +15,10 @@ import importlib
 import inspect
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-
-try:
-    import tomllib
-except ImportError:  # Python 3.10
-    tomllib = pytest.importorskip("tomli")
 
 numpydoc_validate = pytest.importorskip("numpydoc.validate")
 pytest.importorskip("torch")

@@ -1,7 +1,8 @@
-"""Run store: real netCDF4/HDF5 files written through h5netcdf, read back by xarray and h5py."""
+"""Run store: real netCDF4/HDF5 files written by netCDF-C, read back by xarray, h5netcdf, h5py."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import json
 import os
 import signal
@@ -127,8 +128,29 @@ def test_file_opens_with_plain_xarray_and_h5py(run_path):
         assert set(f) == {"metrics", "lyapunov"}
         assert json.loads(f.attrs["config"]) == CONFIG
         np.testing.assert_array_equal(f["metrics/step"][()], np.arange(4))
-        assert f["metrics/loss"].attrs["units"] == "1"
+        assert f["metrics/loss"].attrs["units"] == b"1"  # netCDF-C writes text as NC_CHAR
         assert f["lyapunov/exponent_value"].shape == (2, 3)
+
+
+def test_threads_write_and_read_their_own_stores_at_once(tmp_path):
+    """netCDF-C is not thread-safe: runs of a sweep on a thread pool (or a Dask worker with several
+    threads) flush and read their stores at once. Without lyapkit's lock this crashed the
+    process; every thread must read back exactly what it wrote, at every flush."""
+
+    def work(i: int) -> None:
+        store = RunStore.create(tmp_path / f"run{i}.nc", config={**CONFIG, "lr": i}, seed=i)
+        for step in range(25):
+            store.append("metrics", step, {"loss": float(100 * i + step), "accuracy": 0.5})
+            store.append("lyapunov", step, lyapunov_record(step))
+            store.flush()
+            tree = open_run(store.path)
+            np.testing.assert_array_equal(tree["metrics"]["loss"], 100 * i + np.arange(step + 1))
+            assert run_config(tree)["lr"] == i
+
+    with cf.ThreadPoolExecutor(4) as pool:
+        for future in [pool.submit(work, i) for i in range(4)]:
+            future.result()
+    assert [len(open_run(tmp_path / f"run{i}.nc")["lyapunov"].step) for i in range(4)] == [25] * 4
 
 
 def test_config_seed_and_dtypes_round_trip_through_reopen(run_path):

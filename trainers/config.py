@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import copy
 import inspect
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomllib
 
 from lyapkit._checks import integer, number
 from lyapkit.trainers.models import residuals

@@ -42,6 +42,7 @@ import logging
 import math
 import multiprocessing
 import os
+import tomllib
 import traceback
 from collections import Counter
 from collections.abc import Sequence
@@ -50,7 +51,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomllib
 
 from lyapkit._checks import integer
 from lyapkit._files import atomic_write, check_writable, reason
@@ -537,7 +537,7 @@ def _record_failure(config: dict[str, Any], status: str, error: BaseException | 
         "status": status,
         "error": error if isinstance(error, str) else f"{type(error).__name__}: {reason(error)}",
         "traceback": "" if isinstance(error, str) else "".join(traceback.format_exception(error)),
-        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     atomic_write(_failure_path(config), json.dumps(record, indent=1).encode())
 

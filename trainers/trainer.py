@@ -511,8 +511,8 @@ class Trainer:
     >>> result = trainer.train()
     >>> result.path.name, result.metric, result.already_finished
     ('tiny.nc', 'rms', False)
-    >>> list(lk.open_run(result.path).children)
-    ['metrics', 'lyapunov', 'summary']
+    >>> list(lk.open_run(result.path).children)  # in order of name
+    ['lyapunov', 'metrics', 'summary']
     >>> trainer.train(resume=True).already_finished  # a finished run is left as it is
     True
     >>> spectrum = trainer.spectrum(200, transient=10)
@@ -709,7 +709,7 @@ class Trainer:
         if free:
             note = {
                 "step": max(start, 0),
-                "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                 "changed": {key: list(pair) for key, pair in free.items()},
             }
             store.update_config(self.config, note)
