@@ -87,17 +87,17 @@ def products_seconds(config: dict, members: int, steps: int) -> float:
     def randn(*shape):
         return torch.randn(*shape, dtype=trainer.dtype)
 
-    xs, weights, pre = (
+    xs, weights, row = (
         randn(T + 1, members, B, width),
         randn(members, width, 2 * n),
-        randn(T, members, B, 2 * n),
+        randn(members, B, 2 * n),
     )
     delta, g, g_next = randn(members, B, n), randn(members, B, n), randn(members, B, n)
     R, W, grad = randn(members, n, n), randn(members, n, n), randn(members, n, width)
 
     def one_step() -> None:
         for t in range(T):
-            torch.bmm(xs[t], weights, out=pre[t])
+            torch.bmm(xs[t], weights, out=row)
         for t in range(T - 1, -1, -1):
             grad.baddbmm_(delta.transpose(1, 2), xs[t])
             if t:

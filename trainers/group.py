@@ -168,12 +168,13 @@ class _GroupLoop(torch.autograd.Function):
     The member-stacked form of :class:`lyapkit.trainers.models.wcrnn._ResidualLoop`, with the same
     equations and the same evaluation ``tanh(z) = 2σ(2z) − 1``. Row ``t`` of the time-major
     buffer ``xs`` ``(T + 1, M, B, n + m + 1)`` is ``[x_t, s_{t+1}, 1]``, so one batched product per
-    step with ``[[Rᵀ, 2Wᵀ], [0, 2Vᵀ], [−γ, 2b]]`` gives row ``t`` of ``pre``
-    ``(T, M, B, 2n)``, ``[R x_{t−1} − γ, 2 (W x_{t−1} + V s_t + b)]``; ``σ`` of its second half
-    overwrites it and ``x_t = (R x_{t−1} − γ) + 2γ ⊙ σ``. Every operation touches one time step,
-    which stays in the cache (passes over whole buffers are memory-bound), and every product
-    writes a contiguous tensor (into a strided one, ``bmm`` falls back to a product per member). Backward, with
-    ``g_t = ∂L/∂x_t`` from ``g_T = ∂L/∂x_T`` and ``δ'_t = g_t ⊙ σ(1 − σ)``::
+    step with ``[[Rᵀ, 2Wᵀ], [0, 2Vᵀ], [−γ, 2b]]`` gives ``[R x_{t−1} − γ, 2 (W x_{t−1} + V s_t +
+    b)]`` ``(M, B, 2n)`` in a buffer that every step reuses (it stays in the cache); ``σ`` of its
+    second half is kept in row ``t`` of ``sig`` ``(T, M, B, n)`` and ``x_t = (R x_{t−1} − γ) +
+    2γ ⊙ σ``. Only what the backward pass reads is kept for every step (``xs`` and ``sig``), and
+    every product writes a contiguous tensor (into a strided one, ``bmm`` falls back to a product
+    per member). Backward, with ``g_t = ∂L/∂x_t`` from ``g_T = ∂L/∂x_T`` and ``δ'_t = g_t ⊙ σ(1 −
+    σ)``::
 
         g_{t−1} = g_t R + δ'_t (4γ ⊙ W),
         [∂L/∂W, ∂L/∂V, ∂L/∂b] = 4γ ⊙ Σ_t δ'_tᵀ [x_{t−1}, s_t, 1].
@@ -193,25 +194,26 @@ class _GroupLoop(torch.autograd.Function):
         weights[:, n : n + m, n:] = 2 * V.transpose(1, 2)
         weights[:, n + m, :n] = -gamma
         weights[:, n + m, n:] = 2 * b
-        pre = inputs.new_empty((steps, members, batch, 2 * n))
+        row = inputs.new_empty((members, batch, 2 * n))
+        first, second = row[..., :n], row[..., n:]
+        sig = inputs.new_empty((steps, members, batch, n))
         gamma2 = 2 * gamma[:, None]
-        rows, first, second = pre.unbind(0), pre[..., :n].unbind(0), pre[..., n:].unbind(0)
-        x, states = xs.unbind(0), xs[..., :n].unbind(0)
+        x, states, sigmoids = xs.unbind(0), xs[..., :n].unbind(0), sig.unbind(0)
         for t in range(steps):
-            torch.bmm(x[t], weights, out=rows[t])
-            torch.addcmul(first[t], second[t].sigmoid_(), gamma2, out=states[t + 1])
-        ctx.save_for_backward(pre, xs, R, W, gamma)
+            torch.bmm(x[t], weights, out=row)
+            torch.addcmul(first, torch.sigmoid(second, out=sigmoids[t]), gamma2, out=states[t + 1])
+        ctx.save_for_backward(sig, xs, R, W, gamma)
         ctx.m = m
         return states[-1]
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_last):
-        pre, xs, R, W, gamma = ctx.saved_tensors
-        n, m, steps = R.shape[-1], ctx.m, pre.shape[0]
+        sigmoids, xs, R, W, gamma = ctx.saved_tensors
+        n, m, steps = R.shape[-1], ctx.m, sigmoids.shape[0]
         scale = 4 * gamma
         scaled_W = scale[:, :, None] * W
-        sig, x = pre[..., n:].unbind(0), xs.unbind(0)
+        sig, x = sigmoids.unbind(0), xs.unbind(0)
         delta = torch.empty_like(grad_last)
         grad = xs.new_zeros((*W.shape[:2], xs.shape[-1]))  # Σ_t δ'_tᵀ [x_{t−1}, s_t, 1]
         g, g_next = grad_last.contiguous(), torch.empty_like(grad_last)
