@@ -50,13 +50,15 @@ class _ResidualLoop(torch.autograd.Function):
     so a time step is a few in-place operations on one row of a preallocated buffer (forward
     ``addmm_ → sigmoid_ → addcmul_``, type A ``addmm_ → sigmoid_ → add → addcmul_``; backward
     ``addmm → mul``), the per-step views are made once (``unbind``), and the factors that do not
-    depend on ``g`` are computed for all steps at once. ``tanh`` is evaluated as ``2σ(2z) − 1``:
-    torch's float32 ``tanh`` is scalar code on the CPU, 5× the time of the vectorised ``sigmoid``;
-    then ``1 − tanh² = 4σ(1 − σ)``, whose constant factors (4, 4γ) are carried by the weights of the
-    backward product instead of by the errors. A training step costs about 0.6× the fused ``nn.RNN``
-    kernel's at 16 units, batch 8, 50 steps and 1.4× at 128 units, batch 64, 784 steps
-    (``benchmarks/bench_models.py``' sizes, one CPU thread). Not twice differentiable: curvature
-    passes use the reference loop (:meth:`~lyapkit.trainers.models.RecurrentModel.reference_path`).
+    depend on ``g`` are computed for all steps at once. ``tanh`` is evaluated as ``2σ(2z) − 1``
+    (chosen when torch's float32 ``tanh`` took 5× the time of ``sigmoid`` on the CPU; in torch 2.13
+    on an AVX-512 Xeon it is vectorised too and 15 to 25% faster than ``sigmoid``, so the sigmoid
+    form now costs that much on its one such operation per step); then ``1 − tanh² = 4σ(1 − σ)``,
+    whose constant factors (4, 4γ) are carried by the weights of the backward product instead of by
+    the errors. A training step costs about 0.6× the fused ``nn.RNN`` kernel's at 16 units, batch 8,
+    50 steps and 1.4× at 128 units, batch 64, 784 steps (``benchmarks/bench_models.py``' sizes, one
+    CPU thread). Not twice differentiable: curvature passes use the reference loop
+    (:meth:`~lyapkit.trainers.models.RecurrentModel.reference_path`).
     """
 
     @staticmethod
