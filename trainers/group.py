@@ -170,11 +170,11 @@ class _GroupLoop(torch.autograd.Function):
     buffer ``xs`` ``(T + 1, M, B, n + m + 1)`` is ``[x_t, s_{t+1}, 1]``, so one batched product per
     step with ``[[Rᵀ, 2Wᵀ], [0, 2Vᵀ], [−γ, 2b]]`` gives ``[R x_{t−1} − γ, 2 (W x_{t−1} + V s_t +
     b)]`` ``(M, B, 2n)`` in a buffer that every step reuses (it stays in the cache); ``σ`` of its
-    second half is kept in row ``t`` of ``sig`` ``(T, M, B, n)`` and ``x_t = (R x_{t−1} − γ) +
-    2γ ⊙ σ``. Only what the backward pass reads is kept for every step (``xs`` and ``sig``), and
-    every product writes a contiguous tensor (into a strided one, ``bmm`` falls back to a product
-    per member). Backward, with ``g_t = ∂L/∂x_t`` from ``g_T = ∂L/∂x_T`` and ``δ'_t = g_t ⊙ σ(1 −
-    σ)``::
+    second half is kept in row ``t`` of ``sigmoids`` ``(T, M, B, n)`` and ``x_t = (R x_{t−1} − γ)
+    + 2γ ⊙ σ``. Only what the backward pass reads is kept for every step (``xs`` and
+    ``sigmoids``), and every product writes a contiguous tensor (into a strided one, ``bmm`` falls
+    back to a product per member). Backward, with ``g_t = ∂L/∂x_t`` from ``g_T = ∂L/∂x_T`` and
+    ``δ'_t = g_t ⊙ σ(1 − σ)``::
 
         g_{t−1} = g_t R + δ'_t (4γ ⊙ W),
         [∂L/∂W, ∂L/∂V, ∂L/∂b] = 4γ ⊙ Σ_t δ'_tᵀ [x_{t−1}, s_t, 1].
@@ -196,13 +196,13 @@ class _GroupLoop(torch.autograd.Function):
         weights[:, n + m, n:] = 2 * b
         row = inputs.new_empty((members, batch, 2 * n))
         first, second = row[..., :n], row[..., n:]
-        sig = inputs.new_empty((steps, members, batch, n))
+        sigmoids = inputs.new_empty((steps, members, batch, n))
         gamma2 = 2 * gamma[:, None]
-        x, states, sigmoids = xs.unbind(0), xs[..., :n].unbind(0), sig.unbind(0)
+        x, states, sig = xs.unbind(0), xs[..., :n].unbind(0), sigmoids.unbind(0)
         for t in range(steps):
             torch.bmm(x[t], weights, out=row)
-            torch.addcmul(first, torch.sigmoid(second, out=sigmoids[t]), gamma2, out=states[t + 1])
-        ctx.save_for_backward(sig, xs, R, W, gamma)
+            torch.addcmul(first, torch.sigmoid(second, out=sig[t]), gamma2, out=states[t + 1])
+        ctx.save_for_backward(sigmoids, xs, R, W, gamma)
         ctx.m = m
         return states[-1]
 
