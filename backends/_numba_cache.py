@@ -44,6 +44,7 @@ LOOP_MODULES = (
     "_numba_clv",
     "_numba_loops",
     "_numba_blas",
+    "_numba_group",
     "_numba_sensitivity",
 )
 

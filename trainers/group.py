@@ -3,9 +3,12 @@
 A training step of a 32-unit WCRNN at batch 64 is some 400 small torch operations: about half of
 its time is eager torch's cost per operation, and its 64×32 products run at about half the rate
 MKL reaches on batched ones. :func:`train_group` stacks the weights of ``M`` members along a
-leading *member* axis and runs their forward and backward passes as batched products
-(``torch.bmm``), one operation per time step for all members: member ``k`` computes exactly its
-own network,
+leading *member* axis and runs their forward and backward passes together. On the CPU (with
+numba installed) each member's whole sequence is one task of a compiled loop
+(:mod:`lyapkit.backends._numba_group`: a BLAS product and the step's elementwise work per time
+step, the members spread over the intra-op threads), so no operation is launched per time step;
+elsewhere (a GPU) the passes are batched products (``torch.bmm``), one operation per time step
+for all members. Member ``k`` computes exactly its own network,
 
     x_t^{(k)} = R^{(k)} x_{t−1}^{(k)} + γ^{(k)} ⊙ tanh(W^{(k)} x_{t−1}^{(k)} + V^{(k)} s_t^{(k)} + b^{(k)}),
     y^{(k)} = C^{(k)} x_T^{(k)} + c^{(k)},
@@ -29,6 +32,7 @@ Which configurations can be grouped is decided by :func:`group_key` from a white
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -178,10 +182,14 @@ class _GroupLoop(torch.autograd.Function):
 
         g_{t−1} = g_t R + δ'_t (4γ ⊙ W),
         [∂L/∂W, ∂L/∂V, ∂L/∂b] = 4γ ⊙ Σ_t δ'_tᵀ [x_{t−1}, s_t, 1].
+
+    With ``compiled`` (CPU tensors), :mod:`lyapkit.backends._numba_group` runs both loops on the
+    same buffers, a member per task on ``torch.get_num_threads()`` threads; the torch loops here
+    run on other devices and check them (``tests/test_numba_group.py``).
     """
 
     @staticmethod
-    def forward(ctx, inputs, V, b, R, W, gamma):
+    def forward(ctx, inputs, V, b, R, W, gamma, compiled):
         """``inputs`` ``(T, M, B, m)``; returns the last states ``x_T`` ``(M, B, n)``."""
         n, (steps, members, batch, m) = R.shape[-1], inputs.shape
         width = n + m + 1
@@ -194,17 +202,23 @@ class _GroupLoop(torch.autograd.Function):
         weights[:, n : n + m, n:] = 2 * V.transpose(1, 2)
         weights[:, n + m, :n] = -gamma
         weights[:, n + m, n:] = 2 * b
-        row = inputs.new_empty((members, batch, 2 * n))
-        first, second = row[..., :n], row[..., n:]
         sigmoids = inputs.new_empty((steps, members, batch, n))
-        gamma2 = 2 * gamma[:, None]
-        x, states, sig = xs.unbind(0), xs[..., :n].unbind(0), sigmoids.unbind(0)
-        for t in range(steps):
-            torch.bmm(x[t], weights, out=row)
-            torch.addcmul(first, torch.sigmoid(second, out=sig[t]), gamma2, out=states[t + 1])
+        if compiled:
+            _member_loops().group_forward(
+                xs.numpy(), weights.numpy(), sigmoids.numpy(), (2 * gamma).numpy(),
+                torch.get_num_threads(),
+            )  # fmt: skip
+        else:
+            row = inputs.new_empty((members, batch, 2 * n))
+            first, second = row[..., :n], row[..., n:]
+            gamma2 = 2 * gamma[:, None]
+            x, states, sig = xs.unbind(0), xs[..., :n].unbind(0), sigmoids.unbind(0)
+            for t in range(steps):
+                torch.bmm(x[t], weights, out=row)
+                torch.addcmul(first, torch.sigmoid(second, out=sig[t]), gamma2, out=states[t + 1])
         ctx.save_for_backward(sigmoids, xs, R, W, gamma)
-        ctx.m = m
-        return states[-1]
+        ctx.m, ctx.compiled = m, compiled
+        return xs[-1, ..., :n]
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -213,18 +227,34 @@ class _GroupLoop(torch.autograd.Function):
         n, m, steps = R.shape[-1], ctx.m, sigmoids.shape[0]
         scale = 4 * gamma
         scaled_W = scale[:, :, None] * W
-        sig, x = sigmoids.unbind(0), xs.unbind(0)
-        delta = torch.empty_like(grad_last)
         grad = xs.new_zeros((*W.shape[:2], xs.shape[-1]))  # Σ_t δ'_tᵀ [x_{t−1}, s_t, 1]
-        g, g_next = grad_last.contiguous(), torch.empty_like(grad_last)
-        for t in range(steps - 1, -1, -1):
-            torch.addcmul(sig[t], sig[t], sig[t], value=-1, out=delta).mul_(g)
-            grad.baddbmm_(delta.transpose(1, 2), x[t])
-            if t:
-                torch.bmm(g, R, out=g_next).baddbmm_(delta, scaled_W)
-                g, g_next = g_next, g
+        g = grad_last.contiguous()
+        if ctx.compiled:
+            _member_loops().group_backward(
+                xs.numpy(), sigmoids.numpy(), R.contiguous().numpy(), scaled_W.numpy(),
+                g.numpy(), grad.numpy(), torch.get_num_threads(),
+            )  # fmt: skip
+        else:
+            sig, x = sigmoids.unbind(0), xs.unbind(0)
+            delta, g_next = torch.empty_like(g), torch.empty_like(g)
+            for t in range(steps - 1, -1, -1):
+                torch.addcmul(sig[t], sig[t], sig[t], value=-1, out=delta).mul_(g)
+                grad.baddbmm_(delta.transpose(1, 2), x[t])
+                if t:
+                    torch.bmm(g, R, out=g_next).baddbmm_(delta, scaled_W)
+                    g, g_next = g_next, g
         grad.mul_(scale[:, :, None])
-        return None, grad[..., n : n + m], grad[..., n + m], None, grad[..., :n], None
+        return None, grad[..., n : n + m], grad[..., n + m], None, grad[..., :n], None, None
+
+
+@functools.cache
+def _member_loops() -> Any:
+    """:mod:`lyapkit.backends._numba_group`, or None where numba is not installed."""
+    try:
+        from lyapkit.backends import _numba_group
+    except ImportError:
+        return None
+    return _numba_group
 
 
 @dataclass
@@ -265,6 +295,7 @@ class _Group:
                 )
             self.R = torch.stack([t.model.R for t in trainers])
             self.gamma = torch.stack([t.model.gamma for t in trainers])
+        self.compiled = first.device.type == "cpu" and _member_loops() is not None
         lrs = [t.config["optimizer"]["lr"] for t in trainers]
         self.lr = torch.tensor(lrs, dtype=first.dtype, device=first.device)
 
@@ -287,6 +318,7 @@ class _Group:
             self.R,
             params["recurrent.weight"],
             self.gamma,
+            self.compiled,
         )
         return torch.baddbmm(
             params["decoder.bias"][:, None], last, params["decoder.weight"].transpose(1, 2)
