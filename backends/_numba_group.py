@@ -162,17 +162,25 @@ def _product(transpose_a, A, B, beta, C, chars, dims, scalars):
         _dgemm(*pointers)
 
 
-def _forward(xs, weights, sigmoids, gamma2, tasks):
-    """Forward pass of every member ``k`` (task ``k mod tasks``): for ``t < T``, ``row = [x_t,
-    s_{t+1}, 1] @ weights[k]`` ``(B, 2n)``, ``σ_t = σ(row[:, n:])`` into ``sigmoids[t, k]`` and
-    ``x_{t+1} = row[:, :n] + 2γ ⊙ σ_t`` into ``xs[t + 1, k, :, :n]`` (``gamma2 = 2γ`` ``(M, n)``)."""
+def _forward(inputs, xs, weights, sigmoids, gamma2, tasks):
+    """Forward pass of every member ``k`` (task ``k mod tasks``) from ``x_0 = 0``: the rows
+    ``[x_t, s_{t+1}, 1]`` of ``xs[t, k]`` filled from ``inputs`` ``(T, M, B, m)`` (row ``T``:
+    ``[x_T, 0, 0]``), then for ``t < T``, ``row = [x_t, s_{t+1}, 1] @ weights[k]`` ``(B, 2n)``,
+    ``σ_t = σ(row[:, n:])`` into ``sigmoids[t, k]`` and ``x_{t+1} = row[:, :n] + 2γ ⊙ σ_t`` into
+    ``xs[t + 1, k, :, :n]`` (``gamma2 = 2γ`` ``(M, n)``)."""
     steps, members, batch, n = sigmoids.shape
+    m = inputs.shape[3]
     mode = _denormal_mode()
     for task in prange(tasks):
         before = _enter(mode)
         chars, dims = np.empty(2, np.uint8), np.empty(6, np.int32)
         scalars, row = np.empty(2, xs.dtype), np.empty((batch, 2 * n), xs.dtype)
         for k in range(np.int64(task), members, tasks):
+            xs[0, k, :, :n] = 0.0
+            xs[steps, k, :, n:] = 0.0
+            for t in range(steps):
+                xs[t, k, :, n : n + m] = inputs[t, k]
+                xs[t, k, :, n + m] = 1.0
             for t in range(steps):
                 _product(False, xs[t, k], weights[k], 0.0, row, chars, dims, scalars)
                 for b in range(batch):
@@ -229,12 +237,17 @@ def _tasks(threads: int, members: int) -> int:
 
 
 def group_forward(
-    xs: np.ndarray, weights: np.ndarray, sigmoids: np.ndarray, gamma2: np.ndarray, threads: int
+    inputs: np.ndarray,
+    xs: np.ndarray,
+    weights: np.ndarray,
+    sigmoids: np.ndarray,
+    gamma2: np.ndarray,
+    threads: int,
 ) -> None:
     """:func:`_forward` on ``threads`` threads, one BLAS thread each."""
     tasks = _tasks(threads, xs.shape[1])
     with single_threaded_blas():
-        _LOOPS[tasks > 1][0](xs, weights, sigmoids, gamma2, tasks)
+        _LOOPS[tasks > 1][0](inputs, xs, weights, sigmoids, gamma2, tasks)
 
 
 def group_backward(

@@ -149,19 +149,22 @@ def test_sigmoid_at_the_ends_and_of_non_finite_values():
 )
 @pytest.mark.parametrize("threads", [1, 2])
 def test_the_loops_run_in_the_callers_denormal_mode(threads):
-    """State ``x_0 = 10⁻³⁹`` (subnormal float32) carried by ``R = I`` with ``γ = 0``: flushed to
-    zero when the caller flushes denormals (in every task's thread), kept otherwise."""
+    """Input ``s_1 = 10⁻³⁹`` (subnormal float32) into the state and carried by ``R = I`` with
+    ``γ = 0``: flushed to zero when the caller flushes denormals (in every task's thread), kept
+    otherwise."""
     M, B, n = 4, 3, 2
-    xs = np.zeros((3, M, B, n + 2), np.float32)
-    xs[0, ..., :n] = 1e-39
+    inputs = np.zeros((2, M, B, 1), np.float32)
+    inputs[0] = 1e-39
+    xs = np.empty((3, M, B, n + 2), np.float32)
     weights = np.zeros((M, n + 2, 2 * n), np.float32)
     weights[:, :n, :n] = np.eye(n)
+    weights[:, n, :n] = 1.0  # x_1 = s_1, then x_2 = x_1
     sigmoids = np.empty((2, M, B, n), np.float32)
     gamma2 = np.zeros((M, n), np.float32)
     for flush, expected in ((False, np.float32(1e-39)), (True, 0.0)):
         assert torch.set_flush_denormal(flush)
         try:
-            group_forward(xs, weights, sigmoids, gamma2, threads)
+            group_forward(inputs, xs, weights, sigmoids, gamma2, threads)
         finally:
             torch.set_flush_denormal(False)
         np.testing.assert_array_equal(xs[2, ..., :n], expected)

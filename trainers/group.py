@@ -193,9 +193,7 @@ class _GroupLoop(torch.autograd.Function):
         """``inputs`` ``(T, M, B, m)``; returns the last states ``x_T`` ``(M, B, n)``."""
         n, (steps, members, batch, m) = R.shape[-1], inputs.shape
         width = n + m + 1
-        xs = inputs.new_zeros((steps + 1, members, batch, width))
-        xs[:steps, ..., n : n + m] = inputs
-        xs[:steps, ..., n + m] = 1
+        xs = inputs.new_empty((steps + 1, members, batch, width))
         weights = inputs.new_zeros((members, width, 2 * n))
         weights[:, :n, :n] = R.transpose(1, 2)
         weights[:, :n, n:] = 2 * W.transpose(1, 2)
@@ -205,10 +203,13 @@ class _GroupLoop(torch.autograd.Function):
         sigmoids = inputs.new_empty((steps, members, batch, n))
         if compiled:
             _member_loops().group_forward(
-                xs.numpy(), weights.numpy(), sigmoids.numpy(), (2 * gamma).numpy(),
-                torch.get_num_threads(),
+                inputs.numpy(), xs.numpy(), weights.numpy(), sigmoids.numpy(),
+                (2 * gamma).numpy(), torch.get_num_threads(),
             )  # fmt: skip
         else:
+            xs[0, ..., :n], xs[steps, ..., n:] = 0, 0
+            xs[:steps, ..., n : n + m] = inputs
+            xs[:steps, ..., n + m] = 1
             row = inputs.new_empty((members, batch, 2 * n))
             first, second = row[..., :n], row[..., n:]
             gamma2 = 2 * gamma[:, None]
