@@ -8,20 +8,24 @@ step, each launched for all members); the equations and buffers are those of
 ``lyapkit.trainers.group._GroupLoop``, whose torch loop runs elsewhere (GPU) and checks these.
 
 Float32 ``σ`` is Cephes' ``expf`` (degree-5 polynomial after ``e^x = 2^k e^r``, ``|r| ≤ ln2/2``),
-vectorised by LLVM: at most 2 ulp from the correctly rounded value, as torch's own float32
-``sigmoid`` (which the single runs use). Float64 ``σ`` calls libm's ``exp``.
+vectorised by LLVM: at most 2 ulp from the correctly rounded value where that is a normal
+number, as torch's own float32 ``sigmoid`` (which the single runs use); below (``z < −88``) it
+is 0, where torch keeps subnormal values down to ``z ≈ −88.7`` (0 as well when denormals are
+flushed, as in training). Float64 ``σ`` calls libm's ``exp``.
 
-Every task runs in the caller's denormal mode: where the caller flushes denormals to zero
-(``torch.set_flush_denormal``, as ``Trainer`` does in its training steps), the task sets the same
-flush-to-zero and denormals-are-zero bits in its thread's MXCSR and restores them after (x86-64;
+Every task runs in the caller's denormal mode: the task gives its thread's MXCSR the caller's
+flush-to-zero and denormals-are-zero bits (set where the caller flushes denormals,
+``torch.set_flush_denormal``, as ``Trainer`` does in its training steps; cleared otherwise, also
+in worker threads that inherited them when they were created) and restores them after (x86-64;
 elsewhere the tasks keep their threads' mode).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numba
@@ -93,9 +97,9 @@ if _X86:
 
     @njit(inline="always")
     def _enter(mode):
-        """Set ``mode``'s bits in this thread; the state to restore."""
+        """Give this thread the denormal bits ``mode`` (set or cleared); the state to restore."""
         before = _get_mxcsr()
-        _set_mxcsr(before | mode)
+        _set_mxcsr((before & ~_FLUSH_BITS) | mode)
         return before
 
     @njit(inline="always")
@@ -191,30 +195,29 @@ def _forward(inputs, xs, weights, sigmoids, gamma2, tasks):
         _leave(before)
 
 
-def _backward(xs, sigmoids, R, scaled_W, g_last, grad, tasks):
+def _backward(xs, sigmoids, RW, g_last, grad, tasks):
     """Backward pass of every member ``k`` (task ``k mod tasks``) from ``g_T = g_last[k]``: for
     ``t = T−1 … 0``, ``δ'_t = g_t ⊙ σ_t (1 − σ_t)``, ``grad[k] += δ'_tᵀ [x_t, s_{t+1}, 1]`` and
-    ``g_{t−1} = g_t R + δ'_t scaled_W`` (``scaled_W = 4γ ⊙ W``)."""
+    ``g_{t−1} = [g_t, δ'_t] RW[k]`` with ``RW = [R; 4γ ⊙ W]`` ``(M, 2n, n)``: one product, as
+    ``[g_t, δ'_t]`` are the two halves of one ``(B, 2n)`` buffer."""
     steps, members, batch, n = sigmoids.shape
     mode = _denormal_mode()
     for task in prange(tasks):
         before = _enter(mode)
-        chars, dims = np.empty(2, np.uint8), np.empty(6, np.int32)
-        scalars, delta = np.empty(2, xs.dtype), np.empty((batch, n), xs.dtype)
-        g, g_next = np.empty((batch, n), xs.dtype), np.empty((batch, n), xs.dtype)
+        chars, dims, scalars = np.empty(2, np.uint8), np.empty(6, np.int32), np.empty(2, xs.dtype)
+        current, following = np.empty((batch, 2 * n), xs.dtype), np.empty((batch, 2 * n), xs.dtype)
         for k in range(np.int64(task), members, tasks):
-            g[:] = g_last[k]
+            current[:, :n] = g_last[k]
             grad[k] = 0.0
             for t in range(steps - 1, -1, -1):
                 for b in range(batch):
                     for j in range(n):
                         s = sigmoids[t, k, b, j]
-                        delta[b, j] = (s - s * s) * g[b, j]
-                _product(True, delta, xs[t, k], 1.0, grad[k], chars, dims, scalars)
+                        current[b, n + j] = (s - s * s) * current[b, j]
+                _product(True, current[:, n:], xs[t, k], 1.0, grad[k], chars, dims, scalars)
                 if t:
-                    _product(False, g, R[k], 0.0, g_next, chars, dims, scalars)
-                    _product(False, delta, scaled_W[k], 1.0, g_next, chars, dims, scalars)
-                    g, g_next = g_next, g
+                    _product(False, current, RW[k], 0.0, following[:, :n], chars, dims, scalars)
+                    current, following = following, current
         _leave(before)
 
 
@@ -223,17 +226,30 @@ def _compiled(loop: Callable, parallel: bool) -> Any:
     return cached_njit(loop_key(loop.__name__, (), parallel), **options)(loop)
 
 
-# On one thread, loops compiled without ``parallel``: no OpenMP team is started. Numba's threads
-# are never set here: its OpenMP layer shares the OpenMP runtime that torch loads, and setting
-# them sets torch's intra-op threads too.
+# On one thread, loops compiled without ``parallel``: no OpenMP team is started.
 _LOOPS = {
     parallel: (_compiled(_forward, parallel), _compiled(_backward, parallel))
     for parallel in (False, True)
 }
 
 
-def _tasks(threads: int, members: int) -> int:
-    return max(1, min(threads, members, numba.config.NUMBA_NUM_THREADS))
+@contextlib.contextmanager
+def _loops(threads: int, members: int) -> Iterator[tuple[Callable, Callable, int]]:
+    """The forward and backward loops and their task count for ``threads`` threads, with numba's
+    team that wide (idle members of a wider team would wait at its barriers, taking cores from
+    other processes) and BLAS on one thread while inside. Numba's first thread setting in a
+    process can also set the OpenMP thread count that torch reads (torch 2.13, numba 0.68):
+    callers that use torch set theirs back."""
+    tasks = max(1, min(threads, members, numba.config.NUMBA_NUM_THREADS))
+    previous = numba.get_num_threads()
+    try:
+        if tasks > 1:
+            numba.set_num_threads(tasks)
+        with single_threaded_blas():
+            yield (*_LOOPS[tasks > 1], tasks)
+    finally:
+        if numba.get_num_threads() != previous:
+            numba.set_num_threads(previous)
 
 
 def group_forward(
@@ -245,21 +261,18 @@ def group_forward(
     threads: int,
 ) -> None:
     """:func:`_forward` on ``threads`` threads, one BLAS thread each."""
-    tasks = _tasks(threads, xs.shape[1])
-    with single_threaded_blas():
-        _LOOPS[tasks > 1][0](inputs, xs, weights, sigmoids, gamma2, tasks)
+    with _loops(threads, xs.shape[1]) as (forward, _, tasks):
+        forward(inputs, xs, weights, sigmoids, gamma2, tasks)
 
 
 def group_backward(
     xs: np.ndarray,
     sigmoids: np.ndarray,
-    R: np.ndarray,
-    scaled_W: np.ndarray,
+    RW: np.ndarray,
     g_last: np.ndarray,
     grad: np.ndarray,
     threads: int,
 ) -> None:
     """:func:`_backward` on ``threads`` threads, one BLAS thread each."""
-    tasks = _tasks(threads, xs.shape[1])
-    with single_threaded_blas():
-        _LOOPS[tasks > 1][1](xs, sigmoids, R, scaled_W, g_last, grad, tasks)
+    with _loops(threads, xs.shape[1]) as (_, backward, tasks):
+        backward(xs, sigmoids, RW, g_last, grad, tasks)

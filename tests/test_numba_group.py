@@ -14,7 +14,12 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch")
 numba = pytest.importorskip("numba")
 
-from lyapkit.backends._numba_group import _sigmoid, group_forward  # noqa: E402
+from lyapkit.backends._numba_group import (  # noqa: E402
+    _get_mxcsr,
+    _set_mxcsr,
+    _sigmoid,
+    group_forward,
+)
 from lyapkit.trainers.group import _GroupLoop  # noqa: E402
 
 
@@ -143,15 +148,15 @@ def test_sigmoid_at_the_ends_and_of_non_finite_values():
         assert out[3] == 1 and out[4] == 0 and 0 <= out[5] < 1e-38 and out[6] < 1
 
 
-@pytest.mark.skipif(
+X86 = pytest.mark.skipif(
     platform.machine().lower() not in {"x86_64", "amd64"},
     reason="the loops set the caller's denormal mode on x86-64 only",
 )
-@pytest.mark.parametrize("threads", [1, 2])
-def test_the_loops_run_in_the_callers_denormal_mode(threads):
-    """Input ``s_1 = 10⁻³⁹`` (subnormal float32) into the state and carried by ``R = I`` with
-    ``γ = 0``: flushed to zero when the caller flushes denormals (in every task's thread), kept
-    otherwise."""
+
+
+def subnormal_pass(threads: int) -> np.ndarray:
+    """The last states of 4 members fed ``s_1 = 10⁻³⁹`` (subnormal float32), carried by ``R = I``
+    with ``γ = 0``: 10⁻³⁹ where the pass keeps subnormals, 0 where it flushes them."""
     M, B, n = 4, 3, 2
     inputs = np.zeros((2, M, B, 1), np.float32)
     inputs[0] = 1e-39
@@ -160,11 +165,36 @@ def test_the_loops_run_in_the_callers_denormal_mode(threads):
     weights[:, :n, :n] = np.eye(n)
     weights[:, n, :n] = 1.0  # x_1 = s_1, then x_2 = x_1
     sigmoids = np.empty((2, M, B, n), np.float32)
-    gamma2 = np.zeros((M, n), np.float32)
-    for flush, expected in ((False, np.float32(1e-39)), (True, 0.0)):
+    group_forward(inputs, xs, weights, sigmoids, np.zeros((M, n), np.float32), threads)
+    return xs[2, ..., :n]
+
+
+@X86
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_loops_run_in_the_callers_denormal_mode(threads):
+    for flush in (True, False, True, False):
         assert torch.set_flush_denormal(flush)
         try:
-            group_forward(inputs, xs, weights, sigmoids, gamma2, threads)
+            last = subnormal_pass(threads)
         finally:
             torch.set_flush_denormal(False)
-        np.testing.assert_array_equal(xs[2, ..., :n], expected)
+        np.testing.assert_array_equal(last, 0.0 if flush else np.float32(1e-39))
+
+
+@numba.njit(parallel=True)
+def _set_denormal_bits_in_every_thread(bits, threads):
+    for _ in numba.prange(threads):
+        _set_mxcsr((_get_mxcsr() & ~0x8040) | bits)
+
+
+@X86
+def test_worker_threads_that_flush_run_a_caller_that_does_not_in_its_mode():
+    """Numba's worker threads copy the MXCSR of the thread that starts them: started while the
+    caller flushed, they flush; a pass whose caller does not flush must not."""
+    threads = numba.get_num_threads()
+    _set_denormal_bits_in_every_thread(0x8040, threads)
+    try:
+        torch.set_flush_denormal(False)  # the calling thread keeps subnormals
+        np.testing.assert_array_equal(subnormal_pass(2), np.float32(1e-39))
+    finally:
+        _set_denormal_bits_in_every_thread(0, threads)

@@ -32,6 +32,7 @@ Which configurations can be grouped is decided by :func:`group_key` from a white
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -202,10 +203,11 @@ class _GroupLoop(torch.autograd.Function):
         weights[:, n + m, n:] = 2 * b
         sigmoids = inputs.new_empty((steps, members, batch, n))
         if compiled:
-            _member_loops().group_forward(
-                inputs.numpy(), xs.numpy(), weights.numpy(), sigmoids.numpy(),
-                (2 * gamma).numpy(), torch.get_num_threads(),
-            )  # fmt: skip
+            with _torch_threads_kept() as threads:
+                _member_loops().group_forward(
+                    inputs.numpy(), xs.numpy(), weights.numpy(), sigmoids.numpy(),
+                    (2 * gamma).numpy(), threads,
+                )  # fmt: skip
         else:
             xs[0, ..., :n], xs[steps, ..., n:] = 0, 0
             xs[:steps, ..., n : n + m] = inputs
@@ -231,10 +233,11 @@ class _GroupLoop(torch.autograd.Function):
         grad = xs.new_zeros((*W.shape[:2], xs.shape[-1]))  # Σ_t δ'_tᵀ [x_{t−1}, s_t, 1]
         g = grad_last.contiguous()
         if ctx.compiled:
-            _member_loops().group_backward(
-                xs.numpy(), sigmoids.numpy(), R.contiguous().numpy(), scaled_W.numpy(),
-                g.numpy(), grad.numpy(), torch.get_num_threads(),
-            )  # fmt: skip
+            with _torch_threads_kept() as threads:
+                _member_loops().group_backward(
+                    xs.numpy(), sigmoids.numpy(), torch.cat([R, scaled_W], 1).numpy(),
+                    g.numpy(), grad.numpy(), threads,
+                )  # fmt: skip
         else:
             sig, x = sigmoids.unbind(0), xs.unbind(0)
             delta, g_next = torch.empty_like(g), torch.empty_like(g)
@@ -246,6 +249,18 @@ class _GroupLoop(torch.autograd.Function):
                     g, g_next = g_next, g
         grad.mul_(scale[:, :, None])
         return None, grad[..., n : n + m], grad[..., n + m], None, grad[..., :n], None, None
+
+
+@contextlib.contextmanager
+def _torch_threads_kept() -> Iterator[int]:
+    """Torch's intra-op thread count, set back afterwards if numba changed it (its first thread
+    setting in a process can, see :mod:`lyapkit.backends._numba_group`)."""
+    threads = torch.get_num_threads()
+    try:
+        yield threads
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 @functools.cache
