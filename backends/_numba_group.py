@@ -23,6 +23,7 @@ elsewhere the tasks keep their threads' mode).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import platform
 from collections.abc import Callable, Iterator
@@ -35,7 +36,9 @@ from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
 from lyapkit.backends._numba_blas import _N, _T, _dgemm, _fortran_routine, single_threaded_blas
-from lyapkit.backends._numba_cache import cached_njit, loop_key
+from lyapkit.backends._numba_cache import cached_njit, is_ready, loop_key
+
+log = logging.getLogger(__name__)
 
 _sgemm = _fortran_routine("blas", "sgemm", 13)
 _FLUSH_BITS = 0x8040  # MXCSR: flush to zero (bit 15), denormals are zero (bit 6)
@@ -252,6 +255,16 @@ def _loops(threads: int, members: int) -> Iterator[tuple[Callable, Callable, int
             numba.set_num_threads(previous)
 
 
+def _notice(loop: Any) -> Any:
+    """``loop``, logging first when calling it compiles it."""
+    if not is_ready(loop):
+        log.info(
+            "compiling the grouped training loop %s (a few seconds, once: cached on disk)",
+            loop.py_func.__name__,
+        )
+    return loop
+
+
 def group_forward(
     inputs: np.ndarray,
     xs: np.ndarray,
@@ -262,7 +275,7 @@ def group_forward(
 ) -> None:
     """:func:`_forward` on ``threads`` threads, one BLAS thread each."""
     with _loops(threads, xs.shape[1]) as (forward, _, tasks):
-        forward(inputs, xs, weights, sigmoids, gamma2, tasks)
+        _notice(forward)(inputs, xs, weights, sigmoids, gamma2, tasks)
 
 
 def group_backward(
@@ -275,4 +288,4 @@ def group_backward(
 ) -> None:
     """:func:`_backward` on ``threads`` threads, one BLAS thread each."""
     with _loops(threads, xs.shape[1]) as (_, backward, tasks):
-        backward(xs, sigmoids, RW, g_last, grad, tasks)
+        _notice(backward)(xs, sigmoids, RW, g_last, grad, tasks)
